@@ -1,0 +1,128 @@
+// Direct convolution with everything around it fused: an optional pre-activation prologue
+// (relu(x * scale[ic] + shift[ic]) on the input, BatchNorm folded into scale/shift; padding stays
+// zero after it, as in PyTorch where the conv pads its already-activated input), bias, an optional
+// residual add and an optional ReLU (in that order). BatchNorm that follows a convolution is
+// folded into its weights on the CPU at load time.
+//
+// Each invocation computes 4 output channels x 4 neighbouring output pixels of one row, so one
+// vec4 weight load feeds 16 multiply-adds. Weights are repacked to [group][ic][ky][kx][oc/4] as
+// vec4; with per-sample weights (the six refiners batched in one dispatch) sample n uses group n
+// of the weights, biases and prologue tables.
+
+override K: u32 = 3u;
+override STRIDE: u32 = 1u;
+override PAD: u32 = 1u;
+override PROLOGUE: bool = false;
+override RESIDUAL: bool = false;
+override RELU: bool = false;
+
+struct Params {
+    batch: u32,
+    in_c: u32,
+    in_h: u32,
+    in_w: u32,
+    out_c: u32,
+    out_h: u32,
+    out_w: u32,
+    out_c4: u32,
+    x_blocks: u32,
+    weight_group_stride: u32,
+    bias_group_stride: u32,
+    prologue_group_stride: u32,
+    total: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> prologue: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<storage, read_write> output: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let index = gid.x + gid.y * groups.x * 64u;
+    if (index >= p.total) {
+        return;
+    }
+    let xb = index % p.x_blocks;
+    var rest = index / p.x_blocks;
+    let oy = rest % p.out_h;
+    rest = rest / p.out_h;
+    let ocb = rest % p.out_c4;
+    let n = rest / p.out_c4;
+
+    let b = bias[n * p.bias_group_stride + ocb];
+    var acc0 = b;
+    var acc1 = b;
+    var acc2 = b;
+    var acc3 = b;
+    let ox0 = xb * 4u;
+    let x_origin = i32(ox0 * STRIDE) - i32(PAD);
+    let y_origin = i32(oy * STRIDE) - i32(PAD);
+    let weight_base = n * p.weight_group_stride;
+    for (var ic = 0u; ic < p.in_c; ic++) {
+        var scale_shift = vec2<f32>(1.0, 0.0);
+        if (PROLOGUE) {
+            scale_shift = prologue[n * p.prologue_group_stride + ic];
+        }
+        let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
+        for (var ky = 0u; ky < K; ky++) {
+            let iy = y_origin + i32(ky);
+            if (iy < 0 || iy >= i32(p.in_h)) {
+                continue;
+            }
+            let row = plane + u32(iy) * p.in_w;
+            for (var kx = 0u; kx < K; kx++) {
+                let w = weight[weight_base + ((ic * K + ky) * K + kx) * p.out_c4 + ocb];
+                var v = vec4<f32>(0.0);
+                for (var j = 0u; j < 4u; j++) {
+                    let ix = x_origin + i32(j * STRIDE + kx);
+                    if (ix >= 0 && ix < i32(p.in_w)) {
+                        var x = input[row + u32(ix)];
+                        if (PROLOGUE) {
+                            x = max(x * scale_shift.x + scale_shift.y, 0.0);
+                        }
+                        v[j] = x;
+                    }
+                }
+                acc0 += v.x * w;
+                acc1 += v.y * w;
+                acc2 += v.z * w;
+                acc3 += v.w * w;
+            }
+        }
+    }
+
+    let out_plane = p.out_h * p.out_w;
+    for (var j = 0u; j < 4u; j++) {
+        let ox = ox0 + j;
+        if (ox >= p.out_w) {
+            break;
+        }
+        var acc = acc0;
+        if (j == 1u) {
+            acc = acc1;
+        } else if (j == 2u) {
+            acc = acc2;
+        } else if (j == 3u) {
+            acc = acc3;
+        }
+        for (var c = 0u; c < 4u; c++) {
+            let oc = ocb * 4u + c;
+            if (oc >= p.out_c) {
+                break;
+            }
+            let at = (n * p.out_c + oc) * out_plane + oy * p.out_w + ox;
+            var value = acc[c];
+            if (RESIDUAL) {
+                value += residual[at];
+            }
+            if (RELU) {
+                value = max(value, 0.0);
+            }
+            output[at] = value;
+        }
+    }
+}

@@ -1,0 +1,27 @@
+// 2x2 max-pool with stride 2, floor mode (odd trailing rows/columns dropped, as PyTorch).
+
+struct Params {
+    planes: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read_write> output: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let index = gid.x + gid.y * groups.x * 64u;
+    if (index >= p.planes * p.out_h * p.out_w) {
+        return;
+    }
+    let ox = index % p.out_w;
+    let oy = (index / p.out_w) % p.out_h;
+    let plane = index / (p.out_w * p.out_h);
+    let top = plane * p.in_h * p.in_w + (2u * oy) * p.in_w + 2u * ox;
+    let bottom = top + p.in_w;
+    output[index] = max(max(input[top], input[top + 1u]), max(input[bottom], input[bottom + 1u]));
+}

@@ -1,0 +1,19 @@
+// Second half of standardize.wgsl: x' = (x - mean) * inv_std with the statistics it wrote.
+
+struct Params {
+    count: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> values: array<f32>;
+@group(0) @binding(2) var<storage, read> stats: array<f32>;
+@group(0) @binding(3) var<storage, read_write> result: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let index = gid.x + gid.y * groups.x * 64u;
+    if (index >= p.count) {
+        return;
+    }
+    result[index] = (values[index] - stats[0]) * stats[1];
+}

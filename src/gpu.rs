@@ -1,0 +1,280 @@
+//! The wgpu context: adapter choice, device limits, and the instrumented submit/readback path.
+//!
+//! Every submission and every buffer map of the engine goes through [`GpuContext`], which counts
+//! them so that tests can prove "one submission, one small readback per inference".
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Result, SagittaError};
+
+/// Which adapter to use. Empty fields mean "pick the best one by itself".
+#[derive(Debug, Clone, Default)]
+pub struct AdapterChoice {
+    /// Backend name: `vulkan`, `metal`, `dx12`, `gl`.
+    pub backend: Option<String>,
+    /// Case-insensitive substring of the adapter name.
+    pub name: Option<String>,
+}
+
+impl AdapterChoice {
+    /// Reads `SAGITTA_BACKEND` and `SAGITTA_ADAPTER`.
+    pub fn from_env() -> Self {
+        let non_empty = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            backend: non_empty("SAGITTA_BACKEND"),
+            name: non_empty("SAGITTA_ADAPTER"),
+        }
+    }
+
+    /// Command-line values win over the environment.
+    pub fn or(self, fallback: AdapterChoice) -> Self {
+        Self {
+            backend: self.backend.or(fallback.backend),
+            name: self.name.or(fallback.name),
+        }
+    }
+
+    fn backends(&self) -> Result<wgpu::Backends> {
+        let Some(name) = &self.backend else {
+            // GL is only a fallback (see `GpuContext::new`): probing it prints EGL noise on
+            // headless machines and it lacks compute features on some drivers.
+            return Ok(wgpu::Backends::PRIMARY);
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+            "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+            "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+            "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+            other => Err(SagittaError::Adapter(format!(
+                "unknown backend '{other}': use one of vulkan, metal, dx12, gl"
+            ))),
+        }
+    }
+}
+
+/// What the engine did with the GPU, in order. Tests read it to prove the submission discipline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuEvent {
+    Submit,
+    Map,
+}
+
+/// A device and queue with what the engine needs to know about them.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+    submissions: AtomicU64,
+    maps: AtomicU64,
+    events: Mutex<Vec<GpuEvent>>,
+}
+
+/// One adapter as `sagitta info` shows it.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+}
+
+fn type_rank(device_type: wgpu::DeviceType) -> u32 {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(backend: wgpu::Backend) -> u32 {
+    // Native compute backends first; GL lacks features the engine uses on some drivers.
+    match backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu can see for the choice's backend.
+pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<AdapterSummary>> {
+    let instance = new_instance(choice.backends()?);
+    let adapters = pollster::block_on(instance.enumerate_adapters(choice.backends()?));
+    Ok(adapters
+        .iter()
+        .map(|a| AdapterSummary {
+            info: a.get_info(),
+            features: a.features(),
+            limits: a.limits(),
+        })
+        .collect())
+}
+
+/// Features the engine uses when the adapter has them; none is required.
+fn wanted_features(available: wgpu::Features) -> wgpu::Features {
+    let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+    available & wanted
+}
+
+impl GpuContext {
+    /// Picks the best adapter (discrete > integrated > virtual > CPU), honouring the choice.
+    pub fn new(choice: &AdapterChoice) -> Result<Arc<Self>> {
+        let backends = choice.backends()?;
+        let mut instance = new_instance(backends);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() && choice.backend.is_none() {
+            instance = new_instance(wgpu::Backends::GL);
+            adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::GL));
+        }
+        if let Some(name) = &choice.name {
+            let needle = name.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+        }
+        adapters.sort_by_key(|a| {
+            let info = a.get_info();
+            (type_rank(info.device_type), backend_rank(info.backend))
+        });
+        let adapter = adapters.into_iter().next().ok_or_else(|| {
+            SagittaError::Adapter(format!(
+                "no GPU adapter found{}{}: install a Vulkan, Metal or DX12 driver \
+                 (on Linux without a GPU: apt-get install mesa-vulkan-drivers), \
+                 or check SAGITTA_BACKEND / SAGITTA_ADAPTER",
+                choice
+                    .backend
+                    .as_ref()
+                    .map(|b| format!(" for backend '{b}'"))
+                    .unwrap_or_default(),
+                choice
+                    .name
+                    .as_ref()
+                    .map(|n| format!(" matching '{n}'"))
+                    .unwrap_or_default(),
+            ))
+        })?;
+        let features = wanted_features(adapter.features());
+        // Ask for the adapter's real limits: a 128-channel 512x512 f32 activation alone is 128 MiB.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("sagitta"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| SagittaError::Adapter(format!("could not open the device: {e}")))?;
+        Ok(Self::from_parts(
+            device,
+            queue,
+            adapter.get_info(),
+            features,
+            limits,
+        ))
+    }
+
+    /// Wraps a device and queue that the caller owns (e.g. a viewer's own wgpu device).
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+    ) -> Arc<Self> {
+        let features = device.features();
+        let limits = device.limits();
+        Self::from_parts(device, queue, info, features, limits)
+    }
+
+    fn from_parts(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        features: wgpu::Features,
+        limits: wgpu::Limits,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            device,
+            queue,
+            info,
+            features,
+            limits,
+            submissions: AtomicU64::new(0),
+            maps: AtomicU64::new(0),
+            events: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// The one way the engine submits work.
+    pub fn submit(&self, encoder: wgpu::CommandEncoder) -> wgpu::SubmissionIndex {
+        self.submissions.fetch_add(1, Ordering::SeqCst);
+        self.log(GpuEvent::Submit);
+        self.queue.submit(Some(encoder.finish()))
+    }
+
+    /// Maps a MAP_READ buffer, waits for the GPU, and copies its first `bytes` bytes out.
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        self.maps.fetch_add(1, Ordering::SeqCst);
+        self.log(GpuEvent::Map);
+        let slice = buffer.slice(0..bytes);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| SagittaError::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        receiver
+            .recv()
+            .map_err(|_| SagittaError::Gpu("the GPU never answered the readback".into()))?
+            .map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?;
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?
+            .to_vec();
+        buffer.unmap();
+        Ok(data)
+    }
+
+    pub fn submission_count(&self) -> u64 {
+        self.submissions.load(Ordering::SeqCst)
+    }
+
+    pub fn map_count(&self) -> u64 {
+        self.maps.load(Ordering::SeqCst)
+    }
+
+    /// Returns and clears the event log.
+    pub fn take_events(&self) -> Vec<GpuEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn log(&self, event: GpuEvent) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded so a long-running process does not grow it forever.
+        if events.len() < 4096 {
+            events.push(event);
+        }
+    }
+
+    /// A short description for logs and `sagitta info`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+}

@@ -1,0 +1,597 @@
+//! The kernels in `shaders/`, each with the Rust that checks its shapes, infers its output and
+//! adds its dispatch to a [`Plan`]. Each has a PyTorch twin in `tools/sagitta_ref/ops.py` and a
+//! parity test in `tests/kernels.rs`.
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Result, SagittaError};
+use crate::gpu::GpuContext;
+use crate::plan::{Kernel, Plan, Step, TensorId, Threads};
+
+macro_rules! kernel {
+    ($name:literal, $entry:literal) => {
+        Kernel {
+            name: $name,
+            source: include_str!(concat!("../shaders/", $name, ".wgsl")),
+            entry: $entry,
+        }
+    };
+}
+
+pub const RESIZE_BICUBIC: Kernel = kernel!("resize_bicubic", "main");
+pub const STANDARDIZE_STATS: Kernel = kernel!("standardize", "statistics");
+pub const STANDARDIZE_APPLY: Kernel = kernel!("standardize_apply", "main");
+pub const CONV2D: Kernel = kernel!("conv2d", "main");
+pub const MAXPOOL2: Kernel = kernel!("maxpool2", "main");
+pub const UPSAMPLE_ADD: Kernel = kernel!("upsample_add", "main");
+pub const SOFTMAX_DSNT: Kernel = kernel!("softmax_dsnt", "main");
+pub const BOXES: Kernel = kernel!("boxes", "main");
+pub const ROI_ALIGN: Kernel = kernel!("roi_align", "main");
+pub const MAP_BACK: Kernel = kernel!("map_back", "main");
+
+/// Every kernel, for the shader-translation test and pipeline warm-up.
+pub const ALL_KERNELS: &[Kernel] = &[
+    RESIZE_BICUBIC,
+    STANDARDIZE_STATS,
+    STANDARDIZE_APPLY,
+    CONV2D,
+    MAXPOOL2,
+    UPSAMPLE_ADD,
+    SOFTMAX_DSNT,
+    BOXES,
+    ROI_ALIGN,
+    MAP_BACK,
+];
+
+fn invariant(ok: bool, message: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SagittaError::InvalidInput(message()))
+    }
+}
+
+fn u32_len(n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| SagittaError::InvalidInput(format!("size {n} exceeds u32")))
+}
+
+/// Uploads f32 data into a read-only storage buffer.
+pub fn upload(ctx: &GpuContext, label: &str, data: &[f32]) -> Arc<wgpu::Buffer> {
+    let padded;
+    let data = if data.len() < 4 {
+        padded = [data, &[0.0; 4][..4 - data.len()]].concat();
+        &padded[..]
+    } else {
+        data
+    };
+    Arc::new(
+        ctx.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            }),
+    )
+}
+
+/// A zeroed storage buffer that can be written by the queue and copied out.
+pub fn storage_buffer(ctx: &GpuContext, label: &str, bytes: u64) -> Arc<wgpu::Buffer> {
+    Arc::new(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(16).next_multiple_of(4),
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    }))
+}
+
+/// `resize_bicubic`: [H, W] -> [1, 1, out_h, out_w] (ready for the network).
+pub fn resize_bicubic(
+    plan: &mut Plan,
+    input: TensorId,
+    out_h: u32,
+    out_w: u32,
+) -> Result<TensorId> {
+    let shape = plan.shape(input).to_vec();
+    invariant(shape.len() == 2 && shape[0] > 0 && shape[1] > 0, || {
+        format!("resize expects a non-empty [H, W] image, got {shape:?}")
+    })?;
+    invariant(out_h > 0 && out_w > 0, || "resize to an empty size".into())?;
+    let (in_h, in_w) = (shape[0], shape[1]);
+    let output = plan.activation("resized", &[1, 1, out_h, out_w]);
+    // PyTorch computes the scale in f32 as in/out.
+    let scale_x = in_w as f32 / out_w as f32;
+    let scale_y = in_h as f32 / out_h as f32;
+    let _ = plan.push_step(Step {
+        label: "resize_bicubic".into(),
+        kernel: RESIZE_BICUBIC,
+        overrides: vec![],
+        params: vec![
+            in_w,
+            in_h,
+            out_w,
+            out_h,
+            scale_x.to_bits(),
+            scale_y.to_bits(),
+        ],
+        reads: vec![input],
+        writes: vec![output],
+        threads: Threads::Linear(out_h as u64 * out_w as u64),
+    });
+    Ok(output)
+}
+
+/// Parameters of `resize_bicubic` for an input size, to rewrite when the input changes size.
+pub fn resize_params(in_h: u32, in_w: u32, out_h: u32, out_w: u32) -> [u32; 6] {
+    let scale_x = in_w as f32 / out_w as f32;
+    let scale_y = in_h as f32 / out_h as f32;
+    [
+        in_w,
+        in_h,
+        out_w,
+        out_h,
+        scale_x.to_bits(),
+        scale_y.to_bits(),
+    ]
+}
+
+/// `standardize`: zero mean, unit (population) variance over the whole tensor.
+pub fn standardize(plan: &mut Plan, input: TensorId, eps: f32) -> Result<TensorId> {
+    let shape = plan.shape(input).to_vec();
+    let count: u64 = shape.iter().map(|&d| d as u64).product();
+    invariant(count > 0, || "standardize of an empty tensor".into())?;
+    let count =
+        u32::try_from(count).map_err(|_| SagittaError::InvalidInput("image too large".into()))?;
+    let stats = plan.activation("standardize stats", &[2]);
+    let output = plan.activation("standardized", &shape);
+    plan.push_step(Step {
+        label: "standardize statistics".into(),
+        kernel: STANDARDIZE_STATS,
+        overrides: vec![],
+        params: vec![count, eps.to_bits()],
+        reads: vec![input],
+        writes: vec![stats],
+        threads: Threads::Groups(1),
+    });
+    plan.push_step(Step {
+        label: "standardize apply".into(),
+        kernel: STANDARDIZE_APPLY,
+        overrides: vec![],
+        params: vec![count],
+        reads: vec![input, stats],
+        writes: vec![output],
+        threads: Threads::Linear(count as u64),
+    });
+    Ok(output)
+}
+
+/// CPU-side convolution weights in PyTorch layout, BatchNorm already folded.
+#[derive(Debug, Clone)]
+pub struct ConvWeights {
+    pub out_c: usize,
+    pub in_c: usize,
+    pub k: usize,
+    /// [out_c, in_c, k, k]
+    pub weight: Vec<f32>,
+    /// [out_c]
+    pub bias: Vec<f32>,
+}
+
+impl ConvWeights {
+    /// Folds a BatchNorm that follows this convolution: y = (conv(x) - mean) / sqrt(var + eps) * g + b.
+    pub fn fold_batchnorm(&mut self, bn: &BatchNorm) {
+        let per_oc = self.in_c * self.k * self.k;
+        for oc in 0..self.out_c {
+            let (scale, shift) = (bn.scale[oc], bn.shift[oc]);
+            for w in &mut self.weight[oc * per_oc..(oc + 1) * per_oc] {
+                *w *= scale;
+            }
+            self.bias[oc] = self.bias[oc] * scale + shift;
+        }
+    }
+}
+
+/// An inference-mode BatchNorm as y = x * scale + shift.
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+}
+
+impl BatchNorm {
+    pub fn from_stats(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f32) -> Self {
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(var)
+            .map(|(g, v)| g / (v + eps).sqrt())
+            .collect();
+        let shift = beta
+            .iter()
+            .zip(mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        Self { scale, shift }
+    }
+}
+
+/// A convolution layer on the GPU: packed weights for one or several groups (per-sample weights).
+pub struct ConvLayer {
+    pub in_c: u32,
+    pub out_c: u32,
+    pub k: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub relu: bool,
+    pub groups: u32,
+    weight: Arc<wgpu::Buffer>,
+    bias: Arc<wgpu::Buffer>,
+    prologue: Option<Arc<wgpu::Buffer>>,
+}
+
+impl ConvLayer {
+    /// Packs one weight set per group into [group][ic][ky][kx][oc/4] vec4s.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ctx: &GpuContext,
+        label: &str,
+        groups: &[ConvWeights],
+        stride: u32,
+        pad: u32,
+        relu: bool,
+        prologue: Option<&[BatchNorm]>,
+    ) -> Result<Self> {
+        let first = groups
+            .first()
+            .ok_or_else(|| SagittaError::Config(format!("{label}: no weights")))?;
+        let (out_c, in_c, k) = (first.out_c, first.in_c, first.k);
+        let out_c4 = out_c.div_ceil(4);
+        let mut packed = vec![0.0f32; groups.len() * in_c * k * k * out_c4 * 4];
+        let mut biases = vec![0.0f32; groups.len() * out_c4 * 4];
+        let group_len = in_c * k * k * out_c4 * 4;
+        for (g, w) in groups.iter().enumerate() {
+            invariant(w.out_c == out_c && w.in_c == in_c && w.k == k, || {
+                format!("{label}: groups have different shapes")
+            })?;
+            for oc in 0..out_c {
+                for ic in 0..in_c {
+                    for t in 0..k * k {
+                        let src = ((oc * in_c + ic) * k * k) + t;
+                        let dst = g * group_len + ((ic * k * k + t) * out_c4) * 4 + oc;
+                        packed[dst] = w.weight[src];
+                    }
+                }
+                biases[g * out_c4 * 4 + oc] = w.bias[oc];
+            }
+        }
+        let prologue = match prologue {
+            Some(bns) => {
+                invariant(bns.len() == groups.len(), || {
+                    format!("{label}: one prologue BatchNorm per weight group expected")
+                })?;
+                let interleaved: Vec<f32> = bns
+                    .iter()
+                    .flat_map(|bn| bn.scale.iter().zip(&bn.shift).flat_map(|(s, b)| [*s, *b]))
+                    .collect();
+                Some(upload(ctx, &format!("{label} prologue"), &interleaved))
+            }
+            None => None,
+        };
+        Ok(Self {
+            in_c: in_c as u32,
+            out_c: out_c as u32,
+            k: k as u32,
+            stride,
+            pad,
+            relu,
+            groups: groups.len() as u32,
+            weight: upload(ctx, &format!("{label} weight"), &packed),
+            bias: upload(ctx, &format!("{label} bias"), &biases),
+            prologue,
+        })
+    }
+
+    pub fn output_size(&self, h: u32, w: u32) -> Option<(u32, u32)> {
+        let oh = (h + 2 * self.pad).checked_sub(self.k)? / self.stride + 1;
+        let ow = (w + 2 * self.pad).checked_sub(self.k)? / self.stride + 1;
+        Some((oh, ow))
+    }
+
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight.size() + self.bias.size() + self.prologue.as_ref().map_or(0, |b| b.size())
+    }
+
+    /// Adds the convolution to the plan. `unused` is bound where an optional input is absent.
+    pub fn apply(
+        &self,
+        plan: &mut Plan,
+        label: &str,
+        input: TensorId,
+        residual: Option<TensorId>,
+        unused: TensorId,
+    ) -> Result<TensorId> {
+        let shape = plan.shape(input).to_vec();
+        invariant(shape.len() == 4 && shape[1] == self.in_c, || {
+            format!("{label}: expected [N, {}, H, W], got {shape:?}", self.in_c)
+        })?;
+        let (n, h, w) = (shape[0], shape[2], shape[3]);
+        invariant(self.groups == 1 || self.groups == n, || {
+            format!("{label}: {} weight groups for a batch of {n}", self.groups)
+        })?;
+        let (oh, ow) = self.output_size(h, w).ok_or_else(|| {
+            SagittaError::InvalidInput(format!("{label}: input {h}x{w} smaller than the kernel"))
+        })?;
+        let out_shape = [n, self.out_c, oh, ow];
+        if let Some(r) = residual {
+            invariant(plan.shape(r) == out_shape, || {
+                format!(
+                    "{label}: residual {:?} does not match output {out_shape:?}",
+                    plan.shape(r)
+                )
+            })?;
+        }
+        let output = plan.activation(label, &out_shape);
+        let weight = plan.bound(
+            format!("{label}.weight"),
+            &[self.weight.size() as u32 / 4],
+            self.weight.clone(),
+        );
+        let bias = plan.bound(
+            format!("{label}.bias"),
+            &[self.bias.size() as u32 / 4],
+            self.bias.clone(),
+        );
+        let prologue = match &self.prologue {
+            Some(b) => plan.bound(
+                format!("{label}.prologue"),
+                &[b.size() as u32 / 4],
+                b.clone(),
+            ),
+            None => unused,
+        };
+        let out_c4 = self.out_c.div_ceil(4);
+        let x_blocks = ow.div_ceil(4);
+        let total = n as u64 * out_c4 as u64 * oh as u64 * x_blocks as u64;
+        let total32 = u32_len(total as usize)?;
+        let per_sample = self.groups > 1;
+        let weight_group_stride = if per_sample {
+            self.in_c * self.k * self.k * out_c4
+        } else {
+            0
+        };
+        let bias_group_stride = if per_sample { out_c4 } else { 0 };
+        plan.push_step(Step {
+            label: label.to_string(),
+            kernel: CONV2D,
+            overrides: vec![
+                ("K", self.k as f64),
+                ("STRIDE", self.stride as f64),
+                ("PAD", self.pad as f64),
+                ("PROLOGUE", f64::from(u8::from(self.prologue.is_some()))),
+                ("RESIDUAL", f64::from(u8::from(residual.is_some()))),
+                ("RELU", f64::from(u8::from(self.relu))),
+            ],
+            params: vec![
+                n,
+                self.in_c,
+                h,
+                w,
+                self.out_c,
+                oh,
+                ow,
+                out_c4,
+                x_blocks,
+                weight_group_stride,
+                bias_group_stride,
+                if per_sample { self.in_c } else { 0 },
+                total32,
+            ],
+            reads: vec![input, weight, bias, prologue, residual.unwrap_or(unused)],
+            writes: vec![output],
+            threads: Threads::Linear(total),
+        });
+        Ok(output)
+    }
+}
+
+/// `maxpool2`: 2x2, stride 2, floor mode. [N, C, H, W] -> [N, C, H/2, W/2].
+pub fn maxpool2(plan: &mut Plan, label: &str, input: TensorId) -> Result<TensorId> {
+    let shape = plan.shape(input).to_vec();
+    invariant(shape.len() == 4 && shape[2] >= 2 && shape[3] >= 2, || {
+        format!("{label}: max-pool needs [N, C, H>=2, W>=2], got {shape:?}")
+    })?;
+    let (oh, ow) = (shape[2] / 2, shape[3] / 2);
+    let planes = shape[0] * shape[1];
+    let output = plan.activation(label, &[shape[0], shape[1], oh, ow]);
+    plan.push_step(Step {
+        label: label.to_string(),
+        kernel: MAXPOOL2,
+        overrides: vec![],
+        params: vec![planes, shape[2], shape[3], oh, ow],
+        reads: vec![input],
+        writes: vec![output],
+        threads: Threads::Linear(planes as u64 * oh as u64 * ow as u64),
+    });
+    Ok(output)
+}
+
+/// `upsample_add`: skip + nearest x2 upsample of low.
+pub fn upsample_add(
+    plan: &mut Plan,
+    label: &str,
+    low: TensorId,
+    skip: TensorId,
+) -> Result<TensorId> {
+    let ls = plan.shape(low).to_vec();
+    let ss = plan.shape(skip).to_vec();
+    invariant(
+        ls.len() == 4
+            && ss.len() == 4
+            && ls[0] == ss[0]
+            && ls[1] == ss[1]
+            && ss[2] == 2 * ls[2]
+            && ss[3] == 2 * ls[3],
+        || format!("{label}: cannot add x2 upsample of {ls:?} to {ss:?}"),
+    )?;
+    let planes = ls[0] * ls[1];
+    let output = plan.activation(label, &ss);
+    plan.push_step(Step {
+        label: label.to_string(),
+        kernel: UPSAMPLE_ADD,
+        overrides: vec![],
+        params: vec![planes, ls[2], ls[3]],
+        reads: vec![low, skip],
+        writes: vec![output],
+        threads: Threads::Linear(ss.iter().map(|&d| d as u64).product()),
+    });
+    Ok(output)
+}
+
+/// `softmax_dsnt`: [N, C, H, W] heatmaps -> rows (x, y, var_x, var_y) written into `coords`
+/// starting at row `out_offset`, in heatmap order.
+pub fn softmax_dsnt(
+    plan: &mut Plan,
+    label: &str,
+    heatmaps: TensorId,
+    coords: TensorId,
+    out_offset: u32,
+) -> Result<()> {
+    let hs = plan.shape(heatmaps).to_vec();
+    invariant(hs.len() == 4, || {
+        format!("{label}: heatmaps must be [N, C, H, W], got {hs:?}")
+    })?;
+    let count = hs[0] * hs[1];
+    let rows = plan.shape(coords).iter().product::<u32>() / 4;
+    invariant(out_offset + count <= rows, || {
+        format!("{label}: {count} heatmaps at row {out_offset} overflow {rows} coordinate rows")
+    })?;
+    plan.push_step(Step {
+        label: label.to_string(),
+        kernel: SOFTMAX_DSNT,
+        overrides: vec![],
+        params: vec![count, hs[2], hs[3], out_offset],
+        reads: vec![heatmaps],
+        writes: vec![coords],
+        threads: Threads::Groups(count),
+    });
+    Ok(())
+}
+
+/// `boxes`: coarse rows (normalized) -> `discs` boxes (x1, y1, x2, y2) in input pixels.
+pub fn boxes(
+    plan: &mut Plan,
+    coarse: TensorId,
+    input_size: u32,
+    margin: f32,
+    min_side: f32,
+    discs: u32,
+) -> Result<TensorId> {
+    let rows = plan.shape(coarse).iter().product::<u32>() / 4;
+    invariant(rows >= 4 * discs + 2, || {
+        format!("boxes: {rows} coarse landmarks are too few")
+    })?;
+    let output = plan.activation("boxes", &[discs, 4]);
+    plan.push_step(Step {
+        label: "boxes".into(),
+        kernel: BOXES,
+        overrides: vec![],
+        params: vec![
+            (input_size as f32).to_bits(),
+            margin.to_bits(),
+            min_side.to_bits(),
+            discs,
+        ],
+        reads: vec![coarse],
+        writes: vec![output],
+        threads: Threads::Linear(discs as u64),
+    });
+    Ok(output)
+}
+
+/// `roi_align`: image [C, H, W] (or [1, C, H, W]) and boxes [K, 4] -> crops [K, C, S, S].
+pub fn roi_align(
+    plan: &mut Plan,
+    image: TensorId,
+    boxes: TensorId,
+    out_size: u32,
+    sampling_ratio: i32,
+) -> Result<TensorId> {
+    let is = plan.shape(image).to_vec();
+    let (c, h, w) = match is.as_slice() {
+        [h, w] => (1, *h, *w),
+        [c, h, w] | [1, c, h, w] => (*c, *h, *w),
+        _ => {
+            return Err(SagittaError::InvalidInput(format!(
+                "roi_align: bad image shape {is:?}"
+            )))
+        }
+    };
+    let bs = plan.shape(boxes).to_vec();
+    invariant(bs.len() == 2 && bs[1] == 4, || {
+        format!("roi_align: boxes must be [K, 4], got {bs:?}")
+    })?;
+    invariant(out_size > 0 && h > 0 && w > 0, || {
+        "roi_align: empty image or output".into()
+    })?;
+    let k = bs[0];
+    let output = plan.activation("crops", &[k, c, out_size, out_size]);
+    plan.push_step(Step {
+        label: "roi_align".into(),
+        kernel: ROI_ALIGN,
+        overrides: vec![],
+        params: vec![c, h, w, out_size, k, sampling_ratio as u32],
+        reads: vec![image, boxes],
+        writes: vec![output],
+        threads: Threads::Linear(k as u64 * c as u64 * out_size as u64 * out_size as u64),
+    });
+    Ok(output)
+}
+
+/// Parameters of `map_back` for an original image size.
+pub fn map_back_params(
+    input_size: u32,
+    original_w: u32,
+    original_h: u32,
+    landmarks: u32,
+    discs: u32,
+) -> [u32; 5] {
+    [
+        (input_size as f32).to_bits(),
+        (original_w as f32).to_bits(),
+        (original_h as f32).to_bits(),
+        landmarks,
+        discs,
+    ]
+}
+
+/// `map_back`: the final landmark table (see shaders/map_back.wgsl for its rows).
+#[allow(clippy::too_many_arguments)]
+pub fn map_back(
+    plan: &mut Plan,
+    coarse: TensorId,
+    refined: TensorId,
+    boxes: TensorId,
+    result: TensorId,
+    input_size: u32,
+    original: (u32, u32),
+    landmarks: u32,
+    discs: u32,
+) -> Result<()> {
+    let rows = plan.shape(result).iter().product::<u32>() / 4;
+    invariant(rows >= 2 * landmarks + discs, || {
+        "map_back: result buffer too small".into()
+    })?;
+    plan.push_step(Step {
+        label: "map_back".into(),
+        kernel: MAP_BACK,
+        overrides: vec![],
+        params: map_back_params(input_size, original.0, original.1, landmarks, discs).to_vec(),
+        reads: vec![coarse, refined, boxes],
+        writes: vec![result],
+        threads: Threads::Linear(landmarks.max(discs) as u64),
+    });
+    Ok(())
+}

@@ -1,0 +1,538 @@
+//! An inference as a list of kernel dispatches over virtual tensors, compiled once per model and
+//! input size into pipelines, bind groups and buffers.
+//!
+//! Activation tensors get physical buffers by liveness: a buffer returns to the pool after the
+//! last step that reads it, so GPU memory stays near the largest live set rather than the sum of
+//! all layers. Weights and the caller-visible input/output buffers are bound as they are.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::{Result, SagittaError};
+use crate::gpu::GpuContext;
+
+/// Threads per workgroup of every 1-D kernel in `shaders/`.
+pub const WORKGROUP_SIZE: u32 = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TensorId(pub usize);
+
+/// A WGSL kernel: its source and entry point.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernel {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub entry: &'static str,
+}
+
+#[derive(Debug, Clone)]
+enum Storage {
+    /// Allocated by the planner by liveness.
+    Activation,
+    /// A buffer the model owns (weights, inputs, outputs).
+    Bound(Arc<wgpu::Buffer>),
+}
+
+#[derive(Debug, Clone)]
+struct TensorInfo {
+    shape: Vec<u32>,
+    storage: Storage,
+    label: String,
+}
+
+impl TensorInfo {
+    fn elements(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+}
+
+/// One dispatch: a kernel specialised by override constants, its uniform words and its bindings
+/// (binding 0 is the uniform block, then the tensors in order).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub label: String,
+    pub kernel: Kernel,
+    pub overrides: Vec<(&'static str, f64)>,
+    pub params: Vec<u32>,
+    pub reads: Vec<TensorId>,
+    pub writes: Vec<TensorId>,
+    /// How many invocations the kernel needs; workgroups are derived from it.
+    pub threads: Threads,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Threads {
+    /// A 1-D grid of `WORKGROUP_SIZE` threads per group, folded into 2-D when it is too large.
+    Linear(u64),
+    /// An explicit number of workgroups (reductions with one workgroup per item).
+    Groups(u32),
+}
+
+/// A named span of steps, timed separately by the benchmark.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub first_step: usize,
+}
+
+#[derive(Default)]
+pub struct Plan {
+    tensors: Vec<TensorInfo>,
+    steps: Vec<Step>,
+    stages: Vec<Stage>,
+}
+
+impl Plan {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A tensor the planner allocates.
+    pub fn activation(&mut self, label: impl Into<String>, shape: &[u32]) -> TensorId {
+        self.push(label.into(), shape, Storage::Activation)
+    }
+
+    /// A tensor backed by a buffer the caller owns (weights, input, output).
+    pub fn bound(
+        &mut self,
+        label: impl Into<String>,
+        shape: &[u32],
+        buffer: Arc<wgpu::Buffer>,
+    ) -> TensorId {
+        self.push(label.into(), shape, Storage::Bound(buffer))
+    }
+
+    fn push(&mut self, label: String, shape: &[u32], storage: Storage) -> TensorId {
+        self.tensors.push(TensorInfo {
+            shape: shape.to_vec(),
+            storage,
+            label,
+        });
+        TensorId(self.tensors.len() - 1)
+    }
+
+    pub fn shape(&self, id: TensorId) -> &[u32] {
+        &self.tensors[id.0].shape
+    }
+
+    pub fn begin_stage(&mut self, name: impl Into<String>) {
+        self.stages.push(Stage {
+            name: name.into(),
+            first_step: self.steps.len(),
+        });
+    }
+
+    /// Appends a dispatch and returns its index (for [`CompiledPlan::update_params`]).
+    pub fn push_step(&mut self, step: Step) -> usize {
+        self.steps.push(step);
+        self.steps.len() - 1
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Builds pipelines (through the cache), buffers and bind groups.
+    pub fn compile(
+        self,
+        ctx: &Arc<GpuContext>,
+        pipelines: &mut PipelineCache,
+    ) -> Result<CompiledPlan> {
+        let device = &ctx.device;
+        let buffers = self.allocate(ctx)?;
+
+        let alignment = ctx.limits.min_uniform_buffer_offset_alignment.max(16) as u64;
+        let mut uniform_words: Vec<u32> = Vec::new();
+        let mut offsets = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let offset = (uniform_words.len() as u64 * 4).div_ceil(alignment) * alignment;
+            uniform_words.resize((offset / 4) as usize, 0);
+            offsets.push(offset);
+            uniform_words.extend_from_slice(&step.params);
+            // Uniform blocks are read in 16-byte rows.
+            let start = (offset / 4) as usize;
+            let padded = start + step.params.len().max(1).div_ceil(4) * 4;
+            uniform_words.resize(padded, 0);
+        }
+        if uniform_words.is_empty() {
+            uniform_words.resize(4, 0);
+        }
+        let uniform = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("plan uniforms"),
+            size: uniform_words.len() as u64 * 4,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.queue
+            .write_buffer(&uniform, 0, bytemuck::cast_slice(&uniform_words));
+
+        let mut compiled_steps = Vec::with_capacity(self.steps.len());
+        for (step, offset) in self.steps.iter().zip(&offsets) {
+            let pipeline = pipelines.get(ctx, &step.kernel, &step.overrides)?;
+            let workgroups = workgroups_for(
+                step.threads,
+                ctx.limits.max_compute_workgroups_per_dimension,
+            )?;
+            compiled_steps.push(CompiledStep {
+                label: step.label.clone(),
+                pipeline,
+                bind_group: None,
+                uniform_offset: *offset,
+                uniform_size: (step.params.len().max(1) as u64 * 4).div_ceil(16) * 16,
+                bindings: step.reads.iter().chain(&step.writes).copied().collect(),
+                workgroups,
+            });
+        }
+        let mut compiled = CompiledPlan {
+            ctx: ctx.clone(),
+            shapes: self.tensors.iter().map(|t| t.shape.clone()).collect(),
+            buffers,
+            uniform,
+            steps: compiled_steps,
+            stages: self.stages,
+            activation_bytes: 0,
+        };
+        compiled.activation_bytes = compiled.sum_activation_bytes(&self.tensors);
+        for i in 0..compiled.steps.len() {
+            compiled.rebuild_bind_group(i);
+        }
+        Ok(compiled)
+    }
+
+    /// Liveness allocation: best-fit reuse of buffers whose tensors are dead.
+    fn allocate(&self, ctx: &GpuContext) -> Result<Vec<Arc<wgpu::Buffer>>> {
+        let n = self.tensors.len();
+        let mut first_write = vec![usize::MAX; n];
+        let mut last_use = vec![0usize; n];
+        for (i, step) in self.steps.iter().enumerate() {
+            for t in &step.writes {
+                first_write[t.0] = first_write[t.0].min(i);
+                last_use[t.0] = last_use[t.0].max(i);
+            }
+            for t in &step.reads {
+                last_use[t.0] = last_use[t.0].max(i);
+            }
+        }
+        let max_binding = ctx.limits.max_storage_buffer_binding_size as u64;
+        let mut assigned: Vec<Option<Arc<wgpu::Buffer>>> = vec![None; n];
+        let mut free: Vec<Arc<wgpu::Buffer>> = Vec::new();
+        let mut dying: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (t, info) in self.tensors.iter().enumerate() {
+            match &info.storage {
+                Storage::Bound(buffer) => assigned[t] = Some(buffer.clone()),
+                Storage::Activation => {
+                    if first_write[t] == usize::MAX {
+                        continue;
+                    }
+                    dying.entry(last_use[t]).or_default().push(t);
+                }
+            }
+        }
+        let mut births: HashMap<usize, Vec<usize>> = HashMap::new();
+        for t in 0..n {
+            if matches!(self.tensors[t].storage, Storage::Activation)
+                && first_write[t] != usize::MAX
+            {
+                births.entry(first_write[t]).or_default().push(t);
+            }
+        }
+        for i in 0..self.steps.len() {
+            for &t in births.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
+                let bytes = (self.tensors[t].elements() * 4).max(16);
+                if bytes > max_binding {
+                    return Err(SagittaError::Gpu(format!(
+                        "tensor '{}' needs {} MiB but this adapter binds at most {} MiB per buffer; \
+                         use a smaller input_size or a GPU with larger limits",
+                        self.tensors[t].label,
+                        bytes >> 20,
+                        max_binding >> 20
+                    )));
+                }
+                let best = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.size() >= bytes)
+                    .min_by_key(|(_, b)| b.size())
+                    .map(|(k, _)| k);
+                let buffer = match best {
+                    Some(k) => free.swap_remove(k),
+                    None => Arc::new(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(&self.tensors[t].label),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })),
+                };
+                assigned[t] = Some(buffer);
+            }
+            // Release after this step's outputs are placed, so no step reads and writes one buffer.
+            for &t in dying.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(buffer) = &assigned[t] {
+                    free.push(buffer.clone());
+                }
+            }
+        }
+        let placeholder = Arc::new(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused tensor"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        }));
+        Ok(assigned
+            .into_iter()
+            .map(|b| b.unwrap_or_else(|| placeholder.clone()))
+            .collect())
+    }
+}
+
+fn workgroups_for(threads: Threads, max_per_dim: u32) -> Result<[u32; 3]> {
+    match threads {
+        Threads::Groups(g) => {
+            if g > max_per_dim {
+                return Err(SagittaError::Gpu(format!(
+                    "{g} workgroups exceed the adapter's {max_per_dim}"
+                )));
+            }
+            Ok([g.max(1), 1, 1])
+        }
+        Threads::Linear(t) => {
+            let groups = t.div_ceil(WORKGROUP_SIZE as u64).max(1);
+            if groups <= max_per_dim as u64 {
+                return Ok([groups as u32, 1, 1]);
+            }
+            let y = groups.div_ceil(max_per_dim as u64);
+            let x = groups.div_ceil(y);
+            if y > max_per_dim as u64 {
+                return Err(SagittaError::Gpu(format!(
+                    "{t} threads are too many for one dispatch"
+                )));
+            }
+            Ok([x as u32, y as u32, 1])
+        }
+    }
+}
+
+struct CompiledStep {
+    label: String,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: Option<wgpu::BindGroup>,
+    uniform_offset: u64,
+    uniform_size: u64,
+    bindings: Vec<TensorId>,
+    workgroups: [u32; 3],
+}
+
+/// A plan ready to encode: everything built, nothing allocated per call.
+pub struct CompiledPlan {
+    ctx: Arc<GpuContext>,
+    shapes: Vec<Vec<u32>>,
+    buffers: Vec<Arc<wgpu::Buffer>>,
+    uniform: wgpu::Buffer,
+    steps: Vec<CompiledStep>,
+    stages: Vec<Stage>,
+    activation_bytes: u64,
+}
+
+impl CompiledPlan {
+    fn sum_activation_bytes(&self, tensors: &[TensorInfo]) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0;
+        for (t, info) in tensors.iter().enumerate() {
+            if matches!(info.storage, Storage::Activation) {
+                let b = &self.buffers[t];
+                if seen.insert(Arc::as_ptr(b) as usize) {
+                    total += b.size();
+                }
+            }
+        }
+        total
+    }
+
+    /// Bytes of the activation buffers after liveness reuse.
+    pub fn activation_bytes(&self) -> u64 {
+        self.activation_bytes
+    }
+
+    pub fn buffer(&self, id: TensorId) -> &Arc<wgpu::Buffer> {
+        &self.buffers[id.0]
+    }
+
+    pub fn shape(&self, id: TensorId) -> &[u32] {
+        &self.shapes[id.0]
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    pub fn step_count(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Rewrites a step's uniform words (e.g. the resize scale for a new image size); the write
+    /// is staged and lands with the next submission.
+    pub fn update_params(&self, step: usize, params: &[u32]) {
+        let s = &self.steps[step];
+        assert!(
+            params.len() as u64 * 4 <= s.uniform_size,
+            "step {} params grew",
+            s.label
+        );
+        self.ctx.queue.write_buffer(
+            &self.uniform,
+            s.uniform_offset,
+            bytemuck::cast_slice(params),
+        );
+    }
+
+    /// Points a bound tensor at a new buffer (e.g. a larger input image) and rebuilds only the
+    /// bind groups that use it.
+    pub fn rebind(&mut self, id: TensorId, buffer: Arc<wgpu::Buffer>) {
+        self.buffers[id.0] = buffer;
+        for i in 0..self.steps.len() {
+            if self.steps[i].bindings.contains(&id) {
+                self.rebuild_bind_group(i);
+            }
+        }
+    }
+
+    fn rebuild_bind_group(&mut self, i: usize) {
+        let step = &self.steps[i];
+        let layout = step.pipeline.get_bind_group_layout(0);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.uniform,
+                offset: step.uniform_offset,
+                size: wgpu::BufferSize::new(step.uniform_size),
+            }),
+        }];
+        for (k, t) in step.bindings.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: k as u32 + 1,
+                resource: self.buffers[t.0].as_entire_binding(),
+            });
+        }
+        let bind_group = self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&step.label),
+                layout: &layout,
+                entries: &entries,
+            });
+        self.steps[i].bind_group = Some(bind_group);
+    }
+
+    /// Records every step into the encoder, one compute pass per stage, with optional
+    /// timestamps at each stage's start and end (query `2*s` and `2*s+1`).
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, timestamps: Option<&wgpu::QuerySet>) {
+        let mut bounds: Vec<(String, usize, usize)> = Vec::new();
+        if self.stages.is_empty() {
+            bounds.push(("all".into(), 0, self.steps.len()));
+        } else {
+            if self.stages[0].first_step > 0 {
+                bounds.push(("prologue".into(), 0, self.stages[0].first_step));
+            }
+            for (s, stage) in self.stages.iter().enumerate() {
+                let end = self
+                    .stages
+                    .get(s + 1)
+                    .map_or(self.steps.len(), |n| n.first_step);
+                bounds.push((stage.name.clone(), stage.first_step, end));
+            }
+        }
+        for (s, (name, start, end)) in bounds.iter().enumerate() {
+            let timestamp_writes = timestamps.map(|q| wgpu::ComputePassTimestampWrites {
+                query_set: q,
+                beginning_of_pass_write_index: Some(2 * s as u32),
+                end_of_pass_write_index: Some(2 * s as u32 + 1),
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(name),
+                timestamp_writes,
+            });
+            for step in &self.steps[*start..*end] {
+                pass.set_pipeline(&step.pipeline);
+                pass.set_bind_group(0, step.bind_group.as_ref(), &[]);
+                let [x, y, z] = step.workgroups;
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+    }
+
+    /// The number of passes `encode` records (for sizing a timestamp query set).
+    pub fn pass_count(&self) -> usize {
+        if self.stages.is_empty() {
+            1
+        } else {
+            self.stages.len() + usize::from(self.stages[0].first_step > 0)
+        }
+    }
+
+    /// Pass names in the order `encode` records them.
+    pub fn pass_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.stages.is_empty() {
+            names.push("all".into());
+        } else {
+            if self.stages[0].first_step > 0 {
+                names.push("prologue".into());
+            }
+            names.extend(self.stages.iter().map(|s| s.name.clone()));
+        }
+        names
+    }
+}
+
+/// Pipelines keyed by kernel and override constants, shared by every plan of a model.
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    pipelines: HashMap<String, Arc<wgpu::ComputePipeline>>,
+}
+
+impl PipelineCache {
+    pub fn get(
+        &mut self,
+        ctx: &GpuContext,
+        kernel: &Kernel,
+        overrides: &[(&'static str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = format!("{}:{}:{overrides:?}", kernel.name, kernel.entry);
+        if let Some(p) = self.pipelines.get(&key) {
+            return Ok(p.clone());
+        }
+        let device = &ctx.device;
+        let module = self.modules.entry(kernel.name).or_insert_with(|| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name),
+                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+            })
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: None,
+            module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: overrides,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let pipeline = Arc::new(pipeline);
+        self.pipelines.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pipelines.is_empty()
+    }
+}

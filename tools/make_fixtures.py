@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Write the parity fixtures in ../tests/fixtures (run from tools/: `python3 make_fixtures.py`).
+
+Deterministic: fixed seeds, one CPU thread, and a writer with a fixed byte layout, so running it
+again gives byte-identical files. Each kernel fixture is a safetensors file whose metadata "cases"
+is a JSON list of case dicts ({"name": ..., params...}); case NAME's tensors are "NAME.TENSOR".
+All tensors are float32 and contiguous.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from sagitta_ref import ops, st_io, testdata  # noqa: E402
+from sagitta_ref.cervical import CervicalModel, small_config  # noqa: E402
+from sagitta_ref.convert import load_model, save_model  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+class Fixture:
+    """Collects cases and tensors for one kernel fixture file."""
+
+    def __init__(self, filename: str):
+        self.path = os.path.join(OUT, filename)
+        self.cases: list[dict] = []
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def add(self, name: str, params: dict, tensors: dict[str, torch.Tensor]):
+        assert "." not in name and all(c["name"] != name for c in self.cases), name
+        self.cases.append({"name": name, **params})
+        for key, t in tensors.items():
+            assert t.dtype == torch.float32, (name, key, t.dtype)
+            self.tensors[f"{name}.{key}"] = t.detach().contiguous()
+
+    def write(self):
+        st_io.save_file(self.tensors, self.path, {"cases": json.dumps(self.cases)})
+        print(f"{os.path.relpath(self.path)}: {len(self.cases)} cases, "
+              f"{os.path.getsize(self.path)} bytes")
+
+
+# --- 1. resize ---------------------------------------------------------------------------------
+
+def resize_fixture():
+    fx = Fixture("resize_bicubic.safetensors")
+    g = gen(101)
+    for in_h, in_w, out_h, out_w in [(37, 53, 24, 32), (17, 13, 40, 36), (64, 64, 64, 64),
+                                     (100, 30, 33, 71), (300, 260, 128, 128)]:
+        x = torch.rand(in_h, in_w, generator=g) * 4095.0
+        fx.add(f"r{in_h}x{in_w}_to_{out_h}x{out_w}",
+               {"in_h": in_h, "in_w": in_w, "out_h": out_h, "out_w": out_w},
+               {"input": x, "output": ops.resize_bicubic(x, out_h, out_w)})
+    fx.write()
+
+
+# --- 2. standardize ----------------------------------------------------------------------------
+
+def standardize_fixture():
+    fx = Fixture("standardize.safetensors")
+    g = gen(102)
+    x = 1000.0 + 300.0 * torch.randn(31, 47, generator=g)
+    fx.add("s31x47", {"h": 31, "w": 47}, {"input": x, "output": ops.standardize(x)})
+    x = torch.rand(128, 128, generator=g) * 4095.0
+    fx.add("s128x128", {"h": 128, "w": 128}, {"input": x, "output": ops.standardize(x)})
+    fx.write()
+
+
+# --- 3. conv2d ---------------------------------------------------------------------------------
+
+CONV_CASES = [
+    # name, n, in_c, out_c, h, w, k, stride, pad, per_sample, prologue, residual, relu
+    ("k1_16to32", 1, 16, 32, 9, 7, 1, 1, 0, False, False, False, False),
+    ("k3_8to8_prologue_relu", 1, 8, 8, 13, 11, 3, 1, 1, False, True, False, True),
+    ("k3_s2_odd", 1, 4, 6, 15, 9, 3, 2, 1, False, False, False, False),
+    ("k7_s2_stem", 1, 1, 8, 37, 29, 7, 2, 3, False, False, False, True),
+    ("k1_out29_residual", 1, 32, 29, 8, 8, 1, 1, 0, False, False, True, False),
+    ("k3_per_sample_prologue_residual", 3, 6, 5, 10, 7, 3, 1, 1, True, True, True, False),
+    ("k1_batch2_shared", 2, 12, 4, 6, 5, 1, 1, 0, False, False, False, False),
+    ("k3_3to7_odd", 1, 3, 7, 11, 5, 3, 1, 1, False, False, False, False),
+    ("k3_pad0_all_fused_batch2", 2, 5, 9, 9, 12, 3, 1, 0, False, True, True, True),
+    ("k3_s2_per_sample_relu", 2, 7, 3, 12, 13, 3, 2, 1, True, False, False, True),
+]
+
+
+def conv_fixture():
+    fx = Fixture("conv2d.safetensors")
+    g = gen(103)
+    for name, n, ic, oc, h, w, k, stride, pad, per_sample, prologue, residual, relu in CONV_CASES:
+        groups = n if per_sample else 1
+        x = torch.randn(n, ic, h, w, generator=g)
+        weight = torch.randn(groups, oc, ic, k, k, generator=g) / math.sqrt(ic * k * k)
+        bias = torch.randn(groups, oc, generator=g) * 0.5
+        tensors = {"input": x, "weight": weight, "bias": bias}
+        scale = shift = res = None
+        if prologue:
+            scale = torch.rand(ic, generator=g) + 0.5
+            shift = torch.randn(ic, generator=g) * 0.5
+            tensors.update(prologue_scale=scale, prologue_shift=shift)
+        oh = (h + 2 * pad - k) // stride + 1
+        ow = (w + 2 * pad - k) // stride + 1
+        if residual:
+            res = torch.randn(n, oc, oh, ow, generator=g)
+            tensors["residual"] = res
+        out = ops.conv2d_fused(x, weight, bias, stride, pad, scale, shift, res, relu)
+        assert out.shape == (n, oc, oh, ow)
+        tensors["output"] = out
+        fx.add(name, {"n": n, "in_c": ic, "out_c": oc, "h": h, "w": w, "k": k, "stride": stride,
+                      "pad": pad, "per_sample": per_sample, "prologue": prologue,
+                      "residual": residual, "relu": relu}, tensors)
+    fx.write()
+
+
+# --- 4, 5. max-pool, upsample-add --------------------------------------------------------------
+
+def maxpool_fixture():
+    fx = Fixture("maxpool.safetensors")
+    g = gen(104)
+    for n, c, h, w in [(2, 3, 8, 6), (1, 2, 7, 9)]:
+        x = torch.randn(n, c, h, w, generator=g)
+        fx.add(f"p{n}x{c}x{h}x{w}", {"n": n, "c": c, "h": h, "w": w},
+               {"input": x, "output": ops.maxpool2(x)})
+    fx.write()
+
+
+def upsample_fixture():
+    fx = Fixture("upsample_add.safetensors")
+    g = gen(105)
+    for n, c, h, w in [(1, 3, 4, 5), (2, 2, 1, 1)]:
+        low = torch.randn(n, c, h, w, generator=g)
+        skip = torch.randn(n, c, 2 * h, 2 * w, generator=g)
+        fx.add(f"u{n}x{c}x{h}x{w}", {"n": n, "c": c, "h": h, "w": w},
+               {"low": low, "skip": skip, "output": ops.upsample_add(low, skip)})
+    fx.write()
+
+
+# --- 6. softmax + DSNT -------------------------------------------------------------------------
+
+def softmax_dsnt_fixture():
+    fx = Fixture("softmax_dsnt.safetensors")
+    g = gen(106)
+
+    def add(name, h):
+        coords, var = ops.softmax_dsnt(h)
+        n, c, hh, ww = h.shape
+        fx.add(name, {"n": n, "c": c, "h": hh, "w": ww},
+               {"heatmaps": h, "coords": coords, "variance": var})
+
+    add("random_1x3x13x17", torch.randn(1, 3, 13, 17, generator=g))
+    sharp = torch.randn(2, 2, 64, 64, generator=g)
+    for i in range(2):
+        for j in range(2):
+            y, x = torch.randint(0, 64, (2,), generator=g).tolist()
+            sharp[i, j, y, x] += 80.0
+    # heatmap [1, 1]: two exactly equal peaks -> the expectation falls between them
+    sharp[1, 1] = torch.randn(64, 64, generator=g)
+    sharp[1, 1, 10, 50] = 80.0
+    sharp[1, 1, 40, 7] = 80.0
+    add("sharp_2x2x64x64", sharp)
+    add("flat_1x1x8x8", torch.full((1, 1, 8, 8), 3.25))
+    fx.write()
+
+
+# --- 7. ROIAlign -------------------------------------------------------------------------------
+
+def roi_fixture():
+    fx = Fixture("roi_align.safetensors")
+    g = gen(107)
+
+    def add(name, image, boxes, out_size, sampling_ratio):
+        sides = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]])
+        ratio = sides / out_size        # adaptive sampling: ceil(side / out_size) must be stable
+        assert ((ratio - torch.round(ratio)).abs() > 1e-2).all(), name
+        _, c, h, w = image.shape
+        out = ops.roi_align_ours(image, boxes, out_size, sampling_ratio)
+        fx.add(name, {"h": h, "w": w, "c": c, "out_size": out_size,
+                      "sampling_ratio": sampling_ratio},
+               {"image": image, "boxes": boxes, "output": out})
+
+    image = torch.randn(1, 1, 40, 56, generator=g)
+    boxes = torch.tensor([
+        [10.3, 5.7, 30.8, 26.2],      # inside
+        [-7.6, -5.2, 9.1, 11.5],      # partly outside left/top
+        [45.4, 31.3, 62.9, 48.8],     # partly outside bottom-right
+        [70.2, 50.1, 80.7, 60.6],     # fully outside
+        [20.1, 15.2, 20.4, 15.5],     # smaller than a pixel (side 0.3)
+        [-10.5, -18.5, 66.5, 58.5],   # covers the whole image
+        [12.6, 20.35, 25.1, 37.45],   # not square (w 12.5, h 17.1)
+    ])
+    add("c1_40x56_out8_sr2", image, boxes, 8, 2)
+    add("c1_40x56_out8_adaptive", image, boxes, 8, -1)
+    image2 = torch.randn(1, 2, 24, 30, generator=g)
+    boxes2 = torch.tensor([
+        [3.2, 2.7, 21.7, 21.2],
+        [-4.3, 8.9, 14.3, 27.5],
+        [12.45, -2.05, 35.75, 21.25],
+    ])
+    add("c2_24x30_out16_sr2", image2, boxes2, 16, 2)
+    fx.write()
+
+
+# --- 8. boxes ----------------------------------------------------------------------------------
+
+def boxes_fixture():
+    fx = Fixture("boxes.safetensors")
+    g = gen(108)
+
+    def add(name, coarse, input_size, margin, min_side):
+        boxes = ops.boxes_from_coarse(coarse, input_size, margin, min_side)
+        fx.add(name, {"input_size": input_size, "margin": margin, "min_side": min_side},
+               {"coarse_norm": coarse, "boxes": boxes})
+
+    add("spread_1024", testdata.spine_targets(g, jitter=0.03), 1024, 0.7, 32.0)
+    centre = torch.tensor([0.13, -0.27])
+    tight = centre + torch.randn(29, 2, generator=g) * 1e-3
+    add("min_side_128", tight, 128, 0.7, 8.0)
+    fx.write()
+
+
+# --- 9. the whole pipeline ---------------------------------------------------------------------
+
+PIPELINE_KEYS = ["standardized", "coarse_norm", "boxes", "crops", "refined_norm",
+                 "landmarks_input", "landmarks"]
+
+
+def pipeline_fixture():
+    config = small_config()
+    g = gen(3)
+    spine = testdata.spine_targets(g)
+    image = testdata.synthetic_radiograph(150, 97, g, spine)      # [H0, W0], not square
+    torch.manual_seed(0)
+    model = CervicalModel(config)
+    testdata.peaked_init_(model, image, g, spine)
+
+    io = {"image": image}
+    for dtype in ("f32", "f16"):
+        path = os.path.join(OUT, f"cervical_small_{dtype}.safetensors")
+        save_model(model, config, path, dtype)
+        print(f"{os.path.relpath(path)}: {os.path.getsize(path)} bytes")
+        # expectations from the file's own values (f16 upcast to f32), computed in float32
+        reloaded, _ = load_model(path, torch.float32)
+        out = reloaded(image)
+        testdata.check_meaningful(out, config, dtype)
+        for key in PIPELINE_KEYS:
+            io[f"{dtype}.{key}"] = out[key].float().contiguous()
+        if dtype == "f16":
+            ref = io["f32.landmarks_input"]
+            print(f"  f16 vs f32 weights: max |landmarks_input diff| = "
+                  f"{(out['landmarks_input'] - ref).abs().max().item():.4f} input px")
+    print("  f16-activation sensitivity (f32 weights, conv outputs rounded to f16): "
+          f"max |landmarks_input diff| = {testdata.f16_activation_sensitivity(model, image):.4f}"
+          " input px")
+    path = os.path.join(OUT, "cervical_small_io.safetensors")
+    st_io.save_file(io, path, {"config": json.dumps(config)})
+    print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
+
+
+def main():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    os.makedirs(OUT, exist_ok=True)
+    resize_fixture()
+    standardize_fixture()
+    conv_fixture()
+    maxpool_fixture()
+    upsample_fixture()
+    softmax_dsnt_fixture()
+    roi_fixture()
+    boxes_fixture()
+    pipeline_fixture()
+    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    print(f"total {total} bytes in {os.path.relpath(OUT)}")
+
+
+if __name__ == "__main__":
+    main()

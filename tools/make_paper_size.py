@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""A paper-size random model and its reference outputs, for a parity check of the engine at full
+size (1024 input, 128 crops, 27M parameters). Not used in CI.
+
+    python3 make_paper_size.py OUTDIR [--seed N] [--height H --width W]
+
+Writes OUTDIR/model.safetensors (f32, paper_config() in the metadata) and OUTDIR/io.safetensors:
+"image" [H, W] (original pixels) and the expected "standardized", "coarse_norm", "boxes", "crops",
+"refined_norm", "landmarks_input", "landmarks" (same names as the small fixture, no dtype prefix).
+The weights follow the same peaked-init recipe as make_fixtures.py (sagitta_ref.testdata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from sagitta_ref import st_io, testdata  # noqa: E402
+from sagitta_ref.cervical import CervicalModel, paper_config  # noqa: E402
+from sagitta_ref.convert import save_model  # noqa: E402
+
+KEYS = ["standardized", "coarse_norm", "boxes", "crops", "refined_norm", "landmarks_input",
+        "landmarks"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("outdir")
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--height", type=int, default=1200)
+    ap.add_argument("--width", type=int, default=1000)
+    args = ap.parse_args(argv)
+    os.makedirs(args.outdir, exist_ok=True)
+
+    config = paper_config()
+    config["name"] = f"cervical-paper-random-seed{args.seed}"
+    g = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    spine = testdata.spine_targets(g)
+    image = testdata.synthetic_radiograph(args.height, args.width, g, spine)
+    model = CervicalModel(config)
+    t0 = time.perf_counter()
+    testdata.peaked_init_(model, image, g, spine)
+    print(f"peaked init: {time.perf_counter() - t0:.1f} s")
+
+    t0 = time.perf_counter()
+    out = model(image)
+    elapsed = time.perf_counter() - t0
+    print(f"reference forward (PyTorch CPU, {torch.get_num_threads()} threads): {elapsed:.2f} s")
+    testdata.check_meaningful(out, config, "paper")
+
+    model_path = os.path.join(args.outdir, "model.safetensors")
+    save_model(model, config, model_path, "f32")
+    io = {"image": image}
+    io.update({k: out[k].float().contiguous() for k in KEYS})
+    io_path = os.path.join(args.outdir, "io.safetensors")
+    st_io.save_file(io, io_path, {"config": json.dumps(config),
+                                  "reference_seconds": f"{elapsed:.3f}"})
+    for p in (model_path, io_path):
+        print(f"{p}: {os.path.getsize(p)} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

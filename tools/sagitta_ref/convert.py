@@ -1,0 +1,145 @@
+"""Convert a PyTorch checkpoint of CervicalModel to the safetensors file sagitta loads.
+
+    python3 -m sagitta_ref.convert CHECKPOINT.pt OUT.safetensors --config CONFIG.json \
+        [--dtype f32|f16|bf16] [--trust-checkpoint]
+
+The checkpoint is a state_dict, or a dict holding one under "state_dict" or "model"; a leading
+"module." (DataParallel) is stripped and BatchNorm's num_batches_tracked dropped. The keys must be
+exactly those of CervicalModel(config) ("global_net.*", "refiners.{k}.*"). The config goes into the
+file's metadata as JSON under "sagitta", with "format" = "pt".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+from torch import nn
+
+from . import st_io
+from .cervical import CervicalModel
+
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def extract_state_dict(obj) -> dict[str, torch.Tensor]:
+    """The state_dict inside a loaded checkpoint, with "module." stripped."""
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], (dict, nn.Module)):
+                return extract_state_dict(obj[key])
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError("checkpoint is not a state_dict (nor holds one under "
+                              "'state_dict' or 'model')")
+    out = {}
+    for k, v in obj.items():
+        out[k[len("module."):] if k.startswith("module.") else k] = v
+    return out
+
+
+def clean_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+
+
+def expected_shapes(config: dict) -> dict[str, torch.Size]:
+    model = CervicalModel(config)
+    return {k: v.shape for k, v in clean_state_dict(model.state_dict()).items()}
+
+
+def check_keys(sd: dict[str, torch.Tensor], config: dict) -> None:
+    """Raise CheckpointError naming missing / unexpected keys and shape mismatches."""
+    want = expected_shapes(config)
+    missing = sorted(set(want) - set(sd))
+    unexpected = sorted(set(sd) - set(want))
+    wrong = sorted(f"{k}: {tuple(sd[k].shape)} != expected {tuple(want[k])}"
+                   for k in set(want) & set(sd) if sd[k].shape != want[k])
+    if missing or unexpected or wrong:
+        lines = [f"checkpoint does not match CervicalModel(config {config.get('name')!r}):"]
+        for title, items in (("missing", missing), ("unexpected", unexpected),
+                             ("wrong shape", wrong)):
+            if items:
+                shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+                lines.append(f"  {len(items)} {title} keys:")
+                lines += [f"    {s}" for s in shown]
+        raise CheckpointError("\n".join(lines))
+
+
+def to_file_tensors(sd: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+    target = DTYPES[dtype]
+    out = {}
+    for k, v in sd.items():
+        v = v.detach().cpu()
+        if v.is_floating_point():
+            v = v.to(target)
+        out[k] = v.contiguous()
+    return out
+
+
+def save_state_dict(sd: dict[str, torch.Tensor], config: dict, path: str, dtype: str = "f32"):
+    sd = clean_state_dict(sd)
+    check_keys(sd, config)
+    metadata = {"format": "pt", "sagitta": json.dumps(config)}
+    st_io.save_file(to_file_tensors(sd, dtype), path, metadata)
+
+
+def save_model(model: CervicalModel, config: dict, path: str, dtype: str = "f32"):
+    """Write `model`'s weights (BN running stats included) as `dtype` with `config` in metadata."""
+    save_state_dict(model.state_dict(), config, path, dtype)
+
+
+def load_model(path: str, dtype: torch.dtype = torch.float32) -> tuple[CervicalModel, dict]:
+    """Read a file written by save_model back into a CervicalModel (weights cast to `dtype`)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        config = json.loads(f.metadata()["sagitta"])
+        sd = {k: f.get_tensor(k).to(dtype) for k in f.keys()}
+    model = CervicalModel(config)
+    check_keys(sd, config)
+    model.load_state_dict(sd, strict=False)  # num_batches_tracked is not in the file
+    return model, config
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m sagitta_ref.convert", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint")
+    ap.add_argument("out")
+    ap.add_argument("--config", required=True, help="JSON file with the model config")
+    ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
+    ap.add_argument("--trust-checkpoint", action="store_true",
+                    help="unpickle arbitrary objects (torch.load weights_only=False); only for "
+                         "checkpoints you trust")
+    args = ap.parse_args(argv)
+
+    with open(args.config) as f:
+        config = json.load(f)
+    try:
+        obj = torch.load(args.checkpoint, map_location="cpu",
+                         weights_only=not args.trust_checkpoint)
+    except Exception as e:  # noqa: BLE001
+        print(f"error: cannot load {args.checkpoint}: {e}\n(if the checkpoint pickles other "
+              "objects and you trust it, pass --trust-checkpoint)", file=sys.stderr)
+        return 1
+    try:
+        sd = clean_state_dict(extract_state_dict(obj))
+        save_state_dict(sd, config, args.out, args.dtype)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {len(sd)} tensors, {args.dtype}, config {config.get('name')!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

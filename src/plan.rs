@@ -536,3 +536,46 @@ impl PipelineCache {
         self.pipelines.is_empty()
     }
 }
+
+impl CompiledPlan {
+    /// Runs the plan once and reads the given tensors back (kernel tests and debugging; the
+    /// models read their single result table instead).
+    pub fn run_and_read(&self, outputs: &[TensorId]) -> Result<Vec<Vec<f32>>> {
+        let device = &self.ctx.device;
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("run_and_read"),
+        });
+        self.encode(&mut encoder, None);
+        let sizes: Vec<u64> = outputs
+            .iter()
+            .map(|t| self.shapes[t.0].iter().map(|&d| d as u64).product::<u64>() * 4)
+            .collect();
+        let total: u64 = sizes.iter().map(|s| s.next_multiple_of(4)).sum();
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("run_and_read staging"),
+            size: total.max(16),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut offset = 0;
+        for (t, size) in outputs.iter().zip(&sizes) {
+            encoder.copy_buffer_to_buffer(&self.buffers[t.0], 0, &staging, offset, *size);
+            offset += size;
+        }
+        self.ctx.submit(encoder);
+        let bytes = self.ctx.read_buffer(&staging, total.max(16))?;
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        for size in sizes {
+            let chunk = &bytes[offset..offset + size as usize];
+            out.push(
+                chunk
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            );
+            offset += size as usize;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,219 @@
+//! Every WGSL kernel against its PyTorch twin (fixtures from tools/make_fixtures.py).
+
+mod common;
+
+use common::*;
+use sagitta::ops::{self, BatchNorm, ConvLayer, ConvWeights};
+use sagitta::plan::{PipelineCache, Plan, TensorId};
+
+fn bound(plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]) -> TensorId {
+    let ctx = gpu();
+    let shape: Vec<u32> = shape.iter().map(|&d| d as u32).collect();
+    plan.bound(label, &shape, ops::upload(&ctx, label, data))
+}
+
+fn run(plan: Plan, outputs: &[TensorId]) -> Vec<Vec<f32>> {
+    let ctx = gpu();
+    let mut cache = PipelineCache::default();
+    let compiled = plan.compile(&ctx, &mut cache).expect("plan compiles");
+    compiled.run_and_read(outputs).expect("plan runs")
+}
+
+#[test]
+fn resize_bicubic_matches_pytorch() {
+    let fx = Fixture::load("resize_bicubic.safetensors");
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (shape, input) = fx.get(&format!("{name}.input"));
+        let (_, expected) = fx.get(&format!("{name}.output"));
+        let mut plan = Plan::new();
+        let x = bound(&mut plan, "input", shape, input);
+        let y = ops::resize_bicubic(
+            &mut plan,
+            x,
+            param_u32(&case, "out_h"),
+            param_u32(&case, "out_w"),
+        )
+        .unwrap();
+        let got = run(plan, &[y]);
+        // Values span [0, 4095]; f32 rounding of the 16-tap sum stays far below 1e-2.
+        assert_close(name, &got[0], expected, 1e-2);
+    }
+}
+
+#[test]
+fn standardize_matches_pytorch() {
+    let fx = Fixture::load("standardize.safetensors");
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (shape, input) = fx.get(&format!("{name}.input"));
+        let (_, expected) = fx.get(&format!("{name}.output"));
+        let mut plan = Plan::new();
+        let x = bound(&mut plan, "input", shape, input);
+        let y = ops::standardize(&mut plan, x, 1e-6).unwrap();
+        let got = run(plan, &[y]);
+        assert_close(name, &got[0], expected, 1e-4);
+    }
+}
+
+#[test]
+fn standardize_of_a_constant_image_is_zero_not_nan() {
+    let mut plan = Plan::new();
+    let x = bound(&mut plan, "input", &[5, 7], &[42.0; 35]);
+    let y = ops::standardize(&mut plan, x, 1e-6).unwrap();
+    let got = run(plan, &[y]);
+    assert_close("constant", &got[0], &[0.0; 35], 0.0);
+}
+
+#[test]
+fn conv2d_matches_pytorch() {
+    let fx = Fixture::load("conv2d.safetensors");
+    let ctx = gpu();
+    let cases = fx.cases();
+    assert!(cases.len() >= 8, "conv2d fixture lost cases");
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let (in_shape, input) = fx.get(&format!("{name}.input"));
+        let (w_shape, weight) = fx.get(&format!("{name}.weight"));
+        let (_, bias) = fx.get(&format!("{name}.bias"));
+        let (_, expected) = fx.get(&format!("{name}.output"));
+        let (groups, oc, ic, k) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
+        let per_group = oc * ic * k * k;
+        let convs: Vec<ConvWeights> = (0..groups)
+            .map(|g| ConvWeights {
+                out_c: oc,
+                in_c: ic,
+                k,
+                weight: weight[g * per_group..(g + 1) * per_group].to_vec(),
+                bias: bias[g * oc..(g + 1) * oc].to_vec(),
+            })
+            .collect();
+        let prologue: Option<Vec<BatchNorm>> = param_bool(&case, "prologue").then(|| {
+            let scale = fx.get(&format!("{name}.prologue_scale")).1.clone();
+            let shift = fx.get(&format!("{name}.prologue_shift")).1.clone();
+            vec![BatchNorm { scale, shift }; groups]
+        });
+        let layer = ConvLayer::new(
+            &ctx,
+            name,
+            &convs,
+            param_u32(&case, "stride"),
+            param_u32(&case, "pad"),
+            param_bool(&case, "relu"),
+            prologue.as_deref(),
+        )
+        .unwrap();
+        let mut plan = Plan::new();
+        let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
+        let x = bound(&mut plan, "input", in_shape, input);
+        let residual = param_bool(&case, "residual").then(|| {
+            let (s, r) = fx.get(&format!("{name}.residual"));
+            bound(&mut plan, "residual", s, r)
+        });
+        let y = layer.apply(&mut plan, name, x, residual, unused).unwrap();
+        let got = run(plan, &[y]);
+        let tol = 1e-5 * (1.0 + max_abs(expected)) * (ic * k * k) as f32;
+        assert_close(name, &got[0], expected, tol);
+    }
+}
+
+#[test]
+fn maxpool_matches_pytorch() {
+    let fx = Fixture::load("maxpool.safetensors");
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (shape, input) = fx.get(&format!("{name}.input"));
+        let (_, expected) = fx.get(&format!("{name}.output"));
+        let mut plan = Plan::new();
+        let x = bound(&mut plan, "input", shape, input);
+        let y = ops::maxpool2(&mut plan, name, x).unwrap();
+        let got = run(plan, &[y]);
+        assert_close(name, &got[0], expected, 0.0);
+    }
+}
+
+#[test]
+fn upsample_add_matches_pytorch() {
+    let fx = Fixture::load("upsample_add.safetensors");
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (ls, low) = fx.get(&format!("{name}.low"));
+        let (ss, skip) = fx.get(&format!("{name}.skip"));
+        let (_, expected) = fx.get(&format!("{name}.output"));
+        let mut plan = Plan::new();
+        let l = bound(&mut plan, "low", ls, low);
+        let s = bound(&mut plan, "skip", ss, skip);
+        let y = ops::upsample_add(&mut plan, name, l, s).unwrap();
+        let got = run(plan, &[y]);
+        assert_close(name, &got[0], expected, 1e-6);
+    }
+}
+
+#[test]
+fn softmax_dsnt_matches_pytorch() {
+    let fx = Fixture::load("softmax_dsnt.safetensors");
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (hs, heatmaps) = fx.get(&format!("{name}.heatmaps"));
+        let (_, coords) = fx.get(&format!("{name}.coords"));
+        let (_, variance) = fx.get(&format!("{name}.variance"));
+        let count = (hs[0] * hs[1]) as u32;
+        let mut plan = Plan::new();
+        let h = bound(&mut plan, "heatmaps", hs, heatmaps);
+        let out = plan.activation("coords", &[count, 4]);
+        ops::softmax_dsnt(&mut plan, name, h, out, 0).unwrap();
+        let got = run(plan, &[out]);
+        let xy: Vec<f32> = got[0].chunks(4).flat_map(|r| [r[0], r[1]]).collect();
+        let var: Vec<f32> = got[0].chunks(4).flat_map(|r| [r[2], r[3]]).collect();
+        assert_close(&format!("{name} coords"), &xy, coords, 2e-5);
+        assert_close(&format!("{name} variance"), &var, variance, 2e-5);
+    }
+}
+
+#[test]
+fn roi_align_matches_torchvision() {
+    let fx = Fixture::load("roi_align.safetensors");
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (is, image) = fx.get(&format!("{name}.image"));
+        let (bs, boxes) = fx.get(&format!("{name}.boxes"));
+        let (_, expected) = fx.get(&format!("{name}.output"));
+        let mut plan = Plan::new();
+        let img = bound(&mut plan, "image", is, image);
+        let b = bound(&mut plan, "boxes", bs, boxes);
+        let sampling = case["sampling_ratio"].as_i64().unwrap() as i32;
+        let y = ops::roi_align(&mut plan, img, b, param_u32(&case, "out_size"), sampling).unwrap();
+        let got = run(plan, &[y]);
+        assert_close(name, &got[0], expected, 1e-4 * (1.0 + max_abs(expected)));
+    }
+}
+
+#[test]
+fn boxes_match_pytorch() {
+    let fx = Fixture::load("boxes.safetensors");
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (_, coarse) = fx.get(&format!("{name}.coarse_norm"));
+        let (_, expected) = fx.get(&format!("{name}.boxes"));
+        let rows: Vec<f32> = coarse
+            .chunks(2)
+            .flat_map(|p| [p[0], p[1], 0.0, 0.0])
+            .collect();
+        let mut plan = Plan::new();
+        let c = bound(&mut plan, "coarse", &[29, 4], &rows);
+        let margin = case["margin"].as_f64().unwrap() as f32;
+        let min_side = case["min_side"].as_f64().unwrap() as f32;
+        let b = ops::boxes(
+            &mut plan,
+            c,
+            param_u32(&case, "input_size"),
+            margin,
+            min_side,
+            6,
+        )
+        .unwrap();
+        let got = run(plan, &[b]);
+        let size = param_u32(&case, "input_size") as f32;
+        assert_close(name, &got[0], expected, 1e-5 * size);
+    }
+}

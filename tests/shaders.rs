@@ -1,0 +1,111 @@
+//! Users run Metal and DX12 too: every WGSL kernel, specialised as the engine specialises it,
+//! must translate to MSL, HLSL and SPIR-V without error.
+
+use naga::back::PipelineConstants;
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use sagitta::ops::ALL_KERNELS;
+
+/// Override sets the engine uses (conv2d gets the shapes of the hourglass).
+fn specialisations(kernel: &str) -> Vec<Vec<(&'static str, f64)>> {
+    if kernel != "conv2d" {
+        return vec![vec![]];
+    }
+    let mut sets = Vec::new();
+    for (k, stride, pad) in [
+        (1.0, 1.0, 0.0),
+        (3.0, 1.0, 1.0),
+        (3.0, 2.0, 1.0),
+        (7.0, 2.0, 3.0),
+    ] {
+        for flags in 0..8u32 {
+            sets.push(vec![
+                ("K", k),
+                ("STRIDE", stride),
+                ("PAD", pad),
+                ("PROLOGUE", f64::from(flags & 1)),
+                ("RESIDUAL", f64::from((flags >> 1) & 1)),
+                ("RELU", f64::from((flags >> 2) & 1)),
+            ]);
+        }
+    }
+    sets
+}
+
+#[test]
+fn every_kernel_translates_to_msl_hlsl_and_spirv() {
+    let mut translated = 0;
+    for kernel in ALL_KERNELS {
+        let module = naga::front::wgsl::parse_str(kernel.source).unwrap_or_else(|e| {
+            panic!(
+                "{}: WGSL parse error:\n{}",
+                kernel.name,
+                e.emit_to_string(kernel.source)
+            )
+        });
+        let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: validation error: {e:?}", kernel.name));
+        for overrides in specialisations(kernel.name) {
+            let mut constants = PipelineConstants::default();
+            for (k, v) in &overrides {
+                constants.insert(k.to_string(), *v);
+            }
+            let stage = naga::ShaderStage::Compute;
+            let (module, info) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((stage, kernel.entry)),
+                &constants,
+            )
+            .unwrap_or_else(|e| panic!("{} {overrides:?}: overrides: {e:?}", kernel.name));
+            let what = format!("{} {overrides:?}", kernel.name);
+
+            let spv_pipeline = naga::back::spv::PipelineOptions {
+                shader_stage: stage,
+                entry_point: kernel.entry.to_string(),
+            };
+            let words = naga::back::spv::write_vec(
+                &module,
+                &info,
+                &naga::back::spv::Options::default(),
+                Some(&spv_pipeline),
+            )
+            .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e:?}"));
+            assert!(
+                words.len() > 5 && words[0] == 0x0723_0203,
+                "{what}: not SPIR-V"
+            );
+
+            let msl_pipeline = naga::back::msl::PipelineOptions {
+                entry_point: Some((stage, kernel.entry.to_string())),
+                ..Default::default()
+            };
+            let (msl, _) = naga::back::msl::write_string(
+                &module,
+                &info,
+                &naga::back::msl::Options::default(),
+                &msl_pipeline,
+            )
+            .unwrap_or_else(|e| panic!("{what}: MSL: {e:?}"));
+            assert!(msl.contains("kernel"), "{what}: MSL has no kernel function");
+
+            let hlsl_pipeline = naga::back::hlsl::PipelineOptions {
+                entry_point: Some((stage, kernel.entry.to_string())),
+            };
+            let hlsl_options = naga::back::hlsl::Options::default();
+            let mut hlsl = String::new();
+            naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
+                .write(&module, &info, None)
+                .unwrap_or_else(|e| panic!("{what}: HLSL: {e:?}"));
+            assert!(
+                hlsl.contains("numthreads"),
+                "{what}: HLSL has no compute entry point"
+            );
+            translated += 1;
+        }
+    }
+    assert!(
+        translated >= ALL_KERNELS.len() + 31,
+        "only {translated} translations ran"
+    );
+}

@@ -34,7 +34,12 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn load(name: &str) -> Self {
-        let bytes = std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        Self::load_path(&fixture_path(name))
+    }
+
+    pub fn load_path(path: &std::path::Path) -> Self {
+        let name = path.display();
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let file = safetensors::SafeTensors::deserialize(&bytes).expect("valid fixture");
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("metadata");
         let tensors = file
@@ -107,4 +112,96 @@ pub fn assert_close(what: &str, got: &[f32], expected: &[f32], tol: f32) -> f32 
 
 pub fn max_abs(v: &[f32]) -> f32 {
     v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
+}
+
+/// A reference run of tools/sagitta_ref's CervicalModel: the image and its expected tensors.
+pub struct Reference {
+    pub image: (u32, u32, Vec<f32>),
+    pub io: Fixture,
+}
+
+impl Reference {
+    pub fn load(path: &std::path::Path) -> Self {
+        let io = Fixture::load_path(path);
+        let (shape, pixels) = io.get("image").clone();
+        Self {
+            image: (shape[1] as u32, shape[0] as u32, pixels),
+            io,
+        }
+    }
+}
+
+/// Runs the engine on a reference's image and compares coarse points, boxes and final landmarks
+/// with PyTorch's, each within `relative_tol * input_size` in the input frame. Returns a summary.
+pub fn compare_with_reference(
+    weights: &std::path::Path,
+    io: &std::path::Path,
+    prefix: &str,
+    relative_tol: f32,
+) -> String {
+    use sagitta::{CervicalModel, GreyImage, WeightFile};
+    let r = Reference::load(io);
+    let weights = WeightFile::open(weights).expect("weights load");
+    let s = weights.config.input_size as f32;
+    let mut model = CervicalModel::new(gpu(), &weights).expect("model builds");
+    let (w, h, pixels) = &r.image;
+    let p = model
+        .run(GreyImage {
+            width: *w,
+            height: *h,
+            pixels,
+        })
+        .expect("inference runs");
+    let expected = |name: &str| &r.io.get(&format!("{prefix}{name}")).1;
+    let tol = relative_tol * s;
+    let coarse_expected: Vec<f32> = expected("coarse_norm")
+        .iter()
+        .map(|u| ((u + 1.0) * s - 1.0) / 2.0)
+        .collect();
+    let coarse_got: Vec<f32> = p.coarse_input.iter().flat_map(|c| [c[0], c[1]]).collect();
+    let d_coarse = assert_close(
+        "coarse landmarks (input px)",
+        &coarse_got,
+        &coarse_expected,
+        tol,
+    );
+    let boxes_got: Vec<f32> = p.boxes.iter().flatten().copied().collect();
+    let d_boxes = assert_close("boxes (input px)", &boxes_got, expected("boxes"), tol);
+    let (sx, sy) = (s / *w as f32, s / *h as f32);
+    let final_input: Vec<f32> = p
+        .landmarks
+        .iter()
+        .flat_map(|l| [(l.x + 0.5) * sx - 0.5, (l.y + 0.5) * sy - 0.5])
+        .collect();
+    let d_input = assert_close(
+        "final landmarks (input px)",
+        &final_input,
+        expected("landmarks_input"),
+        tol,
+    );
+    let d_original = assert_close(
+        "final landmarks (original px)",
+        &p.xy().concat(),
+        expected("landmarks"),
+        tol * (*w).max(*h) as f32 / s,
+    );
+    // A flat heatmap would put every point at the centre and hide errors: the reference must not.
+    let (lo, hi) = coarse_expected
+        .chunks(2)
+        .map(|c| c[1])
+        .fold((f32::MAX, f32::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    assert!(
+        hi - lo > 0.15 * s,
+        "reference landmarks are bunched: {lo}..{hi}"
+    );
+    for l in &p.landmarks {
+        assert!(
+            l.sd_x.is_finite() && l.sd_y.is_finite() && l.sd_x >= 0.0,
+            "{l:?}"
+        );
+    }
+    format!(
+        "max |engine - PyTorch|: coarse {d_coarse:.2e}, boxes {d_boxes:.2e}, final {d_input:.2e} px of the \
+         {s}x{s} input ({d_original:.2e} original px); tolerance {tol:.2e} px"
+    )
 }

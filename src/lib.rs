@@ -4,6 +4,7 @@
 //! [`cervical::CervicalModel`] builds the whole cervical pipeline on a [`gpu::GpuContext`] (the
 //! engine's own or the caller's device) and runs it in one submission per image.
 
+pub mod bench;
 pub mod cervical;
 pub mod error;
 pub mod gpu;

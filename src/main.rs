@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
 use sagitta::gpu::{list_adapters, AdapterChoice, GpuContext};
-use sagitta::{CervicalConfig, CervicalModel, GreyImage, WeightFile};
+use sagitta::{CervicalConfig, WeightFile};
 
 #[derive(Parser)]
 #[command(
@@ -192,142 +191,24 @@ fn parse_size(text: &str) -> AnyResult<(u32, u32)> {
     Ok((w.trim().parse()?, h.trim().parse()?))
 }
 
-/// A smooth synthetic radiograph-like test image (deterministic).
-fn synthetic_image(w: u32, h: u32) -> Vec<f32> {
-    (0..h)
-        .flat_map(|y| {
-            (0..w).map(move |x| {
-                let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-                2000.0
-                    + 800.0 * (7.0 * fx).sin() * (5.0 * fy).cos()
-                    + 300.0 * ((x * 31 + y * 17) % 13) as f32 / 13.0
-            })
-        })
-        .collect()
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i]
-}
-
 fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
-    let start = Instant::now();
     let ctx = GpuContext::new(&gpu.choice())?;
     let weights = match &args.weights {
         Some(p) => WeightFile::open(p)?,
         None => WeightFile::random(CervicalConfig::paper(), 0),
     };
-    let config = weights.config.clone();
-    let (w, h) = parse_size(&args.image)?;
-    let pixels = synthetic_image(w, h);
-    let image = GreyImage {
-        width: w,
-        height: h,
-        pixels: &pixels,
+    let (image_width, image_height) = parse_size(&args.image)?;
+    let settings = sagitta::bench::BenchSettings {
+        image_width,
+        image_height,
+        warmup: args.warmup,
+        runs: args.runs,
     };
-    let t_load = Instant::now();
-    let mut model = CervicalModel::new(ctx.clone(), &weights)?;
-    let load_s = t_load.elapsed().as_secs_f64();
-    let t_prepare = Instant::now();
-    model.prepare(w, h)?;
-    let prepare_s = t_prepare.elapsed().as_secs_f64();
-    model.set_profiling(true);
-    let t_first = Instant::now();
-    model.run(image)?;
-    let first_s = t_first.elapsed().as_secs_f64();
-    for _ in 1..args.warmup {
-        model.run(image)?;
-    }
-    let mut latencies = Vec::new();
-    let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
-    for _ in 0..args.runs.max(1) {
-        let t = Instant::now();
-        let p = model.run(image)?;
-        latencies.push(t.elapsed().as_secs_f64() * 1e3);
-        for (i, (name, ms)) in p.stage_ms.into_iter().enumerate() {
-            if stages.len() <= i {
-                stages.push((name, Vec::new()));
-            }
-            stages[i].1.push(ms);
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-    let mem = model.gpu_memory();
-    let median = percentile(&latencies, 0.5);
-    let stage_medians: Vec<(String, f64)> = stages
-        .into_iter()
-        .map(|(n, mut v)| {
-            v.sort_by(f64::total_cmp);
-            (n, percentile(&v, 0.5))
-        })
-        .collect();
+    let report = sagitta::bench::run(ctx, &weights, &settings)?;
     if args.json {
-        let json = serde_json::json!({
-            "adapter": ctx.describe(),
-            "model": config.name,
-            "input_size": config.input_size,
-            "image": [w, h],
-            "runs": latencies.len(),
-            "latency_ms": {"median": median, "min": latencies[0], "p90": percentile(&latencies, 0.9)},
-            "stages_gpu_ms": stage_medians.iter().map(|(n, v)| serde_json::json!({"stage": n, "median_ms": v})).collect::<Vec<_>>(),
-            "gpu_memory_bytes": {"weights": mem.weights, "activations": mem.activations, "io": mem.io, "total": mem.total()},
-            "dispatches": model.dispatch_count(),
-            "load_s": load_s, "prepare_s": prepare_s, "first_run_s": first_s,
-        });
-        println!("{}", serde_json::to_string_pretty(&json)?);
-        return Ok(());
-    }
-    println!("adapter: {}", ctx.describe());
-    println!(
-        "model: {} (input {}x{}, global {} stacks x {} features, {} refiners at {}x{})",
-        config.name,
-        config.input_size,
-        config.input_size,
-        config.global.stacks,
-        config.global.features,
-        config.refiner_count,
-        config.crop_size,
-        config.crop_size
-    );
-    println!(
-        "image: {w}x{h}, {} dispatches in one submission",
-        model.dispatch_count()
-    );
-    println!(
-        "setup: weights to GPU {:.2} s, pipelines+buffers {:.2} s, first run {:.2} s (process start to first result {:.2} s)",
-        load_s,
-        prepare_s,
-        first_s,
-        start.elapsed().as_secs_f64() - latencies.iter().sum::<f64>() / 1e3
-    );
-    if stage_medians.is_empty() {
-        println!("per-stage GPU time: unavailable (adapter has no timestamp queries)");
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("per-stage GPU time (median of {} runs):", latencies.len());
-        for (name, ms) in &stage_medians {
-            println!("  {name:<12} {ms:>10.2} ms");
-        }
-        println!(
-            "  {:<12} {:>10.2} ms",
-            "sum",
-            stage_medians.iter().map(|(_, v)| v).sum::<f64>()
-        );
+        println!("{report}");
     }
-    println!(
-        "end-to-end latency: median {:.2} ms, min {:.2} ms, p90 {:.2} ms ({} runs)",
-        median,
-        latencies[0],
-        percentile(&latencies, 0.9),
-        latencies.len()
-    );
-    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-    println!(
-        "GPU memory: {:.1} MiB total = weights {:.1} + activations {:.1} (after liveness reuse) + I/O {:.1}",
-        mib(mem.total()),
-        mib(mem.weights),
-        mib(mem.activations),
-        mib(mem.io)
-    );
     Ok(())
 }

@@ -228,7 +228,7 @@ impl CervicalModel {
             )));
         }
         let bytes = image.pixels.len() as u64 * 4;
-        let max_binding = self.ctx.limits.max_storage_buffer_binding_size as u64;
+        let max_binding = self.ctx.limits.max_storage_buffer_binding_size;
         if bytes > max_binding {
             return Err(SagittaError::InvalidInput(format!(
                 "a {w}x{h} image needs {} MiB on the GPU, more than this adapter binds ({} MiB); \

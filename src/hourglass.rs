@@ -63,8 +63,8 @@ impl Loader<'_> {
             .collect()
     }
 
-    /// conv followed by BatchNorm (folded) and optionally ReLU.
-    fn conv_bn(
+    /// conv -> BatchNorm -> ReLU (the stem and `fc`), BatchNorm folded into the weights.
+    fn conv_bn_relu(
         &self,
         conv: &str,
         bn: &str,
@@ -72,7 +72,6 @@ impl Loader<'_> {
         out_c: usize,
         k: usize,
         stride: u32,
-        relu: bool,
     ) -> Result<ConvLayer> {
         let mut convs = self.conv(conv, in_c, out_c, k)?;
         for (c, b) in convs.iter_mut().zip(self.batchnorm(bn, out_c)?) {
@@ -84,7 +83,7 @@ impl Loader<'_> {
             &convs,
             stride,
             (k as u32 - 1) / 2,
-            relu,
+            true,
             None,
         )
     }
@@ -283,15 +282,7 @@ impl HourglassNet {
         let stem = f / 2;
         let ch = 2 * f;
         let classes = config.num_classes as usize;
-        let conv1 = l.conv_bn(
-            "conv1",
-            "bn1",
-            config.in_channels as usize,
-            stem,
-            7,
-            2,
-            true,
-        )?;
+        let conv1 = l.conv_bn_relu("conv1", "bn1", config.in_channels as usize, stem, 7, 2)?;
         let layer1 = residual_stack(&l, "layer1", 1, stem, stem)?;
         let layer2 = residual_stack(&l, "layer2", 1, f, stem)?;
         let layer3 = residual_stack(&l, "layer3", 1, f, f)?;
@@ -305,15 +296,7 @@ impl HourglassNet {
                 config.depth as usize,
             )?;
             let res = residual_stack(&l, &format!("res.{i}"), config.blocks as usize, ch, f)?;
-            let fc = l.conv_bn(
-                &format!("fc.{i}.0"),
-                &format!("fc.{i}.1"),
-                ch,
-                ch,
-                1,
-                1,
-                true,
-            )?;
+            let fc = l.conv_bn_relu(&format!("fc.{i}.0"), &format!("fc.{i}.1"), ch, ch, 1, 1)?;
             let score = l.plain_conv(&format!("score.{i}"), ch, classes)?;
             let remap = if i + 1 < config.stacks as usize {
                 Some((

@@ -213,27 +213,20 @@ impl Plan {
                 last_use[t.0] = last_use[t.0].max(i);
             }
         }
-        let max_binding = ctx.limits.max_storage_buffer_binding_size as u64;
+        let max_binding = ctx.limits.max_storage_buffer_binding_size;
         let mut assigned: Vec<Option<Arc<wgpu::Buffer>>> = vec![None; n];
         let mut free: Vec<Arc<wgpu::Buffer>> = Vec::new();
         let mut dying: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut births: HashMap<usize, Vec<usize>> = HashMap::new();
         for (t, info) in self.tensors.iter().enumerate() {
             match &info.storage {
                 Storage::Bound(buffer) => assigned[t] = Some(buffer.clone()),
-                Storage::Activation => {
-                    if first_write[t] == usize::MAX {
-                        continue;
-                    }
+                Storage::Activation if first_write[t] != usize::MAX => {
+                    births.entry(first_write[t]).or_default().push(t);
                     dying.entry(last_use[t]).or_default().push(t);
                 }
-            }
-        }
-        let mut births: HashMap<usize, Vec<usize>> = HashMap::new();
-        for t in 0..n {
-            if matches!(self.tensors[t].storage, Storage::Activation)
-                && first_write[t] != usize::MAX
-            {
-                births.entry(first_write[t]).or_default().push(t);
+                // Declared but never written: nothing reads it either.
+                Storage::Activation => {}
             }
         }
         for i in 0..self.steps.len() {

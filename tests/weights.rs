@@ -167,9 +167,11 @@ fn extra_tensor_is_named() {
     );
 }
 
+type ConfigEdit = Box<dyn Fn(&mut serde_json::Value)>;
+
 #[test]
 fn unknown_architecture_and_bad_fields_name_the_field() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, ConfigEdit)> = vec![
         ("arch", Box::new(|j| j["arch"] = "resnet50".into())),
         ("input_size", Box::new(|j| j["input_size"] = "large".into())),
         ("input_size", Box::new(|j| j["input_size"] = 100.into())),

@@ -187,3 +187,337 @@ impl std::fmt::Display for BenchReport {
         )
     }
 }
+
+/// One distinct kernel shape of a pipeline, timed in isolation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelRow {
+    pub kernel: String,
+    /// Named shape parameters (also what the PyTorch side reads to time the same workload).
+    pub shape: serde_json::Value,
+    /// How many dispatches of this shape one inference makes.
+    pub count: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub flops: u64,
+    pub gflops: Option<f64>,
+}
+
+/// Named parameters of a step, from the uniform words that `ops.rs` lays out.
+pub fn describe(step: &crate::plan::Step) -> serde_json::Value {
+    use serde_json::json;
+    let p = &step.params;
+    let o = |name: &str| {
+        step.overrides
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(0.0, |(_, v)| *v)
+    };
+    match step.kernel.name {
+        "conv2d" => json!({
+            "n": p[0], "in_c": p[1], "h": p[2], "w": p[3], "out_c": p[4], "oh": p[5], "ow": p[6],
+            "k": o("K"), "stride": o("STRIDE"), "pad": o("PAD"),
+            "prologue": o("PROLOGUE") != 0.0, "residual": o("RESIDUAL") != 0.0, "relu": o("RELU") != 0.0,
+            "per_sample": p[9] != 0,
+        }),
+        "maxpool2" => json!({"planes": p[0], "h": p[1], "w": p[2]}),
+        "upsample_add" => json!({"planes": p[0], "low_h": p[1], "low_w": p[2]}),
+        "softmax_dsnt" => json!({"heatmaps": p[0], "h": p[1], "w": p[2]}),
+        "roi_align" => {
+            json!({"c": p[0], "h": p[1], "w": p[2], "out_size": p[3], "boxes": p[4], "sampling_ratio": p[5] as i32})
+        }
+        "resize_bicubic" => json!({"in_w": p[0], "in_h": p[1], "out_w": p[2], "out_h": p[3]}),
+        "standardize" | "standardize_apply" => json!({"count": p[0], "entry": step.kernel.entry}),
+        _ => json!({"params": p}),
+    }
+}
+
+/// Multiply-adds x 2 of a step (convolutions; 0 for the memory-bound kernels).
+pub fn flops(step: &crate::plan::Step) -> u64 {
+    if step.kernel.name != "conv2d" {
+        return 0;
+    }
+    let p: Vec<u64> = step.params.iter().map(|&v| v as u64).collect();
+    let k = step
+        .overrides
+        .iter()
+        .find(|(n, _)| *n == "K")
+        .map_or(1, |(_, v)| *v as u64);
+    2 * p[0] * p[4] * p[5] * p[6] * p[1] * k * k
+}
+
+/// Times every distinct kernel shape of the cervical pipeline in isolation: `repeats` dispatches
+/// per timed pass, `samples` passes, median per dispatch.
+pub fn kernel_table(
+    ctx: Arc<GpuContext>,
+    weights: &WeightFile,
+    settings: &BenchSettings,
+    repeats: usize,
+    samples: usize,
+) -> Result<Vec<KernelRow>> {
+    let model = CervicalModel::new(ctx.clone(), weights)?;
+    let plan = model.dispatch_plan(settings.image_width, settings.image_height)?;
+    let mut seen: Vec<(String, usize, usize)> = Vec::new();
+    for (i, step) in plan.steps().iter().enumerate() {
+        let key = format!(
+            "{}:{}:{:?}:{:?}",
+            step.kernel.name, step.kernel.entry, step.overrides, step.params
+        );
+        match seen.iter_mut().find(|(k, _, _)| *k == key) {
+            Some(entry) => entry.2 += 1,
+            None => seen.push((key, i, 1)),
+        }
+    }
+    let mut pipelines = crate::plan::PipelineCache::default();
+    let mut rows = Vec::new();
+    for (_, index, count) in seen {
+        let step = &plan.steps()[index];
+        let isolated = plan
+            .isolate_step(&ctx, index, repeats)
+            .compile(&ctx, &mut pipelines)?;
+        isolated.gpu_time_ms()?;
+        let mut times = Vec::new();
+        for _ in 0..samples.max(1) {
+            if let Some(ms) = isolated.gpu_time_ms()? {
+                times.push(ms / repeats.max(1) as f64);
+            }
+        }
+        let spread = if times.is_empty() {
+            Spread {
+                median: f64::NAN,
+                min: f64::NAN,
+                p90: f64::NAN,
+            }
+        } else {
+            Spread::of(times)
+        };
+        let f = flops(step);
+        rows.push(KernelRow {
+            kernel: step.kernel.name.to_string(),
+            shape: describe(step),
+            count,
+            median_ms: spread.median,
+            min_ms: spread.min,
+            flops: f,
+            gflops: (f > 0 && spread.median > 0.0).then(|| f as f64 / (spread.median * 1e6)),
+        });
+    }
+    Ok(rows)
+}
+
+/// What `tools/bench_torch.py` reports.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TorchReport {
+    pub device: String,
+    pub torch: String,
+    pub pipeline_ms: TorchSpread,
+    pub peak_memory_bytes: Option<u64>,
+    pub kernels: Vec<TorchKernel>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TorchSpread {
+    pub median: f64,
+    pub min: f64,
+    pub p90: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TorchKernel {
+    pub index: usize,
+    pub median_ms: Option<f64>,
+    pub min_ms: Option<f64>,
+}
+
+/// Runs the same weights, image and kernel shapes through PyTorch (`python3 tools/bench_torch.py`,
+/// `SAGITTA_PYTHON` to pick the interpreter, `SAGITTA_TORCH_DEVICE` cpu/cuda).
+pub fn run_torch(
+    weights: &WeightFile,
+    settings: &BenchSettings,
+    kernels: &[KernelRow],
+) -> Result<TorchReport> {
+    let dir = std::env::temp_dir().join(format!("sagitta-bench-{}", std::process::id()));
+    let io_error = |e: std::io::Error| {
+        crate::error::SagittaError::InvalidInput(format!("benchmark temp files: {e}"))
+    };
+    std::fs::create_dir_all(&dir).map_err(io_error)?;
+    let weights_path = dir.join("weights.safetensors");
+    weights.save_f32(&weights_path)?;
+    let shapes_path = dir.join("shapes.json");
+    std::fs::write(
+        &shapes_path,
+        serde_json::to_vec(kernels).expect("serialisable"),
+    )
+    .map_err(io_error)?;
+    let script = [
+        std::path::PathBuf::from("tools/bench_torch.py"),
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/bench_torch.py")),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .ok_or_else(|| {
+        crate::error::SagittaError::InvalidInput(
+            "tools/bench_torch.py not found: run from the repository".into(),
+        )
+    })?;
+    let python = std::env::var("SAGITTA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut command = std::process::Command::new(&python);
+    command
+        .arg(&script)
+        .arg("--weights")
+        .arg(&weights_path)
+        .arg("--shapes")
+        .arg(&shapes_path)
+        .arg("--image")
+        .arg(format!(
+            "{}x{}",
+            settings.image_width, settings.image_height
+        ))
+        .arg("--runs")
+        .arg(settings.runs.max(1).to_string())
+        .arg("--warmup")
+        .arg(settings.warmup.to_string());
+    if let Ok(device) = std::env::var("SAGITTA_TORCH_DEVICE") {
+        command.arg("--device").arg(device);
+    }
+    let output = command.output().map_err(|e| {
+        crate::error::SagittaError::InvalidInput(format!(
+            "could not run {python}: {e}; install torch (tools/requirements.txt)"
+        ))
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !output.status.success() {
+        return Err(crate::error::SagittaError::InvalidInput(format!(
+            "the PyTorch benchmark failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("no output")
+        )));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| {
+        crate::error::SagittaError::InvalidInput(format!(
+            "the PyTorch benchmark printed no valid JSON: {e}"
+        ))
+    })
+}
+
+/// sagitta and, optionally, PyTorch on the same workloads.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Comparison {
+    pub sagitta: BenchReport,
+    pub kernels: Vec<KernelRow>,
+    pub torch: Option<TorchReport>,
+}
+
+fn short_shape(row: &KernelRow) -> String {
+    let s = &row.shape;
+    let g = |k: &str| s[k].as_u64().unwrap_or(0);
+    match row.kernel.as_str() {
+        "conv2d" => {
+            let mut extra = String::new();
+            for (flag, tag) in [
+                ("prologue", "+bnrelu"),
+                ("residual", "+res"),
+                ("relu", "+relu"),
+                ("per_sample", " x6w"),
+            ] {
+                if s[flag].as_bool().unwrap_or(false) {
+                    extra.push_str(tag);
+                }
+            }
+            format!(
+                "{}x{}x{}x{} -> {} k{} s{}{extra}",
+                g("n"),
+                g("in_c"),
+                g("h"),
+                g("w"),
+                g("out_c"),
+                s["k"].as_f64().unwrap_or(0.0),
+                s["stride"].as_f64().unwrap_or(0.0)
+            )
+        }
+        "maxpool2" => format!("{}x{}x{}", g("planes"), g("h"), g("w")),
+        "upsample_add" => format!("{}x{}x{} -> x2", g("planes"), g("low_h"), g("low_w")),
+        "softmax_dsnt" => format!("{} maps {}x{}", g("heatmaps"), g("h"), g("w")),
+        "roi_align" => format!(
+            "{} boxes -> {}x{}",
+            g("boxes"),
+            g("out_size"),
+            g("out_size")
+        ),
+        "resize_bicubic" => format!(
+            "{}x{} -> {}x{}",
+            g("in_w"),
+            g("in_h"),
+            g("out_w"),
+            g("out_h")
+        ),
+        _ => s.to_string().chars().take(28).collect(),
+    }
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.sagitta)?;
+        if let Some(t) = &self.torch {
+            writeln!(
+                f,
+                "PyTorch {} on {}: pipeline median {:.2} ms, min {:.2} ms",
+                t.torch, t.device, t.pipeline_ms.median, t.pipeline_ms.min
+            )?;
+            writeln!(
+                f,
+                "end-to-end ratio sagitta/torch (median latency): {:.2}",
+                self.sagitta.latency_ms.median / t.pipeline_ms.median
+            )?;
+            if let Some(peak) = t.peak_memory_bytes {
+                writeln!(
+                    f,
+                    "peak GPU memory: sagitta {:.1} MiB, torch max_memory_allocated {:.1} MiB",
+                    self.sagitta.gpu_memory.total() as f64 / 1048576.0,
+                    peak as f64 / 1048576.0
+                )?;
+            }
+        }
+        if self.kernels.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "kernels (each distinct shape of one inference, timed alone; ms per dispatch):"
+        )?;
+        write!(
+            f,
+            "  {:<14} {:<38} {:>4} {:>10} {:>9}",
+            "kernel", "shape", "n", "sagitta", "GFLOP/s"
+        )?;
+        if self.torch.is_some() {
+            write!(f, " {:>10} {:>7}", "torch", "ratio")?;
+        }
+        writeln!(f)?;
+        for (i, row) in self.kernels.iter().enumerate() {
+            write!(
+                f,
+                "  {:<14} {:<38} {:>4} {:>10.3} {:>9}",
+                row.kernel,
+                short_shape(row),
+                row.count,
+                row.median_ms,
+                row.gflops.map_or("-".into(), |g| format!("{g:.1}"))
+            )?;
+            if let Some(t) = &self.torch {
+                match t
+                    .kernels
+                    .iter()
+                    .find(|k| k.index == i)
+                    .and_then(|k| k.median_ms)
+                {
+                    Some(ms) => write!(f, " {:>10.3} {:>7.2}", ms, row.median_ms / ms)?,
+                    None => write!(f, " {:>10} {:>7}", "-", "-")?,
+                }
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}

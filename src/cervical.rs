@@ -135,6 +135,25 @@ impl CervicalModel {
     }
 
     fn build_plan(&mut self, original: (u32, u32)) -> Result<Compiled> {
+        let (plan, image, resize_step, map_step) = self.plan(original)?;
+        let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
+        Ok(Compiled {
+            plan,
+            image,
+            resize_step,
+            map_step,
+            original,
+        })
+    }
+
+    /// The uncompiled dispatch list for an original image size (benchmarks inspect it).
+    pub fn dispatch_plan(&self, width: u32, height: u32) -> Result<Plan> {
+        Ok(self.plan((width, height))?.0)
+    }
+
+    /// Builds the dispatch list; returns it with the image tensor and the two steps whose
+    /// parameters depend on the original image size.
+    fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId, usize, usize)> {
         let c = &self.config;
         let s = c.input_size;
         let mut plan = Plan::new();
@@ -195,14 +214,7 @@ impl CervicalModel {
             CERVICAL_LANDMARKS as u32,
             CERVICAL_DISCS as u32,
         )?;
-        let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
-        Ok(Compiled {
-            plan,
-            image,
-            resize_step,
-            map_step,
-            original,
-        })
+        Ok((plan, image, resize_step, map_step))
     }
 
     /// Builds pipelines, bind groups and activation buffers now instead of at the first `run`.

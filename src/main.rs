@@ -50,6 +50,9 @@ enum Command {
     },
     /// Runs the cervical pipeline and prints per-stage GPU times, latency and GPU memory.
     Bench(BenchArgs),
+    /// Landmarks, the 9 cervical parameters, CSV and overlays for radiographs (files, folders,
+    /// lists); exit code 0 all analysed, 1 some failed, 2 could not run.
+    Analyze(sagitta::analyze::AnalyzeArgs),
 }
 
 #[derive(Args)]
@@ -69,6 +72,19 @@ struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Also time every distinct kernel shape of the pipeline in isolation.
+    #[arg(long)]
+    kernels: bool,
+    /// Dispatches per timed pass for --kernels.
+    #[arg(long, default_value_t = 5)]
+    kernel_repeats: usize,
+    /// Also run the same workloads through PyTorch (python3 tools/bench_torch.py; needs torch)
+    /// and print both side by side with the ratio sagitta/torch.
+    #[arg(long)]
+    torch: bool,
+    /// Write the results (and the PyTorch side) as JSON to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +92,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Info { weights } => info(&cli.gpu, weights.as_ref()),
         Command::Bench(args) => bench(&cli.gpu, args),
+        Command::Analyze(args) => return sagitta::analyze::main(args, &cli.gpu.choice()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -204,11 +221,29 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         warmup: args.warmup,
         runs: args.runs,
     };
-    let report = sagitta::bench::run(ctx, &weights, &settings)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let report = sagitta::bench::run(ctx.clone(), &weights, &settings)?;
+    let kernels = if args.kernels || args.torch {
+        sagitta::bench::kernel_table(ctx, &weights, &settings, args.kernel_repeats, 3)?
     } else {
-        println!("{report}");
+        Vec::new()
+    };
+    let torch = if args.torch {
+        Some(sagitta::bench::run_torch(&weights, &settings, &kernels)?)
+    } else {
+        None
+    };
+    let comparison = sagitta::bench::Comparison {
+        sagitta: report,
+        kernels,
+        torch,
+    };
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_string_pretty(&comparison)?)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        println!("{comparison}");
     }
     Ok(())
 }

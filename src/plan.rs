@@ -572,3 +572,94 @@ impl CompiledPlan {
         Ok(out)
     }
 }
+
+impl Plan {
+    /// A plan that runs step `index` `repeats` times on deterministic pseudo-random inputs of the
+    /// same shapes (bound tensors such as weights keep their buffers): per-kernel benchmarks.
+    pub fn isolate_step(&self, ctx: &GpuContext, index: usize, repeats: usize) -> Plan {
+        let step = &self.steps[index];
+        let mut plan = Plan::new();
+        let mut remap: HashMap<TensorId, TensorId> = HashMap::new();
+        for &t in &step.reads {
+            let info = &self.tensors[t.0];
+            let id = match &info.storage {
+                Storage::Bound(buffer) => {
+                    plan.bound(info.label.clone(), &info.shape, buffer.clone())
+                }
+                Storage::Activation => {
+                    let data: Vec<f32> = (0..info.elements())
+                        .map(|i| ((i.wrapping_mul(2654435761) % 2001) as f32 / 1000.0) - 1.0)
+                        .collect();
+                    plan.bound(
+                        info.label.clone(),
+                        &info.shape,
+                        crate::ops::upload(ctx, &info.label, &data),
+                    )
+                }
+            };
+            remap.insert(t, id);
+        }
+        for &t in &step.writes {
+            remap.entry(t).or_insert_with(|| {
+                plan.activation(self.tensors[t.0].label.clone(), &self.tensors[t.0].shape)
+            });
+        }
+        plan.begin_stage(step.label.clone());
+        for _ in 0..repeats.max(1) {
+            plan.push_step(Step {
+                reads: step.reads.iter().map(|t| remap[t]).collect(),
+                writes: step.writes.iter().map(|t| remap[t]).collect(),
+                ..step.clone()
+            });
+        }
+        plan
+    }
+}
+
+impl CompiledPlan {
+    /// Runs the plan once with timestamp queries and returns the GPU time of all its passes in
+    /// milliseconds, or None when the adapter has no timestamp queries.
+    pub fn gpu_time_ms(&self) -> Result<Option<f64>> {
+        if !self.ctx.has_timestamps() {
+            return Ok(None);
+        }
+        let device = &self.ctx.device;
+        let passes = self.pass_count() as u32;
+        let query_set = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("kernel timing"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * passes,
+        });
+        let bytes = 16 * passes as u64;
+        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel timing resolve"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel timing readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("kernel timing"),
+        });
+        self.encode(&mut encoder, Some(&query_set));
+        encoder.resolve_query_set(&query_set, 0..2 * passes, &resolve, 0);
+        encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+        self.ctx.submit(encoder);
+        let raw = self.ctx.read_buffer(&staging, bytes)?;
+        let ticks: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let period_ns = self.ctx.queue.get_timestamp_period() as f64;
+        let total: u64 = ticks
+            .chunks_exact(2)
+            .map(|p| p[1].saturating_sub(p[0]))
+            .sum();
+        Ok(Some(total as f64 * period_ns / 1e6))
+    }
+}

@@ -511,3 +511,47 @@ impl WeightFile {
         }
     }
 }
+
+impl WeightFile {
+    /// Writes the tensors as f32 safetensors with the configuration in the metadata, readable by
+    /// `tools/sagitta_ref/convert.py::load_model` (the PyTorch side of the benchmarks).
+    pub fn save_f32(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(name, (shape, data))| {
+                (
+                    name.clone(),
+                    shape.clone(),
+                    bytemuck::cast_slice(data).to_vec(),
+                )
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(name, shape, data)| {
+                safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                    .map(|v| (name.clone(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| SagittaError::WeightsFormat {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let metadata = HashMap::from([
+            ("format".to_string(), "pt".to_string()),
+            ("sagitta".to_string(), self.config.to_metadata_json()),
+        ]);
+        let serialized = safetensors::serialize(views, Some(metadata)).map_err(|e| {
+            SagittaError::WeightsFormat {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
+        std::fs::write(path, serialized).map_err(|source| SagittaError::WeightsIo {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

@@ -213,7 +213,7 @@ pub fn describe(step: &crate::plan::Step) -> serde_json::Value {
             .map_or(0.0, |(_, v)| *v)
     };
     match step.kernel.name {
-        "conv2d" => json!({
+        "conv2d" | "conv2d_tiled" => json!({
             "n": p[0], "in_c": p[1], "h": p[2], "w": p[3], "out_c": p[4], "oh": p[5], "ow": p[6],
             "k": o("K"), "stride": o("STRIDE"), "pad": o("PAD"),
             "prologue": o("PROLOGUE") != 0.0, "residual": o("RESIDUAL") != 0.0, "relu": o("RELU") != 0.0,
@@ -233,7 +233,7 @@ pub fn describe(step: &crate::plan::Step) -> serde_json::Value {
 
 /// Multiply-adds x 2 of a step (convolutions; 0 for the memory-bound kernels).
 pub fn flops(step: &crate::plan::Step) -> u64 {
-    if step.kernel.name != "conv2d" {
+    if !step.kernel.name.starts_with("conv2d") {
         return 0;
     }
     let p: Vec<u64> = step.params.iter().map(|&v| v as u64).collect();
@@ -413,7 +413,7 @@ fn short_shape(row: &KernelRow) -> String {
     let s = &row.shape;
     let g = |k: &str| s[k].as_u64().unwrap_or(0);
     match row.kernel.as_str() {
-        "conv2d" => {
+        "conv2d" | "conv2d_tiled" => {
             let mut extra = String::new();
             for (flag, tag) in [
                 ("prologue", "+bnrelu"),

@@ -24,6 +24,7 @@ pub const RESIZE_BICUBIC: Kernel = kernel!("resize_bicubic", "main");
 pub const STANDARDIZE_STATS: Kernel = kernel!("standardize", "statistics");
 pub const STANDARDIZE_APPLY: Kernel = kernel!("standardize_apply", "main");
 pub const CONV2D: Kernel = kernel!("conv2d", "main");
+pub const CONV2D_TILED: Kernel = kernel!("conv2d_tiled", "main");
 pub const MAXPOOL2: Kernel = kernel!("maxpool2", "main");
 pub const UPSAMPLE_ADD: Kernel = kernel!("upsample_add", "main");
 pub const SOFTMAX_DSNT: Kernel = kernel!("softmax_dsnt", "main");
@@ -37,6 +38,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     STANDARDIZE_STATS,
     STANDARDIZE_APPLY,
     CONV2D,
+    CONV2D_TILED,
     MAXPOOL2,
     UPSAMPLE_ADD,
     SOFTMAX_DSNT,
@@ -218,6 +220,37 @@ impl BatchNorm {
     }
 }
 
+/// Which convolution kernel runs a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// conv2d.wgsl: 4 channels x 4 pixels per thread straight from memory; best for small maps
+    /// and few output channels, where a 64x64 tile would be mostly empty.
+    Direct,
+    /// conv2d_tiled.wgsl: implicit GEMM with 64x64 shared-memory tiles.
+    Tiled,
+    /// Tiled for layers with at least 32 output channels and 256 output pixels, else direct.
+    Auto,
+}
+
+impl ConvAlgorithm {
+    /// `Auto` defers to `SAGITTA_CONV_ALGORITHM` (direct, tiled) when set: A/B benchmarks.
+    fn or_env(self) -> Self {
+        static FROM_ENV: std::sync::OnceLock<Option<ConvAlgorithm>> = std::sync::OnceLock::new();
+        if self != ConvAlgorithm::Auto {
+            return self;
+        }
+        let forced =
+            FROM_ENV.get_or_init(
+                || match std::env::var("SAGITTA_CONV_ALGORITHM").ok()?.as_str() {
+                    "direct" => Some(ConvAlgorithm::Direct),
+                    "tiled" => Some(ConvAlgorithm::Tiled),
+                    _ => None,
+                },
+            );
+        forced.unwrap_or(self)
+    }
+}
+
 /// A convolution layer on the GPU: packed weights for one or several groups (per-sample weights).
 pub struct ConvLayer {
     pub in_c: u32,
@@ -313,6 +346,19 @@ impl ConvLayer {
         residual: Option<TensorId>,
         unused: TensorId,
     ) -> Result<TensorId> {
+        self.apply_with(plan, label, input, residual, unused, ConvAlgorithm::Auto)
+    }
+
+    /// [`Self::apply`] with a chosen kernel (tests hold both kernels to PyTorch).
+    pub fn apply_with(
+        &self,
+        plan: &mut Plan,
+        label: &str,
+        input: TensorId,
+        residual: Option<TensorId>,
+        unused: TensorId,
+        algorithm: ConvAlgorithm,
+    ) -> Result<TensorId> {
         let shape = plan.shape(input).to_vec();
         invariant(shape.len() == 4 && shape[1] == self.in_c, || {
             format!("{label}: expected [N, {}, H, W], got {shape:?}", self.in_c)
@@ -353,9 +399,6 @@ impl ConvLayer {
             None => unused,
         };
         let out_c4 = self.out_c.div_ceil(4);
-        let x_blocks = ow.div_ceil(4);
-        let total = n as u64 * out_c4 as u64 * oh as u64 * x_blocks as u64;
-        let total32 = u32_len(total as usize)?;
         let per_sample = self.groups > 1;
         let weight_group_stride = if per_sample {
             self.in_c * self.k * self.k * out_c4
@@ -363,36 +406,72 @@ impl ConvLayer {
             0
         };
         let bias_group_stride = if per_sample { out_c4 } else { 0 };
-        plan.push_step(Step {
-            label: label.to_string(),
-            kernel: CONV2D,
-            overrides: vec![
-                ("K", self.k as f64),
-                ("STRIDE", self.stride as f64),
-                ("PAD", self.pad as f64),
-                ("PROLOGUE", f64::from(u8::from(self.prologue.is_some()))),
-                ("RESIDUAL", f64::from(u8::from(residual.is_some()))),
-                ("RELU", f64::from(u8::from(self.relu))),
-            ],
-            params: vec![
-                n,
-                self.in_c,
-                h,
-                w,
-                self.out_c,
-                oh,
-                ow,
-                out_c4,
-                x_blocks,
-                weight_group_stride,
-                bias_group_stride,
-                if per_sample { self.in_c } else { 0 },
-                total32,
-            ],
-            reads: vec![input, weight, bias, prologue, residual.unwrap_or(unused)],
-            writes: vec![output],
-            threads: Threads::Linear(total),
-        });
+        let prologue_group_stride = if per_sample { self.in_c } else { 0 };
+        let overrides = vec![
+            ("K", self.k as f64),
+            ("STRIDE", self.stride as f64),
+            ("PAD", self.pad as f64),
+            ("PROLOGUE", f64::from(u8::from(self.prologue.is_some()))),
+            ("RESIDUAL", f64::from(u8::from(residual.is_some()))),
+            ("RELU", f64::from(u8::from(self.relu))),
+        ];
+        let reads = vec![input, weight, bias, prologue, residual.unwrap_or(unused)];
+        let tiled = match algorithm.or_env() {
+            ConvAlgorithm::Direct => false,
+            ConvAlgorithm::Tiled => true,
+            ConvAlgorithm::Auto => self.out_c >= 32 && oh * ow >= 256,
+        };
+        let step = if tiled {
+            Step {
+                label: label.to_string(),
+                kernel: CONV2D_TILED,
+                overrides,
+                params: vec![
+                    n,
+                    self.in_c,
+                    h,
+                    w,
+                    self.out_c,
+                    oh,
+                    ow,
+                    out_c4,
+                    self.in_c * self.k * self.k,
+                    weight_group_stride,
+                    bias_group_stride,
+                    prologue_group_stride,
+                ],
+                reads,
+                writes: vec![output],
+                threads: Threads::Grid([(oh * ow).div_ceil(64), self.out_c.div_ceil(64), n]),
+            }
+        } else {
+            let x_blocks = ow.div_ceil(4);
+            let total = n as u64 * out_c4 as u64 * oh as u64 * x_blocks as u64;
+            Step {
+                label: label.to_string(),
+                kernel: CONV2D,
+                overrides,
+                params: vec![
+                    n,
+                    self.in_c,
+                    h,
+                    w,
+                    self.out_c,
+                    oh,
+                    ow,
+                    out_c4,
+                    x_blocks,
+                    weight_group_stride,
+                    bias_group_stride,
+                    prologue_group_stride,
+                    u32_len(total as usize)?,
+                ],
+                reads,
+                writes: vec![output],
+                threads: Threads::Linear(total),
+            }
+        };
+        plan.push_step(step);
         Ok(output)
     }
 }

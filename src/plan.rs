@@ -66,6 +66,8 @@ pub enum Threads {
     Linear(u64),
     /// An explicit number of workgroups (reductions with one workgroup per item).
     Groups(u32),
+    /// An explicit 3-D grid of workgroups (tiled kernels).
+    Grid([u32; 3]),
 }
 
 /// A named span of steps, timed separately by the benchmark.
@@ -282,6 +284,14 @@ impl Plan {
 
 fn workgroups_for(threads: Threads, max_per_dim: u32) -> Result<[u32; 3]> {
     match threads {
+        Threads::Grid(grid) => {
+            if grid.iter().any(|&g| g > max_per_dim) {
+                return Err(SagittaError::Gpu(format!(
+                    "workgroup grid {grid:?} exceeds the adapter's {max_per_dim} per dimension"
+                )));
+            }
+            Ok(grid.map(|g| g.max(1)))
+        }
         Threads::Groups(g) => {
             if g > max_per_dim {
                 return Err(SagittaError::Gpu(format!(

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use sagitta::ops::{self, BatchNorm, ConvLayer, ConvWeights};
+use sagitta::ops::{self, BatchNorm, ConvAlgorithm, ConvLayer, ConvWeights};
 use sagitta::plan::{PipelineCache, Plan, TensorId};
 
 fn bound(plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]) -> TensorId {
@@ -103,17 +103,29 @@ fn conv2d_matches_pytorch() {
             prologue.as_deref(),
         )
         .unwrap();
-        let mut plan = Plan::new();
-        let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
-        let x = bound(&mut plan, "input", in_shape, input);
-        let residual = param_bool(&case, "residual").then(|| {
-            let (s, r) = fx.get(&format!("{name}.residual"));
-            bound(&mut plan, "residual", s, r)
-        });
-        let y = layer.apply(&mut plan, name, x, residual, unused).unwrap();
-        let got = run(plan, &[y]);
-        let tol = 1e-5 * (1.0 + max_abs(expected)) * (ic * k * k) as f32;
-        assert_close(name, &got[0], expected, tol);
+        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Tiled] {
+            let mut plan = Plan::new();
+            let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
+            let x = bound(&mut plan, "input", in_shape, input);
+            let residual = param_bool(&case, "residual").then(|| {
+                let (s, r) = fx.get(&format!("{name}.residual"));
+                bound(&mut plan, "residual", s, r)
+            });
+            let y = layer
+                .apply_with(&mut plan, name, x, residual, unused, algorithm)
+                .unwrap();
+            assert_eq!(
+                plan.steps().last().unwrap().kernel.name,
+                if algorithm == ConvAlgorithm::Tiled {
+                    "conv2d_tiled"
+                } else {
+                    "conv2d"
+                }
+            );
+            let got = run(plan, &[y]);
+            let tol = 1e-5 * (1.0 + max_abs(expected)) * (ic * k * k) as f32;
+            assert_close(&format!("{name} {algorithm:?}"), &got[0], expected, tol);
+        }
     }
 }
 

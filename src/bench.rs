@@ -407,6 +407,7 @@ pub struct Comparison {
     pub sagitta: BenchReport,
     pub kernels: Vec<KernelRow>,
     pub torch: Option<TorchReport>,
+    pub batch: Option<BatchReport>,
 }
 
 fn short_shape(row: &KernelRow) -> String {
@@ -459,6 +460,9 @@ fn short_shape(row: &KernelRow) -> String {
 impl std::fmt::Display for Comparison {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}", self.sagitta)?;
+        if let Some(b) = &self.batch {
+            writeln!(f, "{b}")?;
+        }
         if let Some(t) = &self.torch {
             writeln!(
                 f,
@@ -520,4 +524,96 @@ impl std::fmt::Display for Comparison {
         }
         Ok(())
     }
+}
+
+/// Batch throughput: images per second over a list of files, with and without decoding the next
+/// image on a CPU thread while the GPU works on the current one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchReport {
+    pub images: usize,
+    pub sequential_images_per_s: f64,
+    pub overlapped_images_per_s: f64,
+    pub mean_decode_ms: f64,
+    pub mean_inference_ms: f64,
+}
+
+impl std::fmt::Display for BatchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "batch of {} images: {:.2} images/s with decoding overlapped, {:.2} images/s sequential \
+             (decode {:.1} ms, inference {:.1} ms per image)",
+            self.images,
+            self.overlapped_images_per_s,
+            self.sequential_images_per_s,
+            self.mean_decode_ms,
+            self.mean_inference_ms
+        )
+    }
+}
+
+pub fn batch_throughput(
+    model: &mut CervicalModel,
+    paths: &[std::path::PathBuf],
+) -> Result<BatchReport> {
+    let load = |p: &std::path::Path| {
+        crate::io::load_radiograph(p)
+            .map_err(|e| crate::error::SagittaError::InvalidInput(e.to_string()))
+    };
+    // Warm-up: pipelines and buffers are built at the first image and must not count.
+    if let Some(first) = paths.first() {
+        let r = load(first)?;
+        model.run(GreyImage {
+            width: r.width,
+            height: r.height,
+            pixels: &r.pixels,
+        })?;
+    }
+    let mut decode_ms = 0.0;
+    let mut infer_ms = 0.0;
+    let start = Instant::now();
+    for p in paths {
+        let t = Instant::now();
+        let r = load(p)?;
+        decode_ms += t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        model.run(GreyImage {
+            width: r.width,
+            height: r.height,
+            pixels: &r.pixels,
+        })?;
+        infer_ms += t.elapsed().as_secs_f64() * 1e3;
+    }
+    let sequential_s = start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        // Two images in flight at most: one decoded and waiting, one being decoded.
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for p in paths {
+                if sender.send(load(p)).is_err() {
+                    break;
+                }
+            }
+        });
+        for decoded in receiver {
+            let r = decoded?;
+            model.run(GreyImage {
+                width: r.width,
+                height: r.height,
+                pixels: &r.pixels,
+            })?;
+        }
+        Ok(())
+    })?;
+    let overlapped_s = start.elapsed().as_secs_f64();
+    let n = paths.len().max(1) as f64;
+    Ok(BatchReport {
+        images: paths.len(),
+        sequential_images_per_s: n / sequential_s,
+        overlapped_images_per_s: n / overlapped_s,
+        mean_decode_ms: decode_ms / n,
+        mean_inference_ms: infer_ms / n,
+    })
 }

@@ -82,6 +82,9 @@ struct BenchArgs {
     /// and print both side by side with the ratio sagitta/torch.
     #[arg(long)]
     torch: bool,
+    /// Also measure batch throughput over these image files (decoding overlapped with the GPU).
+    #[arg(long, num_args = 1..)]
+    batch: Vec<PathBuf>,
     /// Write the results (and the PyTorch side) as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -232,10 +235,17 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
     } else {
         None
     };
+    let batch = if args.batch.is_empty() {
+        None
+    } else {
+        let mut model = sagitta::CervicalModel::new(GpuContext::new(&gpu.choice())?, &weights)?;
+        Some(sagitta::bench::batch_throughput(&mut model, &args.batch)?)
+    };
     let comparison = sagitta::bench::Comparison {
         sagitta: report,
         kernels,
         torch,
+        batch,
     };
     if let Some(path) = &args.out {
         std::fs::write(path, serde_json::to_string_pretty(&comparison)?)?;

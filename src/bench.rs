@@ -560,9 +560,10 @@ pub fn batch_throughput(
         crate::io::load_radiograph(p)
             .map_err(|e| crate::error::SagittaError::InvalidInput(e.to_string()))
     };
-    // Warm-up: pipelines and buffers are built at the first image and must not count.
-    if let Some(first) = paths.first() {
-        let r = load(first)?;
+    // Warm-up pass: pipelines are built at the first image and the input buffer grows to the
+    // largest one; neither must count.
+    for p in paths {
+        let r = load(p)?;
         model.run(GreyImage {
             width: r.width,
             height: r.height,

@@ -408,6 +408,16 @@ pub struct Comparison {
     pub kernels: Vec<KernelRow>,
     pub torch: Option<TorchReport>,
     pub batch: Option<BatchReport>,
+    pub cold_start: Option<ColdStart>,
+}
+
+/// Process start to first result, in seconds (weights from a file, one synthetic image).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ColdStart {
+    pub empty_cache_s: f64,
+    pub warm_cache_s: f64,
+    /// Size of the pipeline cache the first process left (0: the adapter has none).
+    pub cache_bytes: u64,
 }
 
 fn short_shape(row: &KernelRow) -> String {
@@ -462,6 +472,15 @@ impl std::fmt::Display for Comparison {
         writeln!(f, "{}", self.sagitta)?;
         if let Some(b) = &self.batch {
             writeln!(f, "{b}")?;
+        }
+        if let Some(c) = &self.cold_start {
+            writeln!(
+                f,
+                "cold start (process start to first result): {:.2} s with an empty pipeline cache, {:.2} s warm ({} KiB cache)",
+                c.empty_cache_s,
+                c.warm_cache_s,
+                c.cache_bytes / 1024
+            )?;
         }
         if let Some(t) = &self.torch {
             writeln!(

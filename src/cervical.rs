@@ -221,6 +221,7 @@ impl CervicalModel {
     pub fn prepare(&mut self, width: u32, height: u32) -> Result<()> {
         if self.compiled.is_none() {
             self.compiled = Some(self.build_plan((width, height))?);
+            self.ctx.save_pipeline_cache();
         }
         Ok(())
     }

@@ -70,6 +70,8 @@ pub struct GpuContext {
     submissions: AtomicU64,
     maps: AtomicU64,
     events: Mutex<Vec<GpuEvent>>,
+    /// The driver's compiled-pipeline cache, persisted on disk between processes (Vulkan).
+    pipeline_cache: Option<(wgpu::PipelineCache, std::path::PathBuf)>,
 }
 
 /// One adapter as `sagitta info` shows it.
@@ -120,7 +122,9 @@ pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<AdapterSummary>> {
 
 /// Features the engine uses when the adapter has them; none is required.
 fn wanted_features(available: wgpu::Features) -> wgpu::Features {
-    let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+    let wanted = wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::PIPELINE_CACHE;
     available & wanted
 }
 
@@ -198,6 +202,7 @@ impl GpuContext {
         features: wgpu::Features,
         limits: wgpu::Limits,
     ) -> Arc<Self> {
+        let pipeline_cache = open_pipeline_cache(&device, &info, features);
         Arc::new(Self {
             device,
             queue,
@@ -207,7 +212,27 @@ impl GpuContext {
             submissions: AtomicU64::new(0),
             maps: AtomicU64::new(0),
             events: Mutex::new(Vec::new()),
+            pipeline_cache,
         })
+    }
+
+    pub fn pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
+        self.pipeline_cache.as_ref().map(|(c, _)| c)
+    }
+
+    /// Writes the pipeline cache to disk (after pipelines were built) so that the next process
+    /// starts faster. Failing to write only costs that speed-up, so it is not an error.
+    pub fn save_pipeline_cache(&self) {
+        let Some((cache, path)) = &self.pipeline_cache else {
+            return;
+        };
+        let Some(data) = cache.get_data() else {
+            return;
+        };
+        let temporary = path.with_extension("tmp");
+        if std::fs::write(&temporary, &data).is_ok() {
+            let _ = std::fs::rename(&temporary, path);
+        }
     }
 
     pub fn has_timestamps(&self) -> bool {
@@ -277,4 +302,45 @@ impl GpuContext {
             self.info.driver_info
         )
     }
+}
+
+/// `SAGITTA_PIPELINE_CACHE`: a directory for the cache, or `off`; by default
+/// `$XDG_CACHE_HOME/sagitta` or `~/.cache/sagitta`.
+fn pipeline_cache_dir() -> Option<std::path::PathBuf> {
+    match std::env::var("SAGITTA_PIPELINE_CACHE") {
+        Ok(v) if v == "off" || v.is_empty() => None,
+        Ok(v) => Some(v.into()),
+        Err(_) => std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
+            .map(|d| d.join("sagitta")),
+    }
+}
+
+fn open_pipeline_cache(
+    device: &wgpu::Device,
+    info: &wgpu::AdapterInfo,
+    features: wgpu::Features,
+) -> Option<(wgpu::PipelineCache, std::path::PathBuf)> {
+    if !features.contains(wgpu::Features::PIPELINE_CACHE) {
+        return None;
+    }
+    let key = wgpu::util::pipeline_cache_key(info)?;
+    let dir = pipeline_cache_dir()?;
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join(key);
+    let data = std::fs::read(&path).ok();
+    // SAFETY: the data was written by `PipelineCache::get_data` for an adapter with the same
+    // cache key (wgpu derives the key from the driver and device); `fallback: true` makes the
+    // driver ignore data it does not accept instead of failing.
+    let cache = unsafe {
+        device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+            label: Some("sagitta pipelines"),
+            data: data.as_deref(),
+            fallback: true,
+        })
+    };
+    Some((cache, path))
 }

@@ -50,6 +50,14 @@ enum Command {
     },
     /// Runs the cervical pipeline and prints per-stage GPU times, latency and GPU memory.
     Bench(BenchArgs),
+    /// Loads weights, runs one synthetic image and exits (what `bench --cold-start` times).
+    #[command(hide = true)]
+    FirstResult {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long, default_value = "1200x1000")]
+        image: String,
+    },
     /// Landmarks, the 9 cervical parameters, CSV and overlays for radiographs (files, folders,
     /// lists); exit code 0 all analysed, 1 some failed, 2 could not run.
     Analyze(sagitta::analyze::AnalyzeArgs),
@@ -85,6 +93,10 @@ struct BenchArgs {
     /// Also measure batch throughput over these image files (decoding overlapped with the GPU).
     #[arg(long, num_args = 1..)]
     batch: Vec<PathBuf>,
+    /// Also time process start to first result in a fresh process, with an empty and with a
+    /// warm pipeline cache.
+    #[arg(long)]
+    cold_start: bool,
     /// Write the results (and the PyTorch side) as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -95,6 +107,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Info { weights } => info(&cli.gpu, weights.as_ref()),
         Command::Bench(args) => bench(&cli.gpu, args),
+        Command::FirstResult { weights, image } => first_result(&cli.gpu, weights, image),
         Command::Analyze(args) => return sagitta::analyze::main(args, &cli.gpu.choice()),
     };
     match result {
@@ -241,11 +254,17 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         let mut model = sagitta::CervicalModel::new(GpuContext::new(&gpu.choice())?, &weights)?;
         Some(sagitta::bench::batch_throughput(&mut model, &args.batch)?)
     };
+    let cold_start = if args.cold_start {
+        Some(cold_start(gpu, &weights, &args.image)?)
+    } else {
+        None
+    };
     let comparison = sagitta::bench::Comparison {
         sagitta: report,
         kernels,
         torch,
         batch,
+        cold_start,
     };
     if let Some(path) = &args.out {
         std::fs::write(path, serde_json::to_string_pretty(&comparison)?)?;
@@ -256,4 +275,70 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         println!("{comparison}");
     }
     Ok(())
+}
+
+fn first_result(gpu: &GpuArgs, weights: &PathBuf, image: &str) -> AnyResult {
+    let ctx = GpuContext::new(&gpu.choice())?;
+    let weights = WeightFile::open(weights)?;
+    let (width, height) = parse_size(image)?;
+    let pixels = sagitta::bench::synthetic_image(width, height);
+    let mut model = sagitta::CervicalModel::new(ctx, &weights)?;
+    model.run(sagitta::GreyImage {
+        width,
+        height,
+        pixels: &pixels,
+    })?;
+    Ok(())
+}
+
+/// Times `sagitta first-result` as fresh processes: the first with an empty pipeline cache, the
+/// second with the cache the first one left.
+fn cold_start(
+    gpu: &GpuArgs,
+    weights: &WeightFile,
+    image: &str,
+) -> AnyResult<sagitta::bench::ColdStart> {
+    let dir = std::env::temp_dir().join(format!("sagitta-cold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let weights_path = dir.join("weights.safetensors");
+    weights.save_f32(&weights_path)?;
+    let cache = dir.join("pipeline-cache");
+    let exe = std::env::current_exe()?;
+    let mut times = Vec::new();
+    for _ in 0..2 {
+        let mut command = std::process::Command::new(&exe);
+        command
+            .env("SAGITTA_PIPELINE_CACHE", &cache)
+            .arg("first-result")
+            .arg("--weights")
+            .arg(&weights_path)
+            .arg("--image")
+            .arg(image);
+        if let Some(b) = &gpu.backend {
+            command.arg("--backend").arg(b);
+        }
+        if let Some(a) = &gpu.adapter {
+            command.arg("--adapter").arg(a);
+        }
+        let start = std::time::Instant::now();
+        let status = command.status()?;
+        if !status.success() {
+            return Err(format!("the cold-start child process failed ({status})").into());
+        }
+        times.push(start.elapsed().as_secs_f64());
+    }
+    let cache_bytes = std::fs::read_dir(&cache)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(sagitta::bench::ColdStart {
+        empty_cache_s: times[0],
+        warm_cache_s: times[1],
+        cache_bytes,
+    })
 }

@@ -524,7 +524,7 @@ impl PipelineCache {
                 constants: overrides,
                 zero_initialize_workgroup_memory: false,
             },
-            cache: None,
+            cache: ctx.pipeline_cache(),
         });
         let pipeline = Arc::new(pipeline);
         self.pipelines.insert(key, pipeline.clone());

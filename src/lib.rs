@@ -4,6 +4,7 @@
 //! [`cervical::CervicalModel`] builds the whole cervical pipeline on a [`gpu::GpuContext`] (the
 //! engine's own or the caller's device) and runs it in one submission per image.
 
+pub mod analyze;
 pub mod bench;
 pub mod cervical;
 pub mod error;
@@ -12,7 +13,9 @@ pub mod hourglass;
 pub mod io;
 pub mod measure;
 pub mod ops;
+pub mod overlay;
 pub mod plan;
+pub mod report;
 pub mod util;
 pub mod weights;
 

@@ -1,0 +1,784 @@
+//! `sagitta analyze` end to end: the built binary on small generated radiographs with the tiny
+//! random-weights fixture model (its numbers mean nothing; the formats, files, errors and exit
+//! codes are what is tested), plus the library API on the same inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use dicom_core::value::PixelFragmentSequence;
+use dicom_core::{dicom_value, DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use image::{GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage};
+use serde_json::Value;
+
+use sagitta::analyze::Analyzer;
+use sagitta::measure::{LANDMARK_NAMES, PARAMETER_NAMES};
+use sagitta::report::{csv_header, Record};
+use sagitta::WeightFile;
+
+const FIXTURE_WEIGHTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/cervical_small_f32.safetensors"
+);
+const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
+const JPEG_LS_LOSSLESS: &str = "1.2.840.10008.1.2.4.80";
+const COMPUTED_RADIOGRAPHY_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.1";
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sagitta-analyze-test")
+        .tempdir()
+        .expect("a temporary directory")
+}
+
+/// The binary, with the weights chosen by each test alone (no inherited SAGITTA_WEIGHTS).
+fn sagitta(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .arg("analyze")
+        .args(args)
+        .env_remove("SAGITTA_WEIGHTS")
+        .output()
+        .expect("run the sagitta binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "stdout is not JSON ({error}):\n{}\nstderr:\n{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        )
+    })
+}
+
+fn read_json(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temporary path")
+}
+
+/// A lateral-radiograph-like picture: dark background, a bright column of "vertebrae".
+fn phantom(width: u32, height: u32) -> GrayImage {
+    GrayImage::from_fn(width, height, |x, y| {
+        let column = (x as i64 - width as i64 / 2).abs() < width as i64 / 8;
+        let body = (y * 8 / height).is_multiple_of(2);
+        let base = 30 + (x * 40 / width) as u8;
+        Luma([if column && body { 220 } else { base }])
+    })
+}
+
+fn write_png(path: &Path, width: u32, height: u32) {
+    phantom(width, height)
+        .save_with_format(path, ImageFormat::Png)
+        .expect("write PNG");
+}
+
+/// Standard CRC-32 (the one PNG chunks carry), so that edited headers stay well-formed.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A valid PNG whose IHDR then claims `width`×`height` (with a correct CRC): the data behind
+/// it no longer matches.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut png = Vec::new();
+    phantom(20, 20)
+        .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+        .expect("encode PNG");
+    // Signature (8), IHDR length (4), "IHDR" (4), then width and height.
+    png[16..20].copy_from_slice(&width.to_be_bytes());
+    png[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+fn mono_dicom(rows: u16, columns: u16) -> InMemDicomObject {
+    let mut object = InMemDicomObject::new_empty();
+    let mut put = |tag: Tag, vr: VR, value: PrimitiveValue| {
+        object.put(DataElement::new(tag, vr, value));
+    };
+    put(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        PrimitiveValue::from(COMPUTED_RADIOGRAPHY_STORAGE),
+    );
+    put(
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from("1.2.826.0.1.3680043.2.1125.7.7"),
+    );
+    put(tags::ROWS, VR::US, PrimitiveValue::from(rows));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(columns));
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        PrimitiveValue::from("MONOCHROME2"),
+    );
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16));
+    put(
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    );
+    object
+}
+
+fn with_phantom_pixels(mut object: InMemDicomObject, rows: u16, columns: u16) -> InMemDicomObject {
+    let picture = phantom(u32::from(columns), u32::from(rows));
+    let samples: Vec<u16> = picture.pixels().map(|p| u16::from(p.0[0]) * 16).collect();
+    object.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(samples.into()),
+    ));
+    object
+}
+
+fn write_dicom(object: InMemDicomObject, transfer_syntax: &str, path: &Path) {
+    object
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(transfer_syntax))
+        .expect("a complete file meta group")
+        .write_to_file(path)
+        .expect("write DICOM");
+}
+
+fn assert_valid_record(record: &Value) {
+    let landmarks = record["landmarks"].as_array().expect("landmarks");
+    assert_eq!(landmarks.len(), 29);
+    for (landmark, name) in landmarks.iter().zip(LANDMARK_NAMES) {
+        assert_eq!(landmark["name"], name);
+        assert!(
+            landmark["x"].is_f64() && landmark["y"].is_f64(),
+            "{landmark}"
+        );
+        assert!(landmark["sd_px"].as_f64().unwrap() >= 0.0);
+        let confidence = landmark["confidence"].as_f64().expect("confidence");
+        assert!(confidence > 0.0 && confidence <= 1.0, "{confidence}");
+    }
+    let refined = landmarks
+        .iter()
+        .filter(|landmark| landmark["source"] == "refined")
+        .count();
+    let global = landmarks
+        .iter()
+        .filter(|landmark| landmark["source"] == "global")
+        .count();
+    assert_eq!((refined, global), (24, 5));
+    let parameters = record["parameters"].as_array().expect("parameters");
+    assert_eq!(parameters.len(), 9, "{record}");
+    let distance_unit = record["distance_unit"].as_str().unwrap();
+    for (parameter, name) in parameters.iter().zip(PARAMETER_NAMES) {
+        assert_eq!(parameter["name"], name);
+        assert!(parameter["value"].as_f64().unwrap().is_finite());
+        let expected_unit = if name == "cSVA" || name == "RJD" {
+            distance_unit
+        } else {
+            "deg"
+        };
+        assert_eq!(parameter["unit"], expected_unit, "{name}");
+        assert!(!parameter["convention"].as_str().unwrap().is_empty());
+    }
+    assert!(["left", "right"].contains(&record["facing"].as_str().unwrap()));
+    assert!(record["pixel_convention"]
+        .as_str()
+        .unwrap()
+        .contains("top-left pixel is (0, 0)"));
+    let model = &record["model"];
+    assert_eq!(model["input_size"], 128);
+    assert_eq!(model["dtype"], "f32");
+    assert_eq!(model["sha256"].as_str().unwrap().len(), 64);
+    assert!(model["weights"]
+        .as_str()
+        .unwrap()
+        .ends_with("cervical_small_f32.safetensors"));
+    assert!(!record["adapter"].as_str().unwrap().is_empty());
+    let timing = &record["timing_ms"];
+    for key in ["load", "inference", "total"] {
+        assert!(timing[key].as_f64().unwrap() >= 0.0, "{key}");
+    }
+    assert!(timing["total"].as_f64() >= timing["inference"].as_f64());
+}
+
+fn warnings(record: &Value) -> Vec<String> {
+    record["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|warning| warning.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn single_png_prints_one_json_record() {
+    let dir = scratch();
+    let image = dir.path().join("neck.png");
+    write_png(&image, 160, 200);
+    let output = sagitta(&[path_str(&image), "--weights", FIXTURE_WEIGHTS]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let record = json(&output);
+    assert_valid_record(&record);
+    assert_eq!(record["image"], path_str(&image));
+    assert_eq!(
+        (record["width"].as_u64(), record["height"].as_u64()),
+        (Some(160), Some(200))
+    );
+    assert_eq!(record["format"], "png");
+    assert!(record["transfer_syntax"].is_null());
+    assert!(record["pixel_spacing"].is_null());
+    assert_eq!(record["spacing_source"], "none");
+    assert_eq!(record["distance_unit"], "px");
+    let warnings = warnings(&record);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("distances (cSVA, RJD) are in pixels")),
+        "{warnings:?}"
+    );
+    // Random weights give diffuse heatmaps: the record must say the numbers are unreliable.
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("may not be a lateral cervical radiograph")),
+        "{warnings:?}"
+    );
+    // One image: no progress bar and no batch summary.
+    assert!(!text(&output.stderr).contains("image(s) in"));
+}
+
+#[test]
+fn pixel_spacing_option_gives_millimetres_from_the_user() {
+    let dir = scratch();
+    let image = dir.path().join("neck.png");
+    let overlay = dir.path().join("drawn/neck_overlay.png");
+    std::fs::create_dir_all(overlay.parent().unwrap()).unwrap();
+    write_png(&image, 150, 130);
+    let output = sagitta(&[
+        path_str(&image),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--pixel-spacing",
+        "0.15",
+        "--overlay",
+        path_str(&overlay),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let record = json(&output);
+    assert_valid_record(&record);
+    assert_eq!(record["spacing_source"], "user");
+    assert_eq!(record["distance_unit"], "mm");
+    assert_eq!(record["pixel_spacing"]["row_mm"], 0.15);
+    assert_eq!(record["pixel_spacing"]["column_mm"], 0.15);
+    assert!(!warnings(&record).iter().any(|w| w.contains("pixels")));
+    let drawn = image::open(&overlay).expect("the overlay decodes");
+    assert_eq!((drawn.width(), drawn.height()), (150, 130));
+
+    let refused = sagitta(&[path_str(&image), "--pixel-spacing", "0"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("pixel spacing"));
+}
+
+#[test]
+fn folder_batch_writes_json_csv_and_overlays() {
+    let dir = scratch();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir_all(inputs.join("a")).unwrap();
+    std::fs::create_dir_all(inputs.join("b/deeper")).unwrap();
+    std::fs::create_dir_all(inputs.join(".cache")).unwrap();
+    write_png(&inputs.join("a/same.png"), 140, 170);
+    write_png(&inputs.join("b/same.png"), 170, 140);
+    // 16-bit grey TIFF and an RGB JPEG, both reduced to grey.
+    let wide: ImageBuffer<Luma<u16>, Vec<u16>> =
+        ImageBuffer::from_fn(180, 150, |x, y| Luma([((x * 300 + y * 20) % 65536) as u16]));
+    wide.save_with_format(inputs.join("b/deeper/wide.tif"), ImageFormat::Tiff)
+        .unwrap();
+    let colour = RgbImage::from_fn(150, 150, |x, y| Rgb([x as u8, y as u8, 90]));
+    colour
+        .save_with_format(inputs.join("colour.jpg"), ImageFormat::Jpeg)
+        .unwrap();
+    // Passed over: hidden files and folders, and files that are not images.
+    write_png(&inputs.join(".cache/hidden.png"), 64, 64);
+    std::fs::write(inputs.join("notes.txt"), "not an image").unwrap();
+
+    let out = dir.path().join("out");
+    let csv = out.join("all.csv");
+    let output = sagitta(&[
+        path_str(&inputs),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--out",
+        path_str(&out),
+        "--csv",
+        path_str(&csv),
+        "--overlay",
+        path_str(&out),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(output.stdout.is_empty(), "records go to --out, not stdout");
+    assert!(
+        stderr.contains("4 image(s) in") && stderr.contains("1 non-image file(s) passed over"),
+        "{stderr}"
+    );
+
+    // Name order: a/same.png, b/deeper/wide.tif, b/same.png, colour.jpg; the second "same"
+    // gets a unique name.
+    let expected = [
+        ("same", "a/same.png", (140, 170)),
+        ("wide", "b/deeper/wide.tif", (180, 150)),
+        ("same-2", "b/same.png", (170, 140)),
+        ("colour", "colour.jpg", (150, 150)),
+    ];
+    for (stem, source, (width, height)) in expected {
+        let record = read_json(&out.join(format!("{stem}.json")));
+        assert_valid_record(&record);
+        assert_eq!(record["image"], path_str(&inputs.join(source)));
+        let overlay = image::open(out.join(format!("{stem}.png"))).expect("overlay decodes");
+        assert_eq!(
+            (overlay.width(), overlay.height()),
+            (width, height),
+            "{stem}"
+        );
+    }
+    assert!(!out.join("hidden.json").exists());
+
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    assert_eq!(lines[0], csv_header().join(","));
+    assert!(lines[0].starts_with("image,status,facing,distance_unit,C2-C7 (deg),C2-C6 (deg)"));
+    assert!(lines[0].contains(",cSVA,cSVA unit,RJD,RJD unit,CT (deg),CCA (deg),"));
+    for line in &lines[1..] {
+        assert!(line.contains(",ok,"), "{line}");
+        assert!(line.contains(",px,"), "{line}");
+    }
+    assert!(lines[1].starts_with(path_str(&inputs.join("a/same.png"))));
+}
+
+#[test]
+fn bad_inputs_get_one_line_errors_and_the_batch_goes_on() {
+    let dir = scratch();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    write_png(&inputs.join("good.png"), 150, 150);
+    std::fs::write(inputs.join("empty.png"), b"").unwrap();
+    let mut whole = Vec::new();
+    phantom(200, 200)
+        .write_to(&mut std::io::Cursor::new(&mut whole), ImageFormat::Png)
+        .unwrap();
+    std::fs::write(inputs.join("truncated.png"), &whole[..whole.len() / 2]).unwrap();
+    std::fs::write(
+        inputs.join("words.png"),
+        b"this is a text file, not a picture",
+    )
+    .unwrap();
+    std::fs::write(inputs.join("lying.png"), png_claiming(2000, 1500)).unwrap();
+    std::fs::write(inputs.join("huge.png"), png_claiming(30_000, 30_000)).unwrap();
+    GrayImage::from_pixel(1, 1, Luma([7]))
+        .save_with_format(inputs.join("dot.png"), ImageFormat::Png)
+        .unwrap();
+    write_dicom(
+        mono_dicom(64, 64),
+        EXPLICIT_VR_LITTLE_ENDIAN,
+        &inputs.join("no_pixels.dcm"),
+    );
+    let mut jpeg_ls = mono_dicom(32, 32);
+    jpeg_ls.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PixelFragmentSequence::new_fragments(vec![vec![0xFFu8, 0xD8, 0xFF, 0xF7, 0, 0]]),
+    ));
+    write_dicom(jpeg_ls, JPEG_LS_LOSSLESS, &inputs.join("jpeg_ls.dcm"));
+    let missing = dir.path().join("missing.png");
+
+    let mut args = vec![
+        path_str(&inputs).to_string(),
+        path_str(&missing).to_string(),
+    ];
+    // The shared JPEG lossy radiograph when it is there (12-bit JPEG is not decodable here).
+    let lossy = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/dicom/RG2_JPLY"
+    ));
+    if lossy.is_file() {
+        args.push(lossy.to_string_lossy().into_owned());
+    }
+    let out = dir.path().join("out");
+    let csv = dir.path().join("table.csv");
+    args.extend(
+        [
+            "--weights",
+            FIXTURE_WEIGHTS,
+            "--out",
+            path_str(&out),
+            "--csv",
+            path_str(&csv),
+            "--quiet",
+        ]
+        .map(String::from),
+    );
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .arg("analyze")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let good = read_json(&out.join("good.json"));
+    assert_valid_record(&good);
+    let reasons = [
+        ("empty", "file is empty"),
+        ("truncated", "cannot decode png"),
+        ("words", "not a PNG, JPEG, TIFF or DICOM file"),
+        ("lying", "cannot decode png"),
+        ("huge", "30000×30000"),
+        ("dot", "smaller than the minimum"),
+        ("no_pixels", "no Pixel Data"),
+        (
+            "jpeg_ls",
+            "unsupported transfer syntax 1.2.840.10008.1.2.4.80",
+        ),
+        ("missing", "file not found"),
+    ];
+    for (stem, reason) in reasons {
+        let record = read_json(&out.join(format!("{stem}.json")));
+        let object = record.as_object().unwrap();
+        assert_eq!(
+            object.len(),
+            2,
+            "an error record is image + error: {record}"
+        );
+        let error = record["error"].as_str().unwrap();
+        assert!(error.contains(reason), "{stem}: {error}");
+        assert!(
+            error.contains(&format!("{stem}.")),
+            "names the file: {error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+        // Each failure is also on stderr, on one line.
+        assert!(
+            stderr.lines().any(|line| line.contains(error)),
+            "{stem} not on stderr:\n{stderr}"
+        );
+    }
+    if lossy.is_file() {
+        let record = read_json(&out.join("RG2_JPLY.json"));
+        let error = record["error"].as_str().unwrap();
+        assert!(
+            error.contains("RG2_JPLY: unsupported transfer syntax"),
+            "{error}"
+        );
+    }
+    // --quiet: errors but no summary.
+    assert!(!stderr.contains("image(s) in"), "{stderr}");
+
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), reasons.len() + 1 + usize::from(lossy.is_file()));
+    assert_eq!(rows.iter().filter(|row| row.contains(",ok,")).count(), 1);
+    let errors = rows.iter().filter(|row| row.contains(",error,")).count();
+    assert_eq!(errors, rows.len() - 1);
+}
+
+#[test]
+fn wrong_weights_file_exits_2_with_a_clear_message() {
+    let dir = scratch();
+    let image = dir.path().join("neck.png");
+    write_png(&image, 128, 128);
+    let not_weights = dir.path().join("weights.safetensors");
+    std::fs::write(&not_weights, b"definitely not safetensors").unwrap();
+    // A real safetensors file without the cervical model's metadata.
+    let other_model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/conv2d.safetensors"
+    );
+    let missing = dir.path().join("nowhere.safetensors");
+    for weights in [path_str(&not_weights), other_model, path_str(&missing)] {
+        let output = sagitta(&[path_str(&image), "--weights", weights]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{weights}: {stderr}");
+        assert!(output.stdout.is_empty());
+        let line = stderr
+            .lines()
+            .find(|line| line.starts_with("sagitta:"))
+            .unwrap_or_else(|| panic!("no error line: {stderr}"));
+        assert!(line.contains(weights), "names the file: {line}");
+        assert!(line.contains("--weights"), "says what to do: {line}");
+    }
+
+    // The same through the environment variable.
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["analyze", path_str(&image)])
+        .env("SAGITTA_WEIGHTS", &not_weights)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains(path_str(&not_weights)));
+
+    // No weights anywhere (only checkable while the default weights are not yet trained).
+    let default = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/weights/cervical_default.safetensors"
+    ));
+    if !default.exists() {
+        let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+            .args(["analyze", path_str(&image)])
+            .env_remove("SAGITTA_WEIGHTS")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("no weights file"), "{stderr}");
+        assert!(stderr.contains("SAGITTA_WEIGHTS"), "{stderr}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = scratch();
+    for name in ["a.png", "b.png"] {
+        write_png(&dir.path().join(name), 128, 128);
+    }
+    // One .png overlay file cannot hold two images.
+    let output = sagitta(&[
+        path_str(dir.path()),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--overlay",
+        path_str(&dir.path().join("one.png")),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("give a folder"));
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = sagitta(&[path_str(&empty), "--weights", FIXTURE_WEIGHTS]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("no images found"));
+
+    let output = sagitta(&["--weights", FIXTURE_WEIGHTS]);
+    assert_eq!(output.status.code(), Some(2), "no inputs at all");
+}
+
+#[test]
+fn overlay_that_cannot_be_written_keeps_the_record_and_exits_1() {
+    let dir = scratch();
+    let image = dir.path().join("neck.png");
+    write_png(&image, 128, 140);
+    let overlays = dir.path().join("overlays");
+    // A folder where the overlay file should go.
+    std::fs::create_dir_all(overlays.join("neck.png")).unwrap();
+    let output = sagitta(&[
+        path_str(&image),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--overlay",
+        path_str(&overlays),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let record = json(&output);
+    assert_valid_record(&record);
+    assert!(
+        warnings(&record)
+            .iter()
+            .any(|w| w.starts_with("overlay not written:")),
+        "{record}"
+    );
+    assert!(text(&output.stderr).contains("cannot write the overlay"));
+}
+
+#[test]
+fn list_file_and_several_images_on_stdout_make_a_json_array() {
+    let dir = scratch();
+    let first = dir.path().join("first.png");
+    let second = dir.path().join("second.png");
+    write_png(&first, 130, 150);
+    write_png(&second, 150, 130);
+    let list = dir.path().join("images.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "# two images\n{}\n\n{}\n",
+            path_str(&first),
+            path_str(&second)
+        ),
+    )
+    .unwrap();
+    let output = sagitta(&["--list", path_str(&list), "--weights", FIXTURE_WEIGHTS]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let records = json(&output);
+    let records = records.as_array().expect("an array of records");
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["image"], path_str(&first));
+    assert_eq!(records[1]["image"], path_str(&second));
+    records.iter().for_each(assert_valid_record);
+}
+
+#[test]
+fn dicom_pixel_spacing_is_reported() {
+    let dir = scratch();
+    let path = dir.path().join("spine.dcm");
+    let (rows, columns) = (160u16, 128u16);
+    let mut object = mono_dicom(rows, columns);
+    object.put(DataElement::new(
+        tags::PIXEL_SPACING,
+        VR::DS,
+        dicom_value!(Strs, ["0.2", "0.1"]),
+    ));
+    write_dicom(
+        with_phantom_pixels(object, rows, columns),
+        EXPLICIT_VR_LITTLE_ENDIAN,
+        &path,
+    );
+    let output = sagitta(&[path_str(&path), "--weights", FIXTURE_WEIGHTS]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let record = json(&output);
+    assert_valid_record(&record);
+    assert_eq!(record["format"], "dicom");
+    assert_eq!(record["transfer_syntax"], EXPLICIT_VR_LITTLE_ENDIAN);
+    assert_eq!(record["spacing_source"], "pixel_spacing");
+    assert_eq!(record["pixel_spacing"]["row_mm"], 0.2);
+    assert_eq!(record["pixel_spacing"]["column_mm"], 0.1);
+    assert_eq!(record["distance_unit"], "mm");
+    assert_eq!(
+        (record["width"].as_u64(), record["height"].as_u64()),
+        (Some(128), Some(160))
+    );
+
+    // --pixel-spacing replaces the file's spacing.
+    let output = sagitta(&[
+        path_str(&path),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--pixel-spacing",
+        "0.3",
+    ]);
+    let record = json(&output);
+    assert_eq!(record["spacing_source"], "user");
+    assert_eq!(record["pixel_spacing"]["row_mm"], 0.3);
+}
+
+/// The NEMA radiographs in ../shared/dicom: each gives a record with its spacing or a clean
+/// unsupported-transfer-syntax error record.
+#[test]
+fn shared_dicom_files_run_or_fail_cleanly() {
+    let folder = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/dicom"));
+    if !folder.is_dir() {
+        println!(
+            "note: {} not found, shared DICOM test skipped",
+            folder.display()
+        );
+        return;
+    }
+    let dir = scratch();
+    let out = dir.path().join("out");
+    let output = sagitta(&[
+        path_str(&folder),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--out",
+        path_str(&out),
+        "--quiet",
+    ]);
+    let stderr = text(&output.stderr);
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
+    let mut records = 0;
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let record = read_json(&entry.unwrap().path());
+        records += 1;
+        if let Some(error) = record["error"].as_str() {
+            println!("{error}");
+            assert!(error.contains("unsupported transfer syntax"), "{error}");
+            continue;
+        }
+        assert_valid_record(&record);
+        assert_eq!(record["format"], "dicom");
+        println!(
+            "{}: {}x{} spacing {} ({}), {}",
+            record["image"],
+            record["width"],
+            record["height"],
+            record["pixel_spacing"],
+            record["spacing_source"],
+            record["transfer_syntax"]
+        );
+        match record["spacing_source"].as_str().unwrap() {
+            "pixel_spacing" | "imager_pixel_spacing" => {
+                assert!(record["pixel_spacing"]["row_mm"].as_f64().unwrap() > 0.0);
+                assert_eq!(record["distance_unit"], "mm");
+            }
+            "none" => {
+                assert!(record["pixel_spacing"].is_null());
+                assert_eq!(record["distance_unit"], "px");
+            }
+            other => panic!("unexpected spacing source {other}"),
+        }
+        // Not cervical spines: the record must warn instead of reporting silently.
+        assert!(warnings(&record)
+            .iter()
+            .any(|w| w.contains("may not be a lateral cervical radiograph")));
+    }
+    assert!(records >= 1, "no record written");
+}
+
+/// The same pieces through the library: one model for several images, records and overlay.
+#[test]
+fn library_analyzer_builds_records_and_overlays() {
+    let dir = scratch();
+    let weights = WeightFile::open(FIXTURE_WEIGHTS).unwrap();
+    let mut analyzer = Analyzer::with_context(common::gpu(), &weights).unwrap();
+    assert_eq!(analyzer.model_info().input_size, 128);
+    for (name, (width, height)) in [("tall.png", (120, 180)), ("wide.png", (200, 120))] {
+        let path = dir.path().join(name);
+        write_png(&path, width, height);
+        let analysis = analyzer.analyze_file(&path, Some(0.25));
+        let Record::Analyzed(record) = &analysis.record else {
+            panic!("{:?}", analysis.record);
+        };
+        assert_eq!((record.width, record.height), (width, height));
+        assert_eq!(record.distance_unit, "mm");
+        assert_eq!(record.parameters.len(), 9);
+        let value: Value = serde_json::from_str(&analysis.record.to_json()).unwrap();
+        assert_valid_record(&value);
+        let radiograph = analysis.radiograph.expect("the loaded radiograph");
+        let picture = sagitta::overlay::render(&radiograph.pixels, width, height, record).unwrap();
+        assert_eq!(picture.dimensions(), (width, height));
+        // Something was drawn in colour on the grey radiograph.
+        assert!(picture
+            .pixels()
+            .any(|p| p.0[0] != p.0[1] || p.0[1] != p.0[2]));
+    }
+    let failed = analyzer.analyze_file(&dir.path().join("absent.png"), None);
+    assert!(!failed.record.is_ok());
+    assert!(failed.radiograph.is_none());
+}

@@ -142,22 +142,22 @@ fn info(gpu: &GpuArgs, weights: Option<&PathBuf>) -> AnyResult {
                 .unwrap_or(f);
             let yes = |b: bool| if b { "yes" } else { "no" };
             println!("features:");
-            println!(
-                "  shader-f16:          {}",
-                yes(all.contains(wgpu::Features::SHADER_F16))
-            );
-            println!(
-                "  subgroups:           {}",
-                yes(all.contains(wgpu::Features::SUBGROUP))
-            );
-            println!(
-                "  timestamp queries:   {}",
-                yes(all.contains(wgpu::Features::TIMESTAMP_QUERY))
-            );
-            println!(
-                "  cooperative matrix:  {}",
-                yes(all.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX))
-            );
+            for (name, feature) in [
+                ("shader-f16", wgpu::Features::SHADER_F16),
+                ("subgroups", wgpu::Features::SUBGROUP),
+                ("timestamp queries", wgpu::Features::TIMESTAMP_QUERY),
+                ("pipeline cache", wgpu::Features::PIPELINE_CACHE),
+                (
+                    "cooperative matrix",
+                    wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+                ),
+            ] {
+                println!(
+                    "  {:<20} {}",
+                    format!("{name}:"),
+                    yes(all.contains(feature))
+                );
+            }
             let l = &ctx.limits;
             println!("limits:");
             println!(

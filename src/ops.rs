@@ -421,55 +421,43 @@ impl ConvLayer {
             ConvAlgorithm::Tiled => true,
             ConvAlgorithm::Auto => self.out_c >= 32 && oh * ow >= 256,
         };
-        let step = if tiled {
-            Step {
-                label: label.to_string(),
-                kernel: CONV2D_TILED,
-                overrides,
-                params: vec![
-                    n,
-                    self.in_c,
-                    h,
-                    w,
-                    self.out_c,
-                    oh,
-                    ow,
-                    out_c4,
-                    self.in_c * self.k * self.k,
-                    weight_group_stride,
-                    bias_group_stride,
-                    prologue_group_stride,
-                ],
-                reads,
-                writes: vec![output],
-                threads: Threads::Grid([(oh * ow).div_ceil(64), self.out_c.div_ceil(64), n]),
-            }
+        // Both kernels start their uniform block with the shape and end it with the strides.
+        let shape_words = [n, self.in_c, h, w, self.out_c, oh, ow, out_c4];
+        let stride_words = [
+            weight_group_stride,
+            bias_group_stride,
+            prologue_group_stride,
+        ];
+        let (kernel, middle, tail, threads) = if tiled {
+            let grid = [(oh * ow).div_ceil(64), self.out_c.div_ceil(64), n];
+            (
+                CONV2D_TILED,
+                self.in_c * self.k * self.k,
+                None,
+                Threads::Grid(grid),
+            )
         } else {
             let x_blocks = ow.div_ceil(4);
             let total = n as u64 * out_c4 as u64 * oh as u64 * x_blocks as u64;
-            Step {
-                label: label.to_string(),
-                kernel: CONV2D,
-                overrides,
-                params: vec![
-                    n,
-                    self.in_c,
-                    h,
-                    w,
-                    self.out_c,
-                    oh,
-                    ow,
-                    out_c4,
-                    x_blocks,
-                    weight_group_stride,
-                    bias_group_stride,
-                    prologue_group_stride,
-                    u32_len(total as usize)?,
-                ],
-                reads,
-                writes: vec![output],
-                threads: Threads::Linear(total),
-            }
+            (
+                CONV2D,
+                x_blocks,
+                Some(u32_len(total as usize)?),
+                Threads::Linear(total),
+            )
+        };
+        let mut params = shape_words.to_vec();
+        params.push(middle);
+        params.extend_from_slice(&stride_words);
+        params.extend(tail);
+        let step = Step {
+            label: label.to_string(),
+            kernel,
+            overrides,
+            params,
+            reads,
+            writes: vec![output],
+            threads,
         };
         plan.push_step(step);
         Ok(output)

@@ -200,6 +200,8 @@ pub struct KernelRow {
     pub min_ms: f64,
     pub flops: u64,
     pub gflops: Option<f64>,
+    /// Percentage of the adapter's f32 peak, when the peak is known.
+    pub percent_of_peak: Option<f64>,
 }
 
 /// Named parameters of a step, from the uniform words that `ops.rs` lays out.
@@ -299,6 +301,9 @@ pub fn kernel_table(
             min_ms: spread.min,
             flops: f,
             gflops: (f > 0 && spread.median > 0.0).then(|| f as f64 / (spread.median * 1e6)),
+            percent_of_peak: known_f32_peak_tflops(&ctx.info.name)
+                .filter(|_| f > 0 && spread.median > 0.0)
+                .map(|peak| f as f64 / (spread.median * 1e6) / (peak * 1e3) * 100.0),
         });
     }
     Ok(rows)
@@ -521,12 +526,14 @@ impl std::fmt::Display for Comparison {
         for (i, row) in self.kernels.iter().enumerate() {
             write!(
                 f,
-                "  {:<14} {:<38} {:>4} {:>10.3} {:>9}",
+                "  {:<14} {:<38} {:>4} {:>10.3} {:>9} {:>6}",
                 row.kernel,
                 short_shape(row),
                 row.count,
                 row.median_ms,
-                row.gflops.map_or("-".into(), |g| format!("{g:.1}"))
+                row.gflops.map_or("-".into(), |g| format!("{g:.1}")),
+                row.percent_of_peak
+                    .map_or("-".into(), |p| format!("{p:.1}"))
             )?;
             if let Some(t) = &self.torch {
                 match t
@@ -636,4 +643,108 @@ pub fn batch_throughput(
         mean_decode_ms: decode_ms / n,
         mean_inference_ms: infer_ms / n,
     })
+}
+
+/// f32 CUDA-core peak of GPUs whose numbers are public, for the "% of peak" column
+/// (TFLOP/s, boost clock, from the vendors' datasheets).
+pub fn known_f32_peak_tflops(adapter_name: &str) -> Option<f64> {
+    let name = adapter_name.to_lowercase();
+    [
+        ("h200", 66.9),
+        ("h100 pcie", 51.2),
+        ("h100", 66.9),
+        ("a100", 19.5),
+        ("l40s", 91.6),
+        ("rtx 4090", 82.6),
+        ("rtx 3090", 35.6),
+    ]
+    .iter()
+    .find(|(key, _)| name.contains(key))
+    .map(|(_, tflops)| *tflops)
+}
+
+impl Comparison {
+    /// A bar chart (SVG) of per-kernel-shape time, sagitta next to PyTorch when measured.
+    pub fn svg_chart(&self) -> String {
+        let rows: Vec<(String, f64, Option<f64>)> = self
+            .kernels
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let torch = self
+                    .torch
+                    .as_ref()
+                    .and_then(|t| t.kernels.iter().find(|k| k.index == i))
+                    .and_then(|k| k.median_ms);
+                (
+                    format!("{} {}", row.kernel, short_shape(row)),
+                    row.median_ms * row.count as f64,
+                    torch.map(|t| t * row.count as f64),
+                )
+            })
+            .collect();
+        let max = rows
+            .iter()
+            .map(|(_, s, t)| s.max(t.unwrap_or(0.0)))
+            .fold(1e-9, f64::max);
+        let (label_w, bar_w, row_h) = (360.0, 520.0, 18.0);
+        let height = 60.0 + rows.len() as f64 * row_h;
+        let mut svg = format!(
+            "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{height}' font-family='monospace' font-size='11'>\n\
+             <rect width='100%' height='100%' fill='white'/>\n\
+             <text x='8' y='18' font-size='13'>ms per inference by kernel shape (count x time per dispatch); {} {}</text>\n\
+             <rect x='8' y='28' width='10' height='10' fill='#2a7ab0'/><text x='22' y='37'>sagitta ({})</text>\n",
+            label_w + bar_w + 120.0,
+            self.sagitta.model,
+            self.sagitta.image.map(|v| v.to_string()).join("x"),
+            xml_escape(&self.sagitta.adapter),
+        );
+        if let Some(t) = &self.torch {
+            svg.push_str(&format!(
+                "<rect x='420' y='28' width='10' height='10' fill='#e08a2a'/><text x='434' y='37'>PyTorch {} ({})</text>\n",
+                xml_escape(&t.torch),
+                xml_escape(&t.device)
+            ));
+        }
+        for (i, (label, ours, theirs)) in rows.iter().enumerate() {
+            let y = 50.0 + i as f64 * row_h;
+            svg.push_str(&format!(
+                "<text x='8' y='{}'>{}</text>\n",
+                y + 12.0,
+                xml_escape(label)
+            ));
+            let w = bar_w * ours / max;
+            let h = if theirs.is_some() {
+                row_h / 2.0 - 1.0
+            } else {
+                row_h - 4.0
+            };
+            svg.push_str(&format!(
+                "<rect x='{label_w}' y='{y}' width='{w:.1}' height='{h}' fill='#2a7ab0'/>\n"
+            ));
+            let mut text = format!("{ours:.2}");
+            if let Some(t) = theirs {
+                let w = bar_w * t / max;
+                svg.push_str(&format!(
+                    "<rect x='{label_w}' y='{}' width='{w:.1}' height='{h}' fill='#e08a2a'/>\n",
+                    y + h + 1.0
+                ));
+                text = format!("{ours:.2} / {t:.2}");
+            }
+            svg.push_str(&format!(
+                "<text x='{}' y='{}'>{text}</text>\n",
+                label_w + bar_w + 6.0,
+                y + 12.0
+            ));
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
 }

@@ -100,6 +100,9 @@ struct BenchArgs {
     /// Write the results (and the PyTorch side) as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write the per-kernel comparison as an SVG bar chart to this file.
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -268,6 +271,9 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
     };
     if let Some(path) = &args.out {
         std::fs::write(path, serde_json::to_string_pretty(&comparison)?)?;
+    }
+    if let Some(path) = &args.chart {
+        std::fs::write(path, comparison.svg_chart())?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&comparison)?);

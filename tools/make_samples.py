@@ -1,0 +1,43 @@
+"""The sample radiographs shipped in samples/ (synthetic phantoms, ground truth beside each).
+
+    python3 tools/make_samples.py samples
+
+Seeds 900_000 + i, disjoint from training (10_000_000 + i), validation (20_000_000 + i) and the
+held-out set (500_000 + i). Writes three 16-bit PNGs (one facing left, two facing right; ~1000 px
+wide, 1200 px high, 10-bit values, noise at 0.3x) and one smaller DICOM (640x768, 12-bit (MONOCHROME2, 16 bits allocated, explicit VR little endian,
+PixelSpacing and ImagerPixelSpacing set), each with `<stem>.json` (tools/phantom.py format).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import phantom  # noqa: E402
+
+SAMPLES = [
+    # stem, seed, height, width, facing, dicom
+    ("phantom_right", 900_001, 1200, 1000, "right", False),
+    ("phantom_left", 900_002, 1200, 1000, "left", False),
+    ("phantom_right_2", 900_003, 1200, 960, "right", False),
+    ("phantom_dicom", 900_004, 768, 640, "left", True),
+]
+
+
+def main(argv=None) -> int:
+    out = (argv or sys.argv[1:] or ["samples"])[0]
+    os.makedirs(out, exist_ok=True)
+    for stem, seed, h, w, facing, dicom in SAMPLES:
+        # lower noise and 10/12-bit depth keep the repository small (PNG compresses noise badly)
+        img, meta = phantom.generate(seed, h, w, facing, noise_scale=0.3,
+                                     bits=12 if dicom else 10)
+        phantom.write_phantom(out, stem, img, meta, dicom=dicom, png=not dicom)
+        print(f"{out}/{stem}: seed {seed}, {w}x{h}, facing {facing}, "
+              f"spacing {meta['pixel_spacing_mm'][0]:.4f} mm")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

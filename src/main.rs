@@ -214,7 +214,10 @@ fn info(gpu: &GpuArgs, weights: Option<&PathBuf>) -> AnyResult {
             config.box_margin, config.box_min_side, config.roi_sampling_ratio
         );
         for (k, v) in metadata.iter().filter(|(k, _)| k.as_str() != "sagitta") {
-            println!("  metadata {k}: {v}");
+            // Training histories can be long: show the start.
+            let shown: String = v.chars().take(160).collect();
+            let more = if v.chars().count() > 160 { " ..." } else { "" };
+            println!("  metadata {k}: {shown}{more}");
         }
     }
     Ok(())

@@ -179,7 +179,25 @@ def main(argv=None) -> int:
     ap.add_argument("--torch", metavar="WEIGHTS", help="also run the PyTorch reference")
     ap.add_argument("--limit", type=int, default=0, help="only the first N images")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--run-engine", metavar="WEIGHTS", nargs="?", const="",
+                    help="first run `sagitta analyze GT_DIR --out ENGINE_DIR` (the release binary, "
+                         "built by cargo if needed) with these weights (default: the default model)")
     args = ap.parse_args(argv)
+
+    if args.run_engine is not None:
+        if not args.engine_dir:
+            print("--run-engine needs ENGINE_DIR", file=sys.stderr)
+            return 2
+        import subprocess
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        cmd = ["cargo", "run", "--release", "--quiet", "--manifest-path", os.path.join(repo, "Cargo.toml"),
+               "--", "analyze", args.gt_dir, "--out", args.engine_dir, "--quiet"]
+        if args.run_engine:
+            cmd += ["--weights", args.run_engine]
+        print("running:", " ".join(cmd), flush=True)
+        code = subprocess.run(cmd).returncode
+        if code not in (0, 1):  # 1: some images failed; they are reported as missing below
+            return code
 
     gts = read_gt(args.gt_dir)
     if args.limit:

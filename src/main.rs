@@ -87,7 +87,8 @@ struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     kernel_repeats: usize,
     /// Also run the same workloads through PyTorch (python3 tools/bench_torch.py; needs torch)
-    /// and print both side by side with the ratio sagitta/torch.
+    /// and print both side by side with the ratio sagitta/torch (the pipeline, and with
+    /// --kernels every kernel shape).
     #[arg(long)]
     torch: bool,
     /// Also measure batch throughput over these image files (decoding overlapped with the GPU).
@@ -244,7 +245,7 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         runs: args.runs,
     };
     let report = sagitta::bench::run(ctx.clone(), &weights, &settings)?;
-    let kernels = if args.kernels || args.torch {
+    let kernels = if args.kernels {
         sagitta::bench::kernel_table(ctx, &weights, &settings, args.kernel_repeats, 3)?
     } else {
         Vec::new()

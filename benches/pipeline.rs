@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         image_height: 1000,
         warmup: 1,
         runs,
+        precision: Default::default(),
     };
     println!("{}", run(ctx, &weights, &settings)?);
     Ok(())

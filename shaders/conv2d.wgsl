@@ -9,6 +9,10 @@
 // vec4; with per-sample weights (the six refiners batched in one dispatch) sample n uses group n
 // of the weights, biases and prologue tables.
 
+// `act` is the activation storage type: f32, or f16 in the f16 precision variant (see
+// plan::Precision), always computed in f32.
+alias act = f32;
+
 override K: u32 = 3u;
 override STRIDE: u32 = 1u;
 override PAD: u32 = 1u;
@@ -33,12 +37,12 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<act>;
 @group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> prologue: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
-@group(0) @binding(6) var<storage, read_write> output: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<act>;
+@group(0) @binding(6) var<storage, read_write> output: array<act>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -80,7 +84,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 for (var j = 0u; j < 4u; j++) {
                     let ix = x_origin + i32(j * STRIDE + kx);
                     if (ix >= 0 && ix < i32(p.in_w)) {
-                        var x = input[row + u32(ix)];
+                        var x = f32(input[row + u32(ix)]);
                         if (PROLOGUE) {
                             x = max(x * scale_shift.x + scale_shift.y, 0.0);
                         }
@@ -117,12 +121,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             let at = (n * p.out_c + oc) * out_plane + oy * p.out_w + ox;
             var value = acc[c];
             if (RESIDUAL) {
-                value += residual[at];
+                value += f32(residual[at]);
             }
             if (RELU) {
                 value = max(value, 0.0);
             }
-            output[at] = value;
+            output[at] = act(value);
         }
     }
 }

@@ -6,6 +6,10 @@
 // weight layout ([group][ic][ky][kx][oc/4] vec4) as conv2d.wgsl; the sample is workgroup_id.z so
 // per-sample weights (the six refiners) stay within a tile.
 
+// `act` is the activation storage type: f32, or f16 in the f16 precision variant (see
+// plan::Precision), always computed in f32.
+alias act = f32;
+
 override K: u32 = 3u;
 override STRIDE: u32 = 1u;
 override PAD: u32 = 1u;
@@ -29,12 +33,12 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<act>;
 @group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> prologue: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
-@group(0) @binding(6) var<storage, read_write> output: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<act>;
+@group(0) @binding(6) var<storage, read_write> output: array<act>;
 
 const TILE_K: u32 = 16u;
 // [k][16 vec4] each: 16 x 64 floats.
@@ -54,7 +58,7 @@ fn gather(n: u32, k: u32, pixel: u32) -> f32 {
     if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w)) {
         return 0.0;
     }
-    var v = input[((n * p.in_c + ic) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+    var v = f32(input[((n * p.in_c + ic) * p.in_h + u32(iy)) * p.in_w + u32(ix)]);
     if (PROLOGUE) {
         let ss = prologue[n * p.prologue_group_stride + ic];
         v = max(v * ss.x + ss.y, 0.0);
@@ -125,12 +129,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let at = (n * p.out_c + oc) * pixels + pixel;
             var value = row[j] + b[i];
             if (RESIDUAL) {
-                value += residual[at];
+                value += f32(residual[at]);
             }
             if (RELU) {
                 value = max(value, 0.0);
             }
-            output[at] = value;
+            output[at] = act(value);
         }
     }
 }

@@ -1,5 +1,9 @@
 // 2x2 max-pool with stride 2, floor mode (odd trailing rows/columns dropped, as PyTorch).
 
+// `act` is the activation storage type: f32, or f16 in the f16 precision variant (see
+// plan::Precision), always computed in f32.
+alias act = f32;
+
 struct Params {
     planes: u32,
     in_h: u32,
@@ -9,8 +13,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read_write> output: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<act>;
+@group(0) @binding(2) var<storage, read_write> output: array<act>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -3,6 +3,10 @@
 // aligned frame shifted by 0.5, so roi_start = box.x1 exactly. sampling_ratio > 0 takes that many
 // samples per bin and axis; otherwise ceil(roi_size / out_size) (torchvision's adaptive rule).
 
+// `act` is the activation storage type: f32, or f16 in the f16 precision variant (see
+// plan::Precision), always computed in f32.
+alias act = f32;
+
 struct Params {
     channels: u32,
     height: u32,
@@ -13,9 +17,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> image: array<f32>;
+@group(0) @binding(1) var<storage, read> image: array<act>;
 @group(0) @binding(2) var<storage, read> boxes: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> crops: array<f32>;
+@group(0) @binding(3) var<storage, read_write> crops: array<act>;
 
 fn bilinear(plane: u32, y_in: f32, x_in: f32) -> f32 {
     let h = f32(p.height);
@@ -44,10 +48,10 @@ fn bilinear(plane: u32, y_in: f32, x_in: f32) -> f32 {
     let hy = 1.0 - ly;
     let hx = 1.0 - lx;
     let base = plane * p.height * p.width;
-    let v1 = image[base + y_low * p.width + x_low];
-    let v2 = image[base + y_low * p.width + x_high];
-    let v3 = image[base + y_high * p.width + x_low];
-    let v4 = image[base + y_high * p.width + x_high];
+    let v1 = f32(image[base + y_low * p.width + x_low]);
+    let v2 = f32(image[base + y_low * p.width + x_high]);
+    let v3 = f32(image[base + y_high * p.width + x_low]);
+    let v4 = f32(image[base + y_high * p.width + x_high]);
     return hy * hx * v1 + hy * lx * v2 + ly * hx * v3 + ly * lx * v4;
 }
 
@@ -83,5 +87,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             sum += bilinear(c, y, x);
         }
     }
-    crops[index] = sum / count;
+    crops[index] = act(sum / count);
 }

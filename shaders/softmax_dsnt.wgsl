@@ -2,6 +2,10 @@
 // per heatmap. Writes (x, y, var_x, var_y) per heatmap at `out_offset + heatmap`; the variance
 // of the softmax distribution is the landmark's spread, used as a confidence.
 
+// `act` is the activation storage type: f32, or f16 in the f16 precision variant (see
+// plan::Precision), always computed in f32.
+alias act = f32;
+
 struct Params {
     heatmaps: u32,
     height: u32,
@@ -10,7 +14,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> logits: array<act>;
 @group(0) @binding(2) var<storage, read_write> coords: array<vec4<f32>>;
 
 const THREADS: u32 = 256u;
@@ -25,7 +29,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     var peak = -3.4e38;
     for (var i = local; i < count; i += THREADS) {
-        peak = max(peak, logits[base + i]);
+        peak = max(peak, f32(logits[base + i]));
     }
     partial_extra[local] = peak;
     workgroupBarrier();
@@ -44,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let inv_w = 1.0 / f32(p.width);
     let inv_h = 1.0 / f32(p.height);
     for (var i = local; i < count; i += THREADS) {
-        let e = exp(logits[base + i] - peak);
+        let e = exp(f32(logits[base + i]) - peak);
         let x = f32(2u * (i % p.width) + 1u) * inv_w - 1.0;
         let y = f32(2u * (i / p.width) + 1u) * inv_h - 1.0;
         moments += e * vec4<f32>(1.0, x, y, x * x);

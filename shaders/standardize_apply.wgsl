@@ -1,5 +1,9 @@
 // Second half of standardize.wgsl: x' = (x - mean) * inv_std with the statistics it wrote.
 
+// `act` is the activation storage type: f32, or f16 in the f16 precision variant (see
+// plan::Precision), always computed in f32.
+alias act = f32;
+
 struct Params {
     count: u32,
 }
@@ -7,7 +11,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> values: array<f32>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read_write> result: array<f32>;
+@group(0) @binding(3) var<storage, read_write> result: array<act>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -15,5 +19,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (index >= p.count) {
         return;
     }
-    result[index] = (values[index] - stats[0]) * stats[1];
+    result[index] = act((values[index] - stats[0]) * stats[1]);
 }

@@ -1,5 +1,9 @@
 // The hourglass merge: skip + nearest-neighbour x2 upsample of the lower branch, in one pass.
 
+// `act` is the activation storage type: f32, or f16 in the f16 precision variant (see
+// plan::Precision), always computed in f32.
+alias act = f32;
+
 struct Params {
     planes: u32,
     low_h: u32,
@@ -7,9 +11,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> low: array<f32>;
-@group(0) @binding(2) var<storage, read> skip: array<f32>;
-@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+@group(0) @binding(1) var<storage, read> low: array<act>;
+@group(0) @binding(2) var<storage, read> skip: array<act>;
+@group(0) @binding(3) var<storage, read_write> output: array<act>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -22,5 +26,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let x = index % out_w;
     let y = (index / out_w) % out_h;
     let plane = index / (out_w * out_h);
-    output[index] = skip[index] + low[plane * p.low_h * p.low_w + (y / 2u) * p.low_w + x / 2u];
+    output[index] = act(f32(skip[index]) + f32(low[plane * p.low_h * p.low_w + (y / 2u) * p.low_w + x / 2u]));
 }

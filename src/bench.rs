@@ -15,6 +15,7 @@ pub struct BenchSettings {
     pub image_height: u32,
     pub warmup: usize,
     pub runs: usize,
+    pub precision: crate::plan::Precision,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,6 +40,7 @@ impl Spread {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
     pub adapter: String,
+    pub precision: crate::plan::Precision,
     pub model: String,
     pub input_size: u32,
     pub crop_size: u32,
@@ -84,6 +86,7 @@ pub fn run(
     };
     let t = Instant::now();
     let mut model = CervicalModel::new(ctx.clone(), weights)?;
+    model.set_precision(settings.precision)?;
     let load_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     model.prepare(w, h)?;
@@ -111,6 +114,7 @@ pub fn run(
     let config = &weights.config;
     Ok(BenchReport {
         adapter: ctx.describe(),
+        precision: settings.precision,
         model: config.name.clone(),
         input_size: config.input_size,
         crop_size: config.crop_size,
@@ -135,12 +139,13 @@ impl std::fmt::Display for BenchReport {
         writeln!(f, "adapter: {}", self.adapter)?;
         writeln!(
             f,
-            "model: {} (input {}x{}, crops {}x{}); image {}x{}; {} dispatches in one submission",
+            "model: {} (input {}x{}, crops {}x{}, {:?} activations); image {}x{}; {} dispatches in one submission",
             self.model,
             self.input_size,
             self.input_size,
             self.crop_size,
             self.crop_size,
+            self.precision,
             self.image[0],
             self.image[1],
             self.dispatches
@@ -256,7 +261,8 @@ pub fn kernel_table(
     repeats: usize,
     samples: usize,
 ) -> Result<Vec<KernelRow>> {
-    let model = CervicalModel::new(ctx.clone(), weights)?;
+    let mut model = CervicalModel::new(ctx.clone(), weights)?;
+    model.set_precision(settings.precision)?;
     let plan = model.dispatch_plan(settings.image_width, settings.image_height)?;
     let mut seen: Vec<(String, usize, usize)> = Vec::new();
     for (i, step) in plan.steps().iter().enumerate() {

@@ -7,7 +7,7 @@ use crate::error::{Result, SagittaError};
 use crate::gpu::GpuContext;
 use crate::hourglass::HourglassNet;
 use crate::ops;
-use crate::plan::{CompiledPlan, PipelineCache, Plan, TensorId};
+use crate::plan::{CompiledPlan, PipelineCache, Plan, Precision, TensorId};
 use crate::weights::{CervicalConfig, WeightFile, CERVICAL_DISCS, CERVICAL_LANDMARKS};
 
 /// The 29 landmarks in model order (SPEC-cervical.md).
@@ -80,6 +80,7 @@ pub struct CervicalModel {
     staging: wgpu::Buffer,
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
     profiling: bool,
+    precision: Precision,
 }
 
 impl CervicalModel {
@@ -122,7 +123,28 @@ impl CervicalModel {
             staging,
             timestamps: None,
             profiling: false,
+            precision: Precision::F32,
         })
+    }
+
+    /// Stores activations in f16 (needs `shader-f16`) or f32 (the default). Rebuilds the plan
+    /// at the next `run`.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        if precision == Precision::F16 && !self.ctx.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(SagittaError::Gpu(format!(
+                "f16 precision needs shader-f16, which {} does not offer; use f32",
+                self.ctx.info.name
+            )));
+        }
+        if precision != self.precision {
+            self.precision = precision;
+            self.compiled = None;
+        }
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn context(&self) -> &Arc<GpuContext> {
@@ -156,7 +178,7 @@ impl CervicalModel {
     fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId, usize, usize)> {
         let c = &self.config;
         let s = c.input_size;
-        let mut plan = Plan::new();
+        let mut plan = Plan::with_precision(self.precision);
         let unused = plan.bound("unused", &[4], ops::storage_buffer(&self.ctx, "unused", 16));
 
         plan.begin_stage("preprocess");
@@ -171,7 +193,7 @@ impl CervicalModel {
 
         plan.begin_stage("global");
         let heatmaps = self.global.apply(&mut plan, standardized, unused)?;
-        let coarse = plan.activation("coarse", &[CERVICAL_LANDMARKS as u32, 4]);
+        let coarse = plan.activation_f32("coarse", &[CERVICAL_LANDMARKS as u32, 4]);
         ops::softmax_dsnt(&mut plan, "global dsnt", heatmaps, coarse, 0)?;
 
         plan.begin_stage("crops");
@@ -193,7 +215,7 @@ impl CervicalModel {
 
         plan.begin_stage("refiners");
         let refined_maps = self.refiners.apply(&mut plan, crops, unused)?;
-        let refined = plan.activation("refined", &[4 * CERVICAL_DISCS as u32, 4]);
+        let refined = plan.activation_f32("refined", &[4 * CERVICAL_DISCS as u32, 4]);
         ops::softmax_dsnt(&mut plan, "refiner dsnt", refined_maps, refined, 0)?;
 
         plan.begin_stage("map back");

@@ -80,6 +80,9 @@ struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Activation storage: f32, or f16 (needs the adapter's shader-f16; arithmetic stays f32).
+    #[arg(long, default_value = "f32")]
+    precision: sagitta::plan::Precision,
     /// Also time every distinct kernel shape of the pipeline in isolation.
     #[arg(long)]
     kernels: bool,
@@ -243,6 +246,7 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         image_height,
         warmup: args.warmup,
         runs: args.runs,
+        precision: args.precision,
     };
     let report = sagitta::bench::run(ctx.clone(), &weights, &settings)?;
     let kernels = if args.kernels {
@@ -259,6 +263,7 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         None
     } else {
         let mut model = sagitta::CervicalModel::new(GpuContext::new(&gpu.choice())?, &weights)?;
+        model.set_precision(args.precision)?;
         Some(sagitta::bench::batch_throughput(&mut model, &args.batch)?)
     };
     let cold_start = if args.cold_start {

@@ -78,6 +78,22 @@ pub fn upload(ctx: &GpuContext, label: &str, data: &[f32]) -> Arc<wgpu::Buffer> 
     )
 }
 
+/// Uploads values as f16 (activations of an f16 plan, for kernel tests).
+pub fn upload_f16(ctx: &GpuContext, label: &str, data: &[f32]) -> Arc<wgpu::Buffer> {
+    let mut halves: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
+    halves.resize(halves.len().next_multiple_of(2).max(8), half::f16::ZERO);
+    Arc::new(
+        ctx.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(&halves),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+            }),
+    )
+}
+
 /// A zeroed storage buffer that can be written by the queue and copied out.
 pub fn storage_buffer(ctx: &GpuContext, label: &str, bytes: u64) -> Arc<wgpu::Buffer> {
     Arc::new(ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -103,7 +119,8 @@ pub fn resize_bicubic(
     })?;
     invariant(out_h > 0 && out_w > 0, || "resize to an empty size".into())?;
     let (in_h, in_w) = (shape[0], shape[1]);
-    let output = plan.activation("resized", &[1, 1, out_h, out_w]);
+    // Stays f32: standardization needs the raw range (up to 16-bit values) at full precision.
+    let output = plan.activation_f32("resized", &[1, 1, out_h, out_w]);
     // PyTorch computes the scale in f32 as in/out.
     let scale_x = in_w as f32 / out_w as f32;
     let scale_y = in_h as f32 / out_h as f32;
@@ -147,7 +164,7 @@ pub fn standardize(plan: &mut Plan, input: TensorId, eps: f32) -> Result<TensorI
     invariant(count > 0, || "standardize of an empty tensor".into())?;
     let count =
         u32::try_from(count).map_err(|_| SagittaError::InvalidInput("image too large".into()))?;
-    let stats = plan.activation("standardize stats", &[2]);
+    let stats = plan.activation_f32("standardize stats", &[2]);
     let output = plan.activation("standardized", &shape);
     plan.push_step(Step {
         label: "standardize statistics".into(),
@@ -560,7 +577,7 @@ pub fn boxes(
     invariant(rows >= 4 * discs + 2, || {
         format!("boxes: {rows} coarse landmarks are too few")
     })?;
-    let output = plan.activation("boxes", &[discs, 4]);
+    let output = plan.activation_f32("boxes", &[discs, 4]);
     plan.push_step(Step {
         label: "boxes".into(),
         kernel: BOXES,

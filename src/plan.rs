@@ -17,12 +17,64 @@ pub const WORKGROUP_SIZE: u32 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TensorId(pub usize);
 
+/// How activations are stored. Arithmetic is f32 either way; `F16` halves activation memory and
+/// traffic and needs the adapter's `shader-f16`. Preprocessing, coordinates and boxes stay f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+}
+
+impl Precision {
+    pub fn bytes(self) -> u32 {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "f16" | "fp16" | "half" => Ok(Precision::F16),
+            other => Err(format!("unknown precision '{other}': use f32 or f16")),
+        }
+    }
+}
+
 /// A WGSL kernel: its source and entry point.
 #[derive(Debug, Clone, Copy)]
 pub struct Kernel {
     pub name: &'static str,
     pub source: &'static str,
     pub entry: &'static str,
+}
+
+/// The line by which a kernel declares its activation storage type.
+const ACTIVATION_ALIAS: &str = "alias act = f32;";
+
+impl Kernel {
+    /// Whether the kernel reads or writes activations (and so has an f16 variant).
+    pub fn has_activations(&self) -> bool {
+        self.source.contains(ACTIVATION_ALIAS)
+    }
+
+    /// The WGSL for a precision: the f16 variant enables f16 and stores activations as f16.
+    pub fn source_for(&self, precision: Precision) -> String {
+        if precision == Precision::F16 && self.has_activations() {
+            format!(
+                "enable f16;\n{}",
+                self.source.replace(ACTIVATION_ALIAS, "alias act = f16;")
+            )
+        } else {
+            self.source.to_string()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +90,7 @@ struct TensorInfo {
     shape: Vec<u32>,
     storage: Storage,
     label: String,
+    bytes_per_element: u32,
 }
 
 impl TensorInfo {
@@ -82,6 +135,7 @@ pub struct Plan {
     tensors: Vec<TensorInfo>,
     steps: Vec<Step>,
     stages: Vec<Stage>,
+    precision: Precision,
 }
 
 impl Plan {
@@ -89,26 +143,63 @@ impl Plan {
         Self::default()
     }
 
-    /// A tensor the planner allocates.
-    pub fn activation(&mut self, label: impl Into<String>, shape: &[u32]) -> TensorId {
-        self.push(label.into(), shape, Storage::Activation)
+    /// A plan whose activations are stored in `precision`.
+    pub fn with_precision(precision: Precision) -> Self {
+        Self {
+            precision,
+            ..Self::default()
+        }
     }
 
-    /// A tensor backed by a buffer the caller owns (weights, input, output).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// An activation the planner allocates, stored in the plan's precision.
+    pub fn activation(&mut self, label: impl Into<String>, shape: &[u32]) -> TensorId {
+        let bytes = self.precision.bytes();
+        self.push(label.into(), shape, Storage::Activation, bytes)
+    }
+
+    /// A tensor the planner allocates that stays f32 whatever the precision (images before
+    /// standardization, statistics, coordinates, boxes).
+    pub fn activation_f32(&mut self, label: impl Into<String>, shape: &[u32]) -> TensorId {
+        self.push(label.into(), shape, Storage::Activation, 4)
+    }
+
+    /// An f32 tensor backed by a buffer the caller owns (weights, input, output).
     pub fn bound(
         &mut self,
         label: impl Into<String>,
         shape: &[u32],
         buffer: Arc<wgpu::Buffer>,
     ) -> TensorId {
-        self.push(label.into(), shape, Storage::Bound(buffer))
+        self.push(label.into(), shape, Storage::Bound(buffer), 4)
     }
 
-    fn push(&mut self, label: String, shape: &[u32], storage: Storage) -> TensorId {
+    /// A caller-owned tensor stored in the plan's activation precision (kernel tests).
+    pub fn bound_activation(
+        &mut self,
+        label: impl Into<String>,
+        shape: &[u32],
+        buffer: Arc<wgpu::Buffer>,
+    ) -> TensorId {
+        let bytes = self.precision.bytes();
+        self.push(label.into(), shape, Storage::Bound(buffer), bytes)
+    }
+
+    fn push(
+        &mut self,
+        label: String,
+        shape: &[u32],
+        storage: Storage,
+        bytes_per_element: u32,
+    ) -> TensorId {
         self.tensors.push(TensorInfo {
             shape: shape.to_vec(),
             storage,
             label,
+            bytes_per_element,
         });
         TensorId(self.tensors.len() - 1)
     }
@@ -170,7 +261,7 @@ impl Plan {
 
         let mut compiled_steps = Vec::with_capacity(self.steps.len());
         for (step, offset) in self.steps.iter().zip(&offsets) {
-            let pipeline = pipelines.get(ctx, &step.kernel, &step.overrides)?;
+            let pipeline = pipelines.get(ctx, &step.kernel, &step.overrides, self.precision)?;
             let workgroups = workgroups_for(
                 step.threads,
                 ctx.limits.max_compute_workgroups_per_dimension,
@@ -188,6 +279,7 @@ impl Plan {
         let mut compiled = CompiledPlan {
             ctx: ctx.clone(),
             shapes: self.tensors.iter().map(|t| t.shape.clone()).collect(),
+            element_bytes: self.tensors.iter().map(|t| t.bytes_per_element).collect(),
             buffers,
             uniform,
             steps: compiled_steps,
@@ -233,7 +325,9 @@ impl Plan {
         }
         for i in 0..self.steps.len() {
             for &t in births.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-                let bytes = (self.tensors[t].elements() * 4).max(16);
+                let bytes = (self.tensors[t].elements() * self.tensors[t].bytes_per_element as u64)
+                    .next_multiple_of(4)
+                    .max(16);
                 if bytes > max_binding {
                     return Err(SagittaError::Gpu(format!(
                         "tensor '{}' needs {} MiB but this adapter binds at most {} MiB per buffer; \
@@ -331,6 +425,7 @@ struct CompiledStep {
 pub struct CompiledPlan {
     ctx: Arc<GpuContext>,
     shapes: Vec<Vec<u32>>,
+    element_bytes: Vec<u32>,
     buffers: Vec<Arc<wgpu::Buffer>>,
     uniform: wgpu::Buffer,
     steps: Vec<CompiledStep>,
@@ -493,7 +588,7 @@ impl CompiledPlan {
 /// Pipelines keyed by kernel and override constants, shared by every plan of a model.
 #[derive(Default)]
 pub struct PipelineCache {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    modules: HashMap<String, wgpu::ShaderModule>,
     pipelines: HashMap<String, Arc<wgpu::ComputePipeline>>,
 }
 
@@ -503,18 +598,34 @@ impl PipelineCache {
         ctx: &GpuContext,
         kernel: &Kernel,
         overrides: &[(&'static str, f64)],
+        precision: Precision,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
-        let key = format!("{}:{}:{overrides:?}", kernel.name, kernel.entry);
+        let source = kernel.source_for(precision);
+        let variant = if source.starts_with("enable f16") {
+            "f16"
+        } else {
+            "f32"
+        };
+        let key = format!("{}:{}:{variant}:{overrides:?}", kernel.name, kernel.entry);
         if let Some(p) = self.pipelines.get(&key) {
             return Ok(p.clone());
         }
+        if variant == "f16" && !ctx.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(SagittaError::Gpu(format!(
+                "f16 precision needs the adapter's shader-f16 feature, which {} lacks; use f32",
+                ctx.info.name
+            )));
+        }
         let device = &ctx.device;
-        let module = self.modules.entry(kernel.name).or_insert_with(|| {
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.name),
-                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-            })
-        });
+        let module = self
+            .modules
+            .entry(format!("{}:{variant}", kernel.name))
+            .or_insert_with(|| {
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                })
+            });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&key),
             layout: None,
@@ -551,9 +662,12 @@ impl CompiledPlan {
         self.encode(&mut encoder, None);
         let sizes: Vec<u64> = outputs
             .iter()
-            .map(|t| self.shapes[t.0].iter().map(|&d| d as u64).product::<u64>() * 4)
+            .map(|t| {
+                let elements = self.shapes[t.0].iter().map(|&d| d as u64).product::<u64>();
+                (elements * self.element_bytes[t.0] as u64).next_multiple_of(4)
+            })
             .collect();
-        let total: u64 = sizes.iter().map(|s| s.next_multiple_of(4)).sum();
+        let total: u64 = sizes.iter().sum();
         let staging = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("run_and_read staging"),
             size: total.max(16),
@@ -569,14 +683,24 @@ impl CompiledPlan {
         let bytes = self.ctx.read_buffer(&staging, total.max(16))?;
         let mut out = Vec::new();
         let mut offset = 0usize;
-        for size in sizes {
+        for (t, size) in outputs.iter().zip(sizes) {
+            let elements = self.shapes[t.0]
+                .iter()
+                .map(|&d| d as usize)
+                .product::<usize>();
             let chunk = &bytes[offset..offset + size as usize];
-            out.push(
+            let values: Vec<f32> = if self.element_bytes[t.0] == 2 {
+                chunk
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect()
+            } else {
                 chunk
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            );
+                    .collect()
+            };
+            out.push(values[..elements].to_vec());
             offset += size as usize;
         }
         Ok(out)
@@ -588,30 +712,40 @@ impl Plan {
     /// same shapes (bound tensors such as weights keep their buffers): per-kernel benchmarks.
     pub fn isolate_step(&self, ctx: &GpuContext, index: usize, repeats: usize) -> Plan {
         let step = &self.steps[index];
-        let mut plan = Plan::new();
+        let mut plan = Plan::with_precision(self.precision);
         let mut remap: HashMap<TensorId, TensorId> = HashMap::new();
         for &t in &step.reads {
             let info = &self.tensors[t.0];
-            let id = match &info.storage {
-                Storage::Bound(buffer) => {
-                    plan.bound(info.label.clone(), &info.shape, buffer.clone())
-                }
+            let storage = match &info.storage {
+                Storage::Bound(buffer) => Storage::Bound(buffer.clone()),
                 Storage::Activation => {
                     let data: Vec<f32> = (0..info.elements())
                         .map(|i| ((i.wrapping_mul(2654435761) % 2001) as f32 / 1000.0) - 1.0)
                         .collect();
-                    plan.bound(
-                        info.label.clone(),
-                        &info.shape,
-                        crate::ops::upload(ctx, &info.label, &data),
-                    )
+                    Storage::Bound(if info.bytes_per_element == 2 {
+                        crate::ops::upload_f16(ctx, &info.label, &data)
+                    } else {
+                        crate::ops::upload(ctx, &info.label, &data)
+                    })
                 }
             };
+            let id = plan.push(
+                info.label.clone(),
+                &info.shape,
+                storage,
+                info.bytes_per_element,
+            );
             remap.insert(t, id);
         }
         for &t in &step.writes {
+            let info = &self.tensors[t.0];
             remap.entry(t).or_insert_with(|| {
-                plan.activation(self.tensors[t.0].label.clone(), &self.tensors[t.0].shape)
+                plan.push(
+                    info.label.clone(),
+                    &info.shape,
+                    Storage::Activation,
+                    info.bytes_per_element,
+                )
             });
         }
         plan.begin_stage(step.label.clone());

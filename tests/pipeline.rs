@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use sagitta::gpu::GpuEvent;
+use sagitta::plan::Precision;
 use sagitta::{CervicalModel, GreyImage, WeightFile};
 
 fn reference() -> Reference {
@@ -18,6 +19,7 @@ fn small_pipeline_f32_weights_match_pytorch() {
         &fixture_path("cervical_small_io.safetensors"),
         "f32.",
         1e-3,
+        Precision::F32,
     );
     eprintln!("f32 weights: {d}");
 }
@@ -29,6 +31,7 @@ fn small_pipeline_f16_weights_match_pytorch() {
         &fixture_path("cervical_small_io.safetensors"),
         "f16.",
         1e-3,
+        Precision::F32,
     );
     eprintln!("f16 weights: {d}");
 }
@@ -118,4 +121,22 @@ fn bad_images_are_errors_not_panics() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("not a finite number"), "{err}");
+}
+
+/// f16 activations (f32 arithmetic) against the f32 PyTorch reference: within 0.3 % of the
+/// input size (measured: 0.07 %). Skipped, with a note, on adapters without shader-f16.
+#[test]
+fn small_pipeline_with_f16_activations_stays_close_to_pytorch() {
+    if !gpu().features.contains(wgpu::Features::SHADER_F16) {
+        eprintln!("adapter has no shader-f16: f16 precision not tested here");
+        return;
+    }
+    let d = compare_with_reference(
+        &fixture_path("cervical_small_f32.safetensors"),
+        &fixture_path("cervical_small_io.safetensors"),
+        "f32.",
+        3e-3,
+        Precision::F16,
+    );
+    eprintln!("f16 activations: {d}");
 }

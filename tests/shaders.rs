@@ -4,6 +4,7 @@
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use sagitta::ops::ALL_KERNELS;
+use sagitta::plan::Precision;
 
 /// Override sets the engine uses (conv2d gets the shapes of the hourglass).
 fn specialisations(kernel: &str) -> Vec<Vec<(&'static str, f64)>> {
@@ -34,15 +35,27 @@ fn specialisations(kernel: &str) -> Vec<Vec<(&'static str, f64)>> {
 #[test]
 fn every_kernel_translates_to_msl_hlsl_and_spirv() {
     let mut translated = 0;
-    for kernel in ALL_KERNELS {
-        let module = naga::front::wgsl::parse_str(kernel.source).unwrap_or_else(|e| {
+    let variants = ALL_KERNELS.iter().flat_map(|k| {
+        let f16 = k
+            .has_activations()
+            .then(|| (k, k.source_for(Precision::F16)));
+        std::iter::once((k, k.source.to_string())).chain(f16)
+    });
+    for (kernel, source) in variants {
+        let is_f16 = source.starts_with("enable f16");
+        let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
             panic!(
                 "{}: WGSL parse error:\n{}",
                 kernel.name,
-                e.emit_to_string(kernel.source)
+                e.emit_to_string(&source)
             )
         });
-        let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+        let capabilities = if is_f16 {
+            Capabilities::SHADER_FLOAT16
+        } else {
+            Capabilities::empty()
+        };
+        let info = Validator::new(ValidationFlags::all(), capabilities)
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: validation error: {e:?}", kernel.name));
         for overrides in specialisations(kernel.name) {
@@ -58,7 +71,7 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
                 &constants,
             )
             .unwrap_or_else(|e| panic!("{} {overrides:?}: overrides: {e:?}", kernel.name));
-            let what = format!("{} {overrides:?}", kernel.name);
+            let what = format!("{} {overrides:?} f16={is_f16}", kernel.name);
 
             let spv_pipeline = naga::back::spv::PipelineOptions {
                 shader_stage: stage,
@@ -92,7 +105,15 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
             let hlsl_pipeline = naga::back::hlsl::PipelineOptions {
                 entry_point: Some((stage, kernel.entry.to_string())),
             };
-            let hlsl_options = naga::back::hlsl::Options::default();
+            // f16 needs shader model 6.2 on DX12.
+            let hlsl_options = naga::back::hlsl::Options {
+                shader_model: if is_f16 {
+                    naga::back::hlsl::ShaderModel::V6_2
+                } else {
+                    naga::back::hlsl::Options::default().shader_model
+                },
+                ..Default::default()
+            };
             let mut hlsl = String::new();
             naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
                 .write(&module, &info, None)

@@ -138,12 +138,14 @@ pub fn compare_with_reference(
     io: &std::path::Path,
     prefix: &str,
     relative_tol: f32,
+    precision: sagitta::plan::Precision,
 ) -> String {
     use sagitta::{CervicalModel, GreyImage, WeightFile};
     let r = Reference::load(io);
     let weights = WeightFile::open(weights).expect("weights load");
     let s = weights.config.input_size as f32;
     let mut model = CervicalModel::new(gpu(), &weights).expect("model builds");
+    model.set_precision(precision).expect("precision available");
     let (w, h, pixels) = &r.image;
     let p = model
         .run(GreyImage {

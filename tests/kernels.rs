@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use sagitta::ops::{self, BatchNorm, ConvAlgorithm, ConvLayer, ConvWeights};
-use sagitta::plan::{PipelineCache, Plan, TensorId};
+use sagitta::plan::{PipelineCache, Plan, Precision, TensorId};
 
 fn bound(plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]) -> TensorId {
     let ctx = gpu();
@@ -65,12 +65,22 @@ fn standardize_of_a_constant_image_is_zero_not_nan() {
     assert_close("constant", &got[0], &[0.0; 35], 0.0);
 }
 
-#[test]
-fn conv2d_matches_pytorch() {
+/// Runs every conv2d fixture case through both convolution kernels with activations stored in
+/// `precision`, within `tolerance(fan_in, max |expected|)` of PyTorch.
+fn check_conv_cases(precision: Precision, tolerance: impl Fn(usize, f32) -> f32) {
     let fx = Fixture::load("conv2d.safetensors");
     let ctx = gpu();
     let cases = fx.cases();
     assert!(cases.len() >= 8, "conv2d fixture lost cases");
+    let store = |plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]| {
+        let dims: Vec<u32> = shape.iter().map(|&d| d as u32).collect();
+        match precision {
+            Precision::F32 => plan.bound_activation(label, &dims, ops::upload(&ctx, label, data)),
+            Precision::F16 => {
+                plan.bound_activation(label, &dims, ops::upload_f16(&ctx, label, data))
+            }
+        }
+    };
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let (in_shape, input) = fx.get(&format!("{name}.input"));
@@ -104,12 +114,12 @@ fn conv2d_matches_pytorch() {
         )
         .unwrap();
         for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Tiled] {
-            let mut plan = Plan::new();
+            let mut plan = Plan::with_precision(precision);
             let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
-            let x = bound(&mut plan, "input", in_shape, input);
+            let x = store(&mut plan, "input", in_shape, input);
             let residual = param_bool(&case, "residual").then(|| {
                 let (s, r) = fx.get(&format!("{name}.residual"));
-                bound(&mut plan, "residual", s, r)
+                store(&mut plan, "residual", s, r)
             });
             let y = layer
                 .apply_with(&mut plan, name, x, residual, unused, algorithm)
@@ -123,10 +133,32 @@ fn conv2d_matches_pytorch() {
                 }
             );
             let got = run(plan, &[y]);
-            let tol = 1e-5 * (1.0 + max_abs(expected)) * (ic * k * k) as f32;
-            assert_close(&format!("{name} {algorithm:?}"), &got[0], expected, tol);
+            let tol = tolerance(ic * k * k, max_abs(expected));
+            let what = format!("{name} {algorithm:?} {precision:?}");
+            let d = assert_close(&what, &got[0], expected, tol);
+            if precision == Precision::F16 {
+                assert!(d > 0.0, "{what}: f16 storage should round something");
+            }
         }
     }
+}
+
+#[test]
+fn conv2d_matches_pytorch() {
+    check_conv_cases(Precision::F32, |fan_in, magnitude| {
+        1e-5 * (1.0 + magnitude) * fan_in as f32
+    });
+}
+
+/// The convolutions with f16 activation storage (f32 arithmetic) against PyTorch in f32.
+#[test]
+fn conv2d_with_f16_activations_matches_pytorch_within_f16_rounding() {
+    if !gpu().features.contains(wgpu::Features::SHADER_F16) {
+        eprintln!("adapter has no shader-f16: f16 kernels not tested here");
+        return;
+    }
+    // Inputs and outputs rounded to f16 (relative 2^-11); sums stay f32.
+    check_conv_cases(Precision::F16, |_, magnitude| 4e-3 * (1.0 + magnitude));
 }
 
 #[test]
@@ -227,69 +259,5 @@ fn boxes_match_pytorch() {
         let got = run(plan, &[b]);
         let size = param_u32(&case, "input_size") as f32;
         assert_close(name, &got[0], expected, 1e-5 * size);
-    }
-}
-
-/// The convolutions with f16 activation storage (f32 arithmetic) against PyTorch in f32.
-#[test]
-fn conv2d_with_f16_activations_matches_pytorch_within_f16_rounding() {
-    use sagitta::plan::Precision;
-    let ctx = gpu();
-    if !ctx.features.contains(wgpu::Features::SHADER_F16) {
-        eprintln!("adapter has no shader-f16: f16 kernels not tested here");
-        return;
-    }
-    let fx = Fixture::load("conv2d.safetensors");
-    for case in fx.cases() {
-        let name = case["name"].as_str().unwrap();
-        let (in_shape, input) = fx.get(&format!("{name}.input"));
-        let (w_shape, weight) = fx.get(&format!("{name}.weight"));
-        let (_, bias) = fx.get(&format!("{name}.bias"));
-        let (_, expected) = fx.get(&format!("{name}.output"));
-        let (groups, oc, ic, k) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
-        let per_group = oc * ic * k * k;
-        let convs: Vec<ConvWeights> = (0..groups)
-            .map(|g| ConvWeights {
-                out_c: oc,
-                in_c: ic,
-                k,
-                weight: weight[g * per_group..(g + 1) * per_group].to_vec(),
-                bias: bias[g * oc..(g + 1) * oc].to_vec(),
-            })
-            .collect();
-        let prologue: Option<Vec<BatchNorm>> = param_bool(&case, "prologue").then(|| {
-            let scale = fx.get(&format!("{name}.prologue_scale")).1.clone();
-            let shift = fx.get(&format!("{name}.prologue_shift")).1.clone();
-            vec![BatchNorm { scale, shift }; groups]
-        });
-        let layer = ConvLayer::new(
-            &ctx,
-            name,
-            &convs,
-            param_u32(&case, "stride"),
-            param_u32(&case, "pad"),
-            param_bool(&case, "relu"),
-            prologue.as_deref(),
-        )
-        .unwrap();
-        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Tiled] {
-            let mut plan = Plan::with_precision(Precision::F16);
-            let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
-            let dims: Vec<u32> = in_shape.iter().map(|&d| d as u32).collect();
-            let x = plan.bound_activation("input", &dims, ops::upload_f16(&ctx, "input", input));
-            let residual = param_bool(&case, "residual").then(|| {
-                let (s, r) = fx.get(&format!("{name}.residual"));
-                let dims: Vec<u32> = s.iter().map(|&d| d as u32).collect();
-                plan.bound_activation("residual", &dims, ops::upload_f16(&ctx, "residual", r))
-            });
-            let y = layer
-                .apply_with(&mut plan, name, x, residual, unused, algorithm)
-                .unwrap();
-            let got = run(plan, &[y]);
-            // Inputs and outputs rounded to f16 (relative 2^-11); sums stay f32.
-            let tol = 4e-3 * (1.0 + max_abs(expected));
-            let d = assert_close(&format!("{name} {algorithm:?} f16"), &got[0], expected, tol);
-            assert!(d > 0.0, "{name}: f16 storage should round something");
-        }
     }
 }

@@ -123,6 +123,24 @@ pub enum Threads {
     Grid([u32; 3]),
 }
 
+/// Where the activations live after liveness reuse.
+#[derive(Debug, Clone)]
+pub struct MemoryPlan {
+    /// The buffer slot of each tensor (None for bound or never-written tensors).
+    pub slot_of: Vec<Option<usize>>,
+    pub slot_bytes: Vec<u64>,
+    /// The most activation bytes alive at once: no allocation can do with less.
+    pub peak_live_bytes: u64,
+    /// What one buffer per activation would take.
+    pub bytes_without_reuse: u64,
+}
+
+impl MemoryPlan {
+    pub fn allocated_bytes(&self) -> u64 {
+        self.slot_bytes.iter().sum()
+    }
+}
+
 /// A named span of steps, timed separately by the benchmark.
 #[derive(Debug, Clone)]
 pub struct Stage {
@@ -294,7 +312,17 @@ impl Plan {
     }
 
     /// Liveness allocation: best-fit reuse of buffers whose tensors are dead.
-    fn allocate(&self, ctx: &GpuContext) -> Result<Vec<Arc<wgpu::Buffer>>> {
+    fn tensor_bytes(&self, t: usize) -> u64 {
+        (self.tensors[t].elements() * self.tensors[t].bytes_per_element as u64)
+            .next_multiple_of(4)
+            .max(16)
+    }
+
+    /// Liveness allocation of the activations, without touching the GPU: a tensor is born at the
+    /// first step that writes it and dies after the last step that reads it; at each birth the
+    /// smallest free slot that fits is reused, else the largest free slot grows, else a new slot
+    /// is made.
+    pub fn memory_plan(&self) -> MemoryPlan {
         let n = self.tensors.len();
         let mut first_write = vec![usize::MAX; n];
         let mut last_use = vec![0usize; n];
@@ -307,62 +335,108 @@ impl Plan {
                 last_use[t.0] = last_use[t.0].max(i);
             }
         }
-        let max_binding = ctx.limits.max_storage_buffer_binding_size;
-        let mut assigned: Vec<Option<Arc<wgpu::Buffer>>> = vec![None; n];
-        let mut free: Vec<Arc<wgpu::Buffer>> = Vec::new();
-        let mut dying: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut births: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut deaths: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut without_reuse = 0;
         for (t, info) in self.tensors.iter().enumerate() {
-            match &info.storage {
-                Storage::Bound(buffer) => assigned[t] = Some(buffer.clone()),
-                Storage::Activation if first_write[t] != usize::MAX => {
-                    births.entry(first_write[t]).or_default().push(t);
-                    dying.entry(last_use[t]).or_default().push(t);
-                }
-                // Declared but never written: nothing reads it either.
-                Storage::Activation => {}
+            // Declared but never written activations need no memory: nothing reads them either.
+            if matches!(info.storage, Storage::Activation) && first_write[t] != usize::MAX {
+                births.entry(first_write[t]).or_default().push(t);
+                deaths.entry(last_use[t]).or_default().push(t);
+                without_reuse += self.tensor_bytes(t);
             }
         }
+        let mut slot_of = vec![None; n];
+        let mut slot_bytes: Vec<u64> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let (mut live, mut peak_live) = (0u64, 0u64);
         for i in 0..self.steps.len() {
             for &t in births.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-                let bytes = (self.tensors[t].elements() * self.tensors[t].bytes_per_element as u64)
-                    .next_multiple_of(4)
-                    .max(16);
-                if bytes > max_binding {
-                    return Err(SagittaError::Gpu(format!(
-                        "tensor '{}' needs {} MiB but this adapter binds at most {} MiB per buffer; \
-                         use a smaller input_size or a GPU with larger limits",
-                        self.tensors[t].label,
-                        bytes >> 20,
-                        max_binding >> 20
-                    )));
-                }
+                let bytes = self.tensor_bytes(t);
+                live += bytes;
                 let best = free
                     .iter()
                     .enumerate()
-                    .filter(|(_, b)| b.size() >= bytes)
-                    .min_by_key(|(_, b)| b.size())
+                    .filter(|(_, &slot)| slot_bytes[slot] >= bytes)
+                    .min_by_key(|(_, &slot)| slot_bytes[slot])
                     .map(|(k, _)| k);
-                let buffer = match best {
-                    Some(k) => free.swap_remove(k),
-                    None => Arc::new(ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(&self.tensors[t].label),
-                        size: bytes,
-                        usage: wgpu::BufferUsages::STORAGE
-                            | wgpu::BufferUsages::COPY_SRC
-                            | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    })),
+                // Slots are sized before any buffer exists, so when no free slot fits, the largest
+                // free one grows rather than leaving it idle next to a new one.
+                let largest = || {
+                    free.iter()
+                        .enumerate()
+                        .max_by_key(|(_, &slot)| slot_bytes[slot])
+                        .map(|(k, _)| k)
                 };
-                assigned[t] = Some(buffer);
+                slot_of[t] = Some(match best.or_else(largest) {
+                    Some(k) => {
+                        let slot = free.swap_remove(k);
+                        slot_bytes[slot] = slot_bytes[slot].max(bytes);
+                        slot
+                    }
+                    None => {
+                        slot_bytes.push(bytes);
+                        slot_bytes.len() - 1
+                    }
+                });
             }
-            // Release after this step's outputs are placed, so no step reads and writes one buffer.
-            for &t in dying.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-                if let Some(buffer) = &assigned[t] {
-                    free.push(buffer.clone());
+            peak_live = peak_live.max(live);
+            // Released after this step's outputs are placed, so no step reads and writes one slot.
+            for &t in deaths.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(slot) = slot_of[t] {
+                    free.push(slot);
+                    live -= self.tensor_bytes(t);
                 }
             }
         }
+        MemoryPlan {
+            slot_of,
+            slot_bytes,
+            peak_live_bytes: peak_live,
+            bytes_without_reuse: without_reuse,
+        }
+    }
+
+    fn allocate(&self, ctx: &GpuContext) -> Result<Vec<Arc<wgpu::Buffer>>> {
+        let memory = self.memory_plan();
+        let max_binding = ctx.limits.max_storage_buffer_binding_size;
+        let mut slots = Vec::with_capacity(memory.slot_bytes.len());
+        for (slot, &bytes) in memory.slot_bytes.iter().enumerate() {
+            let tensor = memory
+                .slot_of
+                .iter()
+                .position(|s| *s == Some(slot))
+                .unwrap_or(0);
+            let label = &self.tensors[tensor].label;
+            if bytes > max_binding {
+                return Err(SagittaError::Gpu(format!(
+                    "tensor '{label}' needs {} MiB but this adapter binds at most {} MiB per buffer; \
+                     use a smaller input_size or a GPU with larger limits",
+                    bytes >> 20,
+                    max_binding >> 20
+                )));
+            }
+            slots.push(Arc::new(ctx.device.create_buffer(
+                &wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                },
+            )));
+        }
+        let assigned: Vec<Option<Arc<wgpu::Buffer>>> = self
+            .tensors
+            .iter()
+            .zip(&memory.slot_of)
+            .map(|(info, slot)| match (&info.storage, slot) {
+                (Storage::Bound(buffer), _) => Some(buffer.clone()),
+                (Storage::Activation, Some(slot)) => Some(slots[*slot].clone()),
+                (Storage::Activation, None) => None,
+            })
+            .collect();
         let placeholder = Arc::new(ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused tensor"),
             size: 16,

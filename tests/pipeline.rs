@@ -140,3 +140,23 @@ fn small_pipeline_with_f16_activations_stays_close_to_pytorch() {
     );
     eprintln!("f16 activations: {d}");
 }
+
+/// Liveness reuse keeps the paper-size pipeline's activation memory near its largest live set
+/// instead of the sum of all layers (no inference needed: the plan is enough).
+#[test]
+fn paper_size_activation_memory_stays_near_the_largest_live_set() {
+    let weights = WeightFile::random(sagitta::CervicalConfig::paper(), 1);
+    let model = CervicalModel::new(gpu(), &weights).unwrap();
+    let memory = model.dispatch_plan(1200, 1000).unwrap().memory_plan();
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    eprintln!(
+        "paper size activations: {:.1} MiB allocated in {} buffers, largest live set {:.1} MiB, \
+         {:.1} MiB without reuse",
+        mib(memory.allocated_bytes()),
+        memory.slot_bytes.len(),
+        mib(memory.peak_live_bytes),
+        mib(memory.bytes_without_reuse)
+    );
+    assert!(memory.allocated_bytes() as f64 <= 1.3 * memory.peak_live_bytes as f64);
+    assert!(memory.allocated_bytes() * 4 < memory.bytes_without_reuse);
+}

@@ -77,6 +77,10 @@ pub struct AnalyzeArgs {
     /// starting with '#' are skipped; relative paths are relative to the current directory).
     #[arg(long, value_name = "FILE")]
     pub list: Option<PathBuf>,
+    /// Activation storage on the GPU: f32, or f16 (half the memory; needs the adapter's
+    /// shader-f16; arithmetic stays f32; landmarks move by well under a pixel).
+    #[arg(long, default_value = "f32", value_name = "f32|f16")]
+    pub precision: crate::plan::Precision,
 }
 
 fn parse_pixel_spacing(text: &str) -> Result<f64, String> {
@@ -371,6 +375,7 @@ impl Analyzer {
             sha256: weights.sha256.clone(),
             dtype: weights.dtype.clone(),
             input_size: weights.config.input_size,
+            precision: crate::plan::Precision::F32,
         };
         Ok(Self {
             model,
@@ -381,6 +386,15 @@ impl Analyzer {
 
     pub fn model_info(&self) -> &ModelInfo {
         &self.model_info
+    }
+
+    /// Stores activations in f16 or f32 (see [`CervicalModel::set_precision`]).
+    pub fn set_precision(&mut self, precision: crate::plan::Precision) -> Result<(), AnalyzeError> {
+        self.model
+            .set_precision(precision)
+            .map_err(AnalyzeError::Gpu)?;
+        self.model_info.precision = precision;
+        Ok(())
     }
 
     /// Analyses a radiograph already loaded (`load` is how long loading took). The user's
@@ -576,6 +590,7 @@ pub fn run(args: &AnalyzeArgs, gpu: &AdapterChoice) -> Result<BatchSummary, Anal
     }
     let weights = resolve_weights(args.weights.as_deref())?;
     let mut analyzer = Analyzer::new(&weights, gpu)?;
+    analyzer.set_precision(args.precision)?;
     let mut csv = match &args.csv {
         None => None,
         Some(path) => {

@@ -56,6 +56,8 @@ pub struct ModelInfo {
     pub dtype: String,
     /// Side of the square image the model sees.
     pub input_size: u32,
+    /// How activations were stored on the GPU (`f32`, `f16`).
+    pub precision: crate::plan::Precision,
 }
 
 /// Where a landmark's position comes from.

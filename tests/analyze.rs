@@ -830,3 +830,50 @@ fn default_weights_find_the_landmarks_of_the_shipped_samples() {
         assert_eq!(record["facing"], truth["facing"], "{sample}");
     }
 }
+
+/// `--precision f16` stores activations in f16: the record says so and the landmarks stay within
+/// a pixel of the f32 run (skipped with a note on adapters without shader-f16).
+#[test]
+fn f16_precision_gives_the_same_landmarks_within_a_pixel() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |precision: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+            .current_dir(root)
+            .env_remove("SAGITTA_WEIGHTS")
+            .args([
+                "analyze",
+                "samples/phantom_left.png",
+                "--precision",
+                precision,
+            ])
+            .output()
+            .expect("sagitta runs");
+        (output.status.success(), output)
+    };
+    let (ok, f16) = run("f16");
+    if !ok && text(&f16.stderr).contains("shader-f16") {
+        eprintln!("adapter has no shader-f16: {}", text(&f16.stderr));
+        return;
+    }
+    assert!(ok, "{}", text(&f16.stderr));
+    let (ok, f32) = run("f32");
+    assert!(ok, "{}", text(&f32.stderr));
+    let (f16, f32) = (json(&f16), json(&f32));
+    assert_eq!(f16["model"]["precision"], "f16");
+    assert_eq!(f32["model"]["precision"], "f32");
+    let points = |r: &Value| -> Vec<(f64, f64)> {
+        r["landmarks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["x"].as_f64().unwrap(), l["y"].as_f64().unwrap()))
+            .collect()
+    };
+    let worst = points(&f16)
+        .iter()
+        .zip(points(&f32))
+        .map(|(a, b)| (a.0 - b.0).hypot(a.1 - b.1))
+        .fold(0.0, f64::max);
+    eprintln!("f16 vs f32 activations: largest landmark difference {worst:.3} px");
+    assert!(worst < 1.0, "{worst} px");
+}

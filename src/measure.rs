@@ -46,20 +46,21 @@ pub const PARAMETER_NAMES: [&str; 9] = [
     "C2-C7", "C2-C6", "C0-C2", "C7 slope", "T1 slope", "cSVA", "RJD", "CT", "CCA",
 ];
 
-const C2: usize = 0;
-const C6: usize = 16;
-const C7: usize = 20;
-const T1_AS: usize = 24;
-const T1_PS: usize = 25;
-const PNS: usize = 26;
-const OCC: usize = 27;
-const DENS: usize = 28;
+/// Landmark indices (SPEC order): the first corner of C2, C6 and C7, then single points.
+pub const C2: usize = 0;
+pub const C6: usize = 16;
+pub const C7: usize = 20;
+pub const T1_AS: usize = 24;
+pub const T1_PS: usize = 25;
+pub const PNS: usize = 26;
+pub const OCC: usize = 27;
+pub const DENS: usize = 28;
 
-// Offsets of the corners within a vertebra's group of four.
-const AS: usize = 0;
-const PS: usize = 1;
-const PI: usize = 2;
-const AI: usize = 3;
+/// Offsets of the corners within a vertebra's group of four.
+pub const AS: usize = 0;
+pub const PS: usize = 1;
+pub const PI: usize = 2;
+pub const AI: usize = 3;
 
 /// Indices of the corners that lie on the anterior wall (`*_as`, `*_ai`, `T1_as`).
 const ANTERIOR_CORNERS: [usize; 13] = [0, 3, 4, 7, 8, 11, 12, 15, 16, 19, 20, 23, 24];

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, Rgb, RgbImage};
 
-use crate::measure::Facing;
+use crate::measure::{Facing, C2, C7, OCC, PNS, PS, T1_AS, T1_PS};
 use crate::report::{ImageRecord, LandmarkRecord, LandmarkSource};
 
 /// Why an overlay could not be written.
@@ -51,13 +51,7 @@ const WINDOW_PERCENTILES: (f64, f64) = (0.01, 0.99);
 /// Enough samples for stable percentiles; larger images are sampled with a stride.
 const WINDOW_SAMPLES: usize = 1 << 20;
 
-/// Corner indices within the 29 landmarks.
-const C2_FIRST: usize = 0;
-const C7_PS: usize = 21;
-const T1_AS: usize = 24;
-const T1_PS: usize = 25;
-const PNS: usize = 26;
-const OCC: usize = 27;
+const C7_PS: usize = C7 + PS;
 
 /// Renders the overlay of one analysed radiograph.
 ///
@@ -200,7 +194,7 @@ fn draw_geometry(canvas: &mut Canvas, style: &Style, points: &[Option<[f64; 2]>]
         }
     };
     // Endplates: C2 inferior, C3..C7 superior (ps→as) and inferior (pi→ai), T1 superior.
-    segment(canvas, C2_FIRST + 2, C2_FIRST + 3, ENDPLATE);
+    segment(canvas, C2 + 2, C2 + 3, ENDPLATE);
     for vertebra in 1..6 {
         let first = 4 * vertebra;
         segment(canvas, first + 1, first, ENDPLATE);
@@ -211,7 +205,7 @@ fn draw_geometry(canvas: &mut Canvas, style: &Style, points: &[Option<[f64; 2]>]
 
     // The cSVA construction: the plumb line from the C2 centroid, the vertical through C7_ps,
     // and the horizontal between them at the level of C7_ps.
-    let c2: Vec<[f64; 2]> = (C2_FIRST..C2_FIRST + 4).filter_map(at).collect();
+    let c2: Vec<[f64; 2]> = (C2..C2 + 4).filter_map(at).collect();
     if let (4, Some(c7_ps)) = (c2.len(), at(C7_PS)) {
         let centroid = [
             c2.iter().map(|p| p[0]).sum::<f64>() / 4.0,

@@ -94,12 +94,19 @@ impl CervicalModel {
             &["global_net.".to_string()],
             &config.global,
             config.bn_eps,
+            config.input_size,
         )?;
         let prefixes: Vec<String> = (0..config.refiner_count)
             .map(|k| format!("refiners.{k}."))
             .collect();
-        let refiners =
-            HourglassNet::load(&ctx, weights, &prefixes, &config.refiner, config.bn_eps)?;
+        let refiners = HourglassNet::load(
+            &ctx,
+            weights,
+            &prefixes,
+            &config.refiner,
+            config.bn_eps,
+            config.crop_size,
+        )?;
         weights.check_all_used()?;
         let result = ops::storage_buffer(&ctx, "landmark table", RESULT_BYTES);
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {

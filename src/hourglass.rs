@@ -111,7 +111,8 @@ struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn load(l: &Loader, name: &str, inplanes: usize, planes: usize) -> Result<Self> {
+    /// `side`: the square map the block runs on (picks the 3x3 kernel at load).
+    fn load(l: &Loader, name: &str, inplanes: usize, planes: usize, side: u32) -> Result<Self> {
         let bn1 = l.batchnorm(&format!("{name}.bn1"), inplanes)?;
         let mut c1 = l.conv(&format!("{name}.conv1"), inplanes, planes, 1)?;
         for (c, b) in c1
@@ -137,7 +138,16 @@ impl Bottleneck {
         Ok(Self {
             name: label.clone(),
             conv1: prologue_conv(l.ctx, &format!("{label}.conv1"), &c1, &bn1)?,
-            conv2: ConvLayer::new(l.ctx, &format!("{label}.conv2"), &c2, 1, 1, true, None)?,
+            conv2: ConvLayer::for_output_pixels(
+                l.ctx,
+                &format!("{label}.conv2"),
+                &c2,
+                1,
+                1,
+                true,
+                None,
+                side * side,
+            )?,
             conv3: ConvLayer::new(l.ctx, &format!("{label}.conv3"), &c3, 1, 0, false, None)?,
             downsample,
         })
@@ -180,11 +190,12 @@ fn residual_stack(
     count: usize,
     inplanes: usize,
     planes: usize,
+    side: u32,
 ) -> Result<Vec<Bottleneck>> {
     (0..count)
         .map(|b| {
             let inp = if b == 0 { inplanes } else { 2 * planes };
-            Bottleneck::load(l, &format!("{name}.{b}"), inp, planes)
+            Bottleneck::load(l, &format!("{name}.{b}"), inp, planes, side)
         })
         .collect()
 }
@@ -207,13 +218,25 @@ struct Hourglass {
 }
 
 impl Hourglass {
-    fn load(l: &Loader, name: &str, blocks: usize, planes: usize, depth: usize) -> Result<Self> {
+    /// `side`: the map the outermost level runs on; each level halves it.
+    fn load(
+        l: &Loader,
+        name: &str,
+        blocks: usize,
+        planes: usize,
+        depth: usize,
+        side: u32,
+    ) -> Result<Self> {
         let mut levels = Vec::with_capacity(depth);
         for i in 0..depth {
             let branches = if i == 0 { 4 } else { 3 };
+            let level_side = side >> (depth - 1 - i);
             let level = (0..branches)
                 .map(|j| {
-                    residual_stack(l, &format!("{name}.hg.{i}.{j}"), blocks, 2 * planes, planes)
+                    // Branch 0 (the skip) runs at the level's size, the others after its pooling.
+                    let branch_side = if j == 0 { level_side } else { level_side / 2 };
+                    let name = format!("{name}.hg.{i}.{j}");
+                    residual_stack(l, &name, blocks, 2 * planes, planes, branch_side)
                 })
                 .collect::<Result<Vec<_>>>()?;
             levels.push(level);
@@ -265,12 +288,15 @@ pub struct HourglassNet {
 
 impl HourglassNet {
     /// `prefixes`: one (e.g. `global_net.`) or several (`refiners.0.` ..) sets of weights.
+    /// `input_side`: the square input the network is built for (the kernels are chosen for it;
+    /// other sizes still run, on possibly slower kernels).
     pub fn load(
         ctx: &GpuContext,
         weights: &WeightFile,
         prefixes: &[String],
         config: &HourglassConfig,
         bn_eps: f32,
+        input_side: u32,
     ) -> Result<Self> {
         let l = Loader {
             ctx,
@@ -283,9 +309,11 @@ impl HourglassNet {
         let ch = 2 * f;
         let classes = config.num_classes as usize;
         let conv1 = l.conv_bn_relu("conv1", "bn1", config.in_channels as usize, stem, 7, 2)?;
-        let layer1 = residual_stack(&l, "layer1", 1, stem, stem)?;
-        let layer2 = residual_stack(&l, "layer2", 1, f, stem)?;
-        let layer3 = residual_stack(&l, "layer3", 1, f, f)?;
+        // layer1 runs after the stride-2 stem, the rest after the stem's max-pool.
+        let (stem_side, side) = (input_side / 2, input_side / 4);
+        let layer1 = residual_stack(&l, "layer1", 1, stem, stem, stem_side)?;
+        let layer2 = residual_stack(&l, "layer2", 1, f, stem, side)?;
+        let layer3 = residual_stack(&l, "layer3", 1, f, f, side)?;
         let mut stacks = Vec::new();
         for i in 0..config.stacks as usize {
             let hourglass = Hourglass::load(
@@ -294,8 +322,10 @@ impl HourglassNet {
                 config.blocks as usize,
                 f,
                 config.depth as usize,
+                side,
             )?;
-            let res = residual_stack(&l, &format!("res.{i}"), config.blocks as usize, ch, f)?;
+            let blocks = config.blocks as usize;
+            let res = residual_stack(&l, &format!("res.{i}"), blocks, ch, f, side)?;
             let fc = l.conv_bn_relu(&format!("fc.{i}.0"), &format!("fc.{i}.1"), ch, ch, 1, 1)?;
             let score = l.plain_conv(&format!("score.{i}"), ch, classes)?;
             let remap = if i + 1 < config.stacks as usize {

@@ -53,6 +53,11 @@ pub struct Kernel {
     pub name: &'static str,
     pub source: &'static str,
     pub entry: &'static str,
+    /// Compiled without wgpu's injected bounds, loop and division checks. Only for kernels whose
+    /// every buffer and array index is guarded in the shader against the sizes in its uniform
+    /// block, whose loops are bounded by those sizes, and whose divisors are sizes the host code
+    /// checks to be non-zero before it writes them (see `ops::ConvLayer`).
+    pub trusted: bool,
 }
 
 /// The line by which a kernel declares its activation storage type.
@@ -695,10 +700,22 @@ impl PipelineCache {
             .modules
             .entry(format!("{}:{variant}", kernel.name))
             .or_insert_with(|| {
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let descriptor = wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.name),
                     source: wgpu::ShaderSource::Wgsl(source.into()),
-                })
+                };
+                if kernel.trusted {
+                    // SAFETY: `Kernel::trusted` is set only for shaders that guard every index
+                    // and loop themselves against host-checked sizes (see its documentation).
+                    unsafe {
+                        device.create_shader_module_trusted(
+                            descriptor,
+                            wgpu::ShaderRuntimeChecks::unchecked(),
+                        )
+                    }
+                } else {
+                    device.create_shader_module(descriptor)
+                }
             });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&key),

@@ -103,17 +103,23 @@ fn check_conv_cases(precision: Precision, tolerance: impl Fn(usize, f32) -> f32)
             let shift = fx.get(&format!("{name}.prologue_shift")).1.clone();
             vec![BatchNorm { scale, shift }; groups]
         });
-        let layer = ConvLayer::new(
-            &ctx,
-            name,
-            &convs,
-            param_u32(&case, "stride"),
-            param_u32(&case, "pad"),
-            param_bool(&case, "relu"),
-            prologue.as_deref(),
-        )
-        .unwrap();
-        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Tiled] {
+        let (stride, pad) = (param_u32(&case, "stride"), param_u32(&case, "pad"));
+        let mut algorithms = vec![ConvAlgorithm::Direct, ConvAlgorithm::Tiled];
+        if k == 3 && stride == 1 {
+            algorithms.push(ConvAlgorithm::Winograd);
+        }
+        for algorithm in algorithms {
+            let layer = ConvLayer::with_algorithm(
+                &ctx,
+                name,
+                &convs,
+                stride,
+                pad,
+                param_bool(&case, "relu"),
+                prologue.as_deref(),
+                algorithm,
+            )
+            .unwrap();
             let mut plan = Plan::with_precision(precision);
             let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
             let x = store(&mut plan, "input", in_shape, input);
@@ -121,15 +127,13 @@ fn check_conv_cases(precision: Precision, tolerance: impl Fn(usize, f32) -> f32)
                 let (s, r) = fx.get(&format!("{name}.residual"));
                 store(&mut plan, "residual", s, r)
             });
-            let y = layer
-                .apply_with(&mut plan, name, x, residual, unused, algorithm)
-                .unwrap();
+            let y = layer.apply(&mut plan, name, x, residual, unused).unwrap();
             assert_eq!(
                 plan.steps().last().unwrap().kernel.name,
-                if algorithm == ConvAlgorithm::Tiled {
-                    "conv2d_tiled"
-                } else {
-                    "conv2d"
+                match algorithm {
+                    ConvAlgorithm::Tiled => "conv2d_tiled",
+                    ConvAlgorithm::Winograd => "conv2d_winograd",
+                    _ => "conv2d",
                 }
             );
             let got = run(plan, &[y]);

@@ -79,7 +79,7 @@ def kernel_workload(row: dict, device: torch.device, gen: torch.Generator):
     def rand(*shape):
         return torch.rand(*shape, generator=gen).mul_(2).sub_(1).to(device)
 
-    if k in ("conv2d", "conv2d_tiled"):
+    if k.startswith("conv2d"):
         n, ic, oc, kk = s["n"], s["in_c"], s["out_c"], int(s["k"])
         groups = n if s["per_sample"] else 1
         x = rand(n, ic, s["h"], s["w"])

@@ -90,6 +90,9 @@ CONV_CASES = [
     ("k3_3to7_odd", 1, 3, 7, 11, 5, 3, 1, 1, False, False, False, False),
     ("k3_pad0_all_fused_batch2", 2, 5, 9, 9, 12, 3, 1, 0, False, True, True, True),
     ("k3_s2_per_sample_relu", 2, 7, 3, 12, 13, 3, 2, 1, True, False, False, True),
+    # Several channel chunks, channel groups and tile blocks for the tiled and Winograd kernels.
+    ("k3_40to36_fused_many_tiles", 1, 40, 36, 19, 37, 3, 1, 1, False, True, True, True),
+    ("k3_per_sample_20to20", 2, 20, 20, 9, 10, 3, 1, 1, True, True, False, True),
 ]
 
 
@@ -114,6 +117,9 @@ def conv_fixture():
             tensors["residual"] = res
         out = ops.conv2d_fused(x, weight, bias, stride, pad, scale, shift, res, relu)
         assert out.shape == (n, oc, oh, ow)
+        if k == 3 and stride == 1:
+            twin = ops.conv3x3_winograd(x, weight, bias, pad, scale, shift, res, relu)
+            assert torch.allclose(twin, out, atol=1e-4), f"{name}: Winograd twin differs"
         tensors["output"] = out
         fx.add(name, {"n": n, "in_c": ic, "out_c": oc, "h": h, "w": w, "k": k, "stride": stride,
                       "pad": pad, "per_sample": per_sample, "prologue": prologue,

@@ -72,6 +72,8 @@ pub struct GpuContext {
     events: Mutex<Vec<GpuEvent>>,
     /// The driver's compiled-pipeline cache, persisted on disk between processes (Vulkan).
     pipeline_cache: Option<(wgpu::PipelineCache, std::path::PathBuf)>,
+    /// Measured convolution kernel choices for this adapter (`sagitta tune`).
+    tuning: Mutex<Option<crate::tune::TuningTable>>,
 }
 
 /// One adapter as `sagitta info` shows it.
@@ -203,7 +205,9 @@ impl GpuContext {
         limits: wgpu::Limits,
     ) -> Arc<Self> {
         let pipeline_cache = open_pipeline_cache(&device, &info, features);
+        let tuning = Mutex::new(crate::tune::TuningTable::load_for(&info));
         Arc::new(Self {
+            tuning,
             device,
             queue,
             info,
@@ -233,6 +237,23 @@ impl GpuContext {
         if std::fs::write(&temporary, &data).is_ok() {
             let _ = std::fs::rename(&temporary, path);
         }
+    }
+
+    /// Replaces the measured kernel choices (layers built afterwards use them).
+    pub fn set_tuning(&self, table: Option<crate::tune::TuningTable>) {
+        *self.tuning.lock().unwrap_or_else(|e| e.into_inner()) = table;
+    }
+
+    /// The measured kernel for a convolution shape, if this adapter was tuned for it.
+    pub fn tuned_conv(&self, key: &crate::tune::ConvKey) -> Option<crate::ops::ConvAlgorithm> {
+        let tuning = self.tuning.lock().unwrap_or_else(|e| e.into_inner());
+        tuning.as_ref()?.algorithm(key)
+    }
+
+    /// How many shapes the loaded tuning table holds (0: none loaded).
+    pub fn tuned_shapes(&self) -> usize {
+        let tuning = self.tuning.lock().unwrap_or_else(|e| e.into_inner());
+        tuning.as_ref().map_or(0, |t| t.entries.len())
     }
 
     pub fn has_timestamps(&self) -> bool {
@@ -304,18 +325,20 @@ impl GpuContext {
     }
 }
 
-/// `SAGITTA_PIPELINE_CACHE`: a directory for the cache, or `off`; by default
 /// `$XDG_CACHE_HOME/sagitta` or `~/.cache/sagitta`.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("sagitta"))
+}
+
+/// `SAGITTA_PIPELINE_CACHE`: a directory for the cache, or `off`; by default [`cache_dir`].
 fn pipeline_cache_dir() -> Option<std::path::PathBuf> {
     match std::env::var("SAGITTA_PIPELINE_CACHE") {
         Ok(v) if v == "off" || v.is_empty() => None,
         Ok(v) => Some(v.into()),
-        Err(_) => std::env::var_os("XDG_CACHE_HOME")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
-            })
-            .map(|d| d.join("sagitta")),
+        Err(_) => cache_dir(),
     }
 }
 

@@ -64,6 +64,7 @@ impl Loader<'_> {
     }
 
     /// conv -> BatchNorm -> ReLU (the stem and `fc`), BatchNorm folded into the weights.
+    #[allow(clippy::too_many_arguments)]
     fn conv_bn_relu(
         &self,
         conv: &str,
@@ -72,25 +73,22 @@ impl Loader<'_> {
         out_c: usize,
         k: usize,
         stride: u32,
+        out_side: u32,
     ) -> Result<ConvLayer> {
         let mut convs = self.conv(conv, in_c, out_c, k)?;
         for (c, b) in convs.iter_mut().zip(self.batchnorm(bn, out_c)?) {
             c.fold_batchnorm(&b);
         }
-        ConvLayer::new(
-            self.ctx,
-            &self.label(conv),
-            &convs,
-            stride,
-            (k as u32 - 1) / 2,
-            true,
-            None,
-        )
+        let pad = (k as u32 - 1) / 2;
+        let label = self.label(conv);
+        let pixels = out_side * out_side;
+        ConvLayer::for_output_pixels(self.ctx, &label, &convs, stride, pad, true, None, pixels)
     }
 
-    fn plain_conv(&self, conv: &str, in_c: usize, out_c: usize) -> Result<ConvLayer> {
+    fn plain_conv(&self, conv: &str, in_c: usize, out_c: usize, side: u32) -> Result<ConvLayer> {
         let convs = self.conv(conv, in_c, out_c, 1)?;
-        ConvLayer::new(self.ctx, &self.label(conv), &convs, 1, 0, false, None)
+        let label = self.label(conv);
+        ConvLayer::for_output_pixels(self.ctx, &label, &convs, 1, 0, false, None, side * side)
     }
 
     fn label(&self, name: &str) -> String {
@@ -130,14 +128,14 @@ impl Bottleneck {
         }
         let c3 = l.conv(&format!("{name}.conv3"), planes, 2 * planes, 1)?;
         let downsample = if inplanes != 2 * planes {
-            Some(l.plain_conv(&format!("{name}.downsample.0"), inplanes, 2 * planes)?)
+            Some(l.plain_conv(&format!("{name}.downsample.0"), inplanes, 2 * planes, side)?)
         } else {
             None
         };
         let label = l.label(name);
         Ok(Self {
             name: label.clone(),
-            conv1: prologue_conv(l.ctx, &format!("{label}.conv1"), &c1, &bn1)?,
+            conv1: prologue_conv(l.ctx, &format!("{label}.conv1"), &c1, &bn1, side)?,
             conv2: ConvLayer::for_output_pixels(
                 l.ctx,
                 &format!("{label}.conv2"),
@@ -148,7 +146,16 @@ impl Bottleneck {
                 None,
                 side * side,
             )?,
-            conv3: ConvLayer::new(l.ctx, &format!("{label}.conv3"), &c3, 1, 0, false, None)?,
+            conv3: ConvLayer::for_output_pixels(
+                l.ctx,
+                &format!("{label}.conv3"),
+                &c3,
+                1,
+                0,
+                false,
+                None,
+                side * side,
+            )?,
             downsample,
         })
     }
@@ -180,8 +187,9 @@ fn prologue_conv(
     label: &str,
     convs: &[ConvWeights],
     bns: &[BatchNorm],
+    side: u32,
 ) -> Result<ConvLayer> {
-    ConvLayer::new(ctx, label, convs, 1, 0, true, Some(bns))
+    ConvLayer::for_output_pixels(ctx, label, convs, 1, 0, true, Some(bns), side * side)
 }
 
 fn residual_stack(
@@ -308,9 +316,10 @@ impl HourglassNet {
         let stem = f / 2;
         let ch = 2 * f;
         let classes = config.num_classes as usize;
-        let conv1 = l.conv_bn_relu("conv1", "bn1", config.in_channels as usize, stem, 7, 2)?;
         // layer1 runs after the stride-2 stem, the rest after the stem's max-pool.
         let (stem_side, side) = (input_side / 2, input_side / 4);
+        let in_c = config.in_channels as usize;
+        let conv1 = l.conv_bn_relu("conv1", "bn1", in_c, stem, 7, 2, stem_side)?;
         let layer1 = residual_stack(&l, "layer1", 1, stem, stem, stem_side)?;
         let layer2 = residual_stack(&l, "layer2", 1, f, stem, side)?;
         let layer3 = residual_stack(&l, "layer3", 1, f, f, side)?;
@@ -326,12 +335,20 @@ impl HourglassNet {
             )?;
             let blocks = config.blocks as usize;
             let res = residual_stack(&l, &format!("res.{i}"), blocks, ch, f, side)?;
-            let fc = l.conv_bn_relu(&format!("fc.{i}.0"), &format!("fc.{i}.1"), ch, ch, 1, 1)?;
-            let score = l.plain_conv(&format!("score.{i}"), ch, classes)?;
+            let fc = l.conv_bn_relu(
+                &format!("fc.{i}.0"),
+                &format!("fc.{i}.1"),
+                ch,
+                ch,
+                1,
+                1,
+                side,
+            )?;
+            let score = l.plain_conv(&format!("score.{i}"), ch, classes, side)?;
             let remap = if i + 1 < config.stacks as usize {
                 Some((
-                    l.plain_conv(&format!("fc_.{i}"), ch, ch)?,
-                    l.plain_conv(&format!("score_.{i}"), classes, ch)?,
+                    l.plain_conv(&format!("fc_.{i}"), ch, ch, side)?,
+                    l.plain_conv(&format!("score_.{i}"), classes, ch, side)?,
                 ))
             } else {
                 None

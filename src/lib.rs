@@ -16,6 +16,7 @@ pub mod ops;
 pub mod overlay;
 pub mod plan;
 pub mod report;
+pub mod tune;
 pub mod util;
 pub mod weights;
 

@@ -50,6 +50,10 @@ enum Command {
     },
     /// Runs the cervical pipeline and prints per-stage GPU times, latency and GPU memory.
     Bench(BenchArgs),
+    /// Times every convolution kernel (direct, tiled, Winograd) for each convolution shape of
+    /// the model on this adapter and saves the fastest choices; later runs build their layers
+    /// with them (file: SAGITTA_TUNING, default beside the pipeline cache; `off` ignores it).
+    Tune(TuneArgs),
     /// Loads weights, runs one synthetic image and exits (what `bench --cold-start` times).
     #[command(hide = true)]
     FirstResult {
@@ -61,6 +65,25 @@ enum Command {
     /// Landmarks, the 9 cervical parameters, CSV and overlays for radiographs (files, folders,
     /// lists); exit code 0 all analysed, 1 some failed, 2 could not run.
     Analyze(sagitta::analyze::AnalyzeArgs),
+}
+
+#[derive(Args)]
+struct TuneArgs {
+    /// Weights file; without it, random weights in the paper's configuration.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Size of the synthetic original image (width x height).
+    #[arg(long, default_value = "1200x1000")]
+    image: String,
+    /// Dispatches per timed pass.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Timed passes per kernel (the median counts).
+    #[arg(long, default_value_t = 3)]
+    samples: usize,
+    /// Print the table without saving it.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -114,6 +137,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Info { weights } => info(&cli.gpu, weights.as_ref()),
         Command::Bench(args) => bench(&cli.gpu, args),
+        Command::Tune(args) => tune(&cli.gpu, args),
         Command::FirstResult { weights, image } => first_result(&cli.gpu, weights, image),
         Command::Analyze(args) => return sagitta::analyze::main(args, &cli.gpu.choice()),
     };
@@ -288,6 +312,50 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         println!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
         println!("{comparison}");
+    }
+    Ok(())
+}
+
+fn tune(gpu: &GpuArgs, args: &TuneArgs) -> AnyResult {
+    let ctx = GpuContext::new(&gpu.choice())?;
+    let weights = match &args.weights {
+        Some(p) => WeightFile::open(p)?,
+        None => WeightFile::random(CervicalConfig::paper(), 0),
+    };
+    let image = parse_size(&args.image)?;
+    println!("adapter: {}", ctx.describe());
+    println!(
+        "{:<32} {:>10} {:>10} {:>10}  fastest",
+        "convolution", "direct", "tiled", "winograd"
+    );
+    let table = sagitta::tune::tune_cervical(
+        ctx.clone(),
+        &weights,
+        image,
+        args.repeats,
+        args.samples,
+        |key, tuned| {
+            let ms = |name: &str| {
+                tuned
+                    .times_ms
+                    .get(name)
+                    .map_or("-".to_string(), |t| format!("{t:.3}"))
+            };
+            println!(
+                "{:<32} {:>10} {:>10} {:>10}  {}",
+                key.to_string(),
+                ms("direct"),
+                ms("tiled"),
+                ms("winograd"),
+                tuned.algorithm
+            );
+        },
+    )?;
+    if args.dry_run {
+        println!("{} shapes measured (not saved)", table.entries.len());
+    } else {
+        let path = table.save(&ctx.info)?;
+        println!("{} shapes saved to {}", table.entries.len(), path.display());
     }
     Ok(())
 }

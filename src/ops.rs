@@ -259,18 +259,33 @@ pub enum ConvAlgorithm {
     Auto,
 }
 
-/// Output maps from which `Auto` runs 3x3 stride-1 layers by Winograd: below it, the 16-tile
-/// workgroups are mostly empty and the direct or tiled kernel wins (measured on lavapipe: 32x32
-/// maps 9.7 ms Winograd vs 12.4 tiled; 16x16 maps 4.6 vs 3.0).
+/// Output pixels (whole batch) from which `Auto` runs a GPU's 3x3 stride-1 layers by Winograd:
+/// below it the 16-tile workgroups are mostly empty.
 pub const WINOGRAD_MIN_PIXELS: u32 = 32 * 32;
 
 impl ConvAlgorithm {
-    /// The kernel `Auto` picks for a layer whose output map has `out_pixels` pixels per sample.
-    pub fn auto_for(k: u32, stride: u32, out_c: u32, out_pixels: u32) -> Self {
-        if k == 3 && stride == 1 && out_pixels >= WINOGRAD_MIN_PIXELS {
+    /// The kernel for a layer when no measurement (`sagitta tune`) names one.
+    ///
+    /// CPU adapters (lavapipe, WARP, SwiftShader) run workgroup barriers as coroutine switches,
+    /// so the shared-memory kernels only pay off for wide 1x1 layers on large maps (measured on
+    /// lavapipe, `sagitta tune`: paper-size 128->128 1x1 on 256x256 maps 0.87 s tiled vs 3.0 s
+    /// direct; every 3x3 and every layer of <=64 channels faster direct). On GPUs the choice
+    /// follows the usual shape of the trade-off (Winograd for 3x3 stride 1 on maps of 32x32 and
+    /// up, tiled where a 64x64 tile is full, direct for small maps), not a measurement of ours:
+    /// no GPU was at hand; `sagitta tune` replaces it with one.
+    pub fn auto_for(device: wgpu::DeviceType, key: &crate::tune::ConvKey) -> Self {
+        let pixels = key.out_pixels.saturating_mul(key.groups);
+        if device == wgpu::DeviceType::Cpu {
+            return if key.k == 1 && key.in_c >= 64 && pixels >= 65536 {
+                ConvAlgorithm::Tiled
+            } else {
+                ConvAlgorithm::Direct
+            };
+        }
+        if key.k == 3 && key.stride == 1 && key.in_c >= 16 && pixels >= WINOGRAD_MIN_PIXELS {
             ConvAlgorithm::Winograd
         } else {
-            Self::tiled_or_direct(out_c, out_pixels)
+            Self::tiled_or_direct(key.out_c, pixels)
         }
     }
 
@@ -286,14 +301,9 @@ impl ConvAlgorithm {
     /// `SAGITTA_CONV_ALGORITHM` (direct, tiled, winograd), when set: A/B benchmarks.
     fn from_env() -> Option<Self> {
         static FROM_ENV: std::sync::OnceLock<Option<ConvAlgorithm>> = std::sync::OnceLock::new();
-        *FROM_ENV.get_or_init(
-            || match std::env::var("SAGITTA_CONV_ALGORITHM").ok()?.as_str() {
-                "direct" => Some(ConvAlgorithm::Direct),
-                "tiled" => Some(ConvAlgorithm::Tiled),
-                "winograd" => Some(ConvAlgorithm::Winograd),
-                _ => None,
-            },
-        )
+        *FROM_ENV.get_or_init(|| {
+            crate::tune::parse_algorithm(&std::env::var("SAGITTA_CONV_ALGORITHM").ok()?)
+        })
     }
 }
 
@@ -370,16 +380,21 @@ impl ConvLayer {
         prologue: Option<&[BatchNorm]>,
         out_pixels: u32,
     ) -> Result<Self> {
-        let (k, out_c) = groups
-            .first()
-            .map_or((0, 0), |g| (g.k as u32, g.out_c as u32));
+        let first = groups.first();
+        let key = crate::tune::ConvKey {
+            k: first.map_or(0, |g| g.k as u32),
+            stride,
+            in_c: first.map_or(0, |g| g.in_c as u32),
+            out_c: first.map_or(0, |g| g.out_c as u32),
+            out_pixels,
+            groups: groups.len() as u32,
+        };
         let algorithm = match ConvAlgorithm::from_env() {
-            Some(ConvAlgorithm::Winograd) if k != 3 || stride != 1 => ConvAlgorithm::Auto,
+            Some(ConvAlgorithm::Winograd) if key.k != 3 || stride != 1 => ConvAlgorithm::Auto,
             Some(forced) => forced,
-            None => {
-                let batch_pixels = out_pixels.saturating_mul(groups.len() as u32);
-                ConvAlgorithm::auto_for(k, stride, out_c, batch_pixels)
-            }
+            None => ctx
+                .tuned_conv(&key)
+                .unwrap_or_else(|| ConvAlgorithm::auto_for(ctx.info.device_type, &key)),
         };
         Self::with_algorithm(ctx, label, groups, stride, pad, relu, prologue, algorithm)
     }

@@ -140,11 +140,23 @@ pub fn compare_with_reference(
     relative_tol: f32,
     precision: sagitta::plan::Precision,
 ) -> String {
+    compare_with_reference_on(gpu(), weights, io, prefix, relative_tol, precision)
+}
+
+/// [`compare_with_reference`] on a given context (e.g. one with its own tuning table).
+pub fn compare_with_reference_on(
+    ctx: Arc<GpuContext>,
+    weights: &std::path::Path,
+    io: &std::path::Path,
+    prefix: &str,
+    relative_tol: f32,
+    precision: sagitta::plan::Precision,
+) -> String {
     use sagitta::{CervicalModel, GreyImage, WeightFile};
     let r = Reference::load(io);
     let weights = WeightFile::open(weights).expect("weights load");
     let s = weights.config.input_size as f32;
-    let mut model = CervicalModel::new(gpu(), &weights).expect("model builds");
+    let mut model = CervicalModel::new(ctx, &weights).expect("model builds");
     model.set_precision(precision).expect("precision available");
     let (w, h, pixels) = &r.image;
     let p = model

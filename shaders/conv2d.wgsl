@@ -9,9 +9,12 @@
 // vec4; with per-sample weights (the six refiners batched in one dispatch) sample n uses group n
 // of the weights, biases and prologue tables.
 
-// `act` is the activation storage type: f32, or f16 in the f16 precision variant (see
-// plan::Precision), always computed in f32.
+// `act` is the activation storage type and `mul` the type of the products and of each input
+// channel's sum over its K*K taps: both f32, or both f16 in the f16 precision variant (see
+// plan::Precision). The sum across input channels, the epilogue and the output stay f32 until
+// stored, so f16 rounding does not grow with the channel count.
 alias act = f32;
+alias mul = f32;
 
 override K: u32 = 3u;
 override STRIDE: u32 = 1u;
@@ -72,6 +75,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             scale_shift = prologue[n * p.prologue_group_stride + ic];
         }
         let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
+        var part0 = vec4<mul>(0.0);
+        var part1 = vec4<mul>(0.0);
+        var part2 = vec4<mul>(0.0);
+        var part3 = vec4<mul>(0.0);
         for (var ky = 0u; ky < K; ky++) {
             let iy = y_origin + i32(ky);
             if (iy < 0 || iy >= i32(p.in_h)) {
@@ -79,8 +86,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             }
             let row = plane + u32(iy) * p.in_w;
             for (var kx = 0u; kx < K; kx++) {
-                let w = weight[weight_base + ((ic * K + ky) * K + kx) * p.out_c4 + ocb];
-                var v = vec4<f32>(0.0);
+                let w = vec4<mul>(weight[weight_base + ((ic * K + ky) * K + kx) * p.out_c4 + ocb]);
+                var v = vec4<mul>(0.0);
                 for (var j = 0u; j < 4u; j++) {
                     let ix = x_origin + i32(j * STRIDE + kx);
                     if (ix >= 0 && ix < i32(p.in_w)) {
@@ -88,15 +95,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                         if (PROLOGUE) {
                             x = max(x * scale_shift.x + scale_shift.y, 0.0);
                         }
-                        v[j] = x;
+                        v[j] = mul(x);
                     }
                 }
-                acc0 += v.x * w;
-                acc1 += v.y * w;
-                acc2 += v.z * w;
-                acc3 += v.w * w;
+                part0 += v.x * w;
+                part1 += v.y * w;
+                part2 += v.z * w;
+                part3 += v.w * w;
             }
         }
+        acc0 += vec4<f32>(part0);
+        acc1 += vec4<f32>(part1);
+        acc2 += vec4<f32>(part2);
+        acc3 += vec4<f32>(part3);
     }
 
     let out_plane = p.out_h * p.out_w;

@@ -6,9 +6,11 @@
 // weight layout ([group][ic][ky][kx][oc/4] vec4) as conv2d.wgsl; the sample is workgroup_id.z so
 // per-sample weights (the six refiners) stay within a tile.
 
-// `act` is the activation storage type: f32, or f16 in the f16 precision variant (see
-// plan::Precision), always computed in f32.
+// `act` is the activation storage type and `mul` the type of the staged tiles, the products and
+// each 16-deep K tile's partial sums: both f32, or both f16 in the f16 precision variant (see
+// plan::Precision); the partial sums are accumulated across K tiles in f32.
 alias act = f32;
+alias mul = f32;
 
 override K: u32 = 3u;
 override STRIDE: u32 = 1u;
@@ -42,8 +44,8 @@ struct Params {
 
 const TILE_K: u32 = 16u;
 // [k][16 vec4] each: 16 x 64 floats.
-var<workgroup> w_tile: array<vec4<f32>, 256>;
-var<workgroup> x_tile: array<vec4<f32>, 256>;
+var<workgroup> w_tile: array<vec4<mul>, 256>;
+var<workgroup> x_tile: array<vec4<mul>, 256>;
 
 fn gather(n: u32, k: u32, pixel: u32) -> f32 {
     let pixels = p.out_h * p.out_w;
@@ -87,18 +89,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         if (k < p.k_total && oc4_0 + load_col < p.out_c4) {
             w = weight[weight_base + k * p.out_c4 + oc4_0 + load_col];
         }
-        w_tile[t] = w;
+        w_tile[t] = vec4<mul>(w);
         let px = pixel0 + load_col * 4u;
-        x_tile[t] = vec4<f32>(gather(n, k, px), gather(n, k, px + 1u), gather(n, k, px + 2u), gather(n, k, px + 3u));
+        x_tile[t] = vec4<mul>(vec4<f32>(gather(n, k, px), gather(n, k, px + 1u), gather(n, k, px + 2u), gather(n, k, px + 3u)));
         workgroupBarrier();
+        var part0 = vec4<mul>(0.0);
+        var part1 = vec4<mul>(0.0);
+        var part2 = vec4<mul>(0.0);
+        var part3 = vec4<mul>(0.0);
         for (var kk = 0u; kk < TILE_K; kk++) {
             let a = w_tile[kk * 16u + lid.y];
             let b = x_tile[kk * 16u + lid.x];
-            acc0 += a.x * b;
-            acc1 += a.y * b;
-            acc2 += a.z * b;
-            acc3 += a.w * b;
+            part0 += a.x * b;
+            part1 += a.y * b;
+            part2 += a.z * b;
+            part3 += a.w * b;
         }
+        acc0 += vec4<f32>(part0);
+        acc1 += vec4<f32>(part1);
+        acc2 += vec4<f32>(part2);
+        acc3 += vec4<f32>(part3);
         workgroupBarrier();
     }
 

@@ -103,7 +103,8 @@ struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
-    /// Activation storage: f32, or f16 (needs the adapter's shader-f16; arithmetic stays f32).
+    /// f32, or f16 (needs the adapter's shader-f16): f16 activations and convolution products,
+    /// f32 accumulation.
     #[arg(long, default_value = "f32")]
     precision: sagitta::plan::Precision,
     /// Also time every distinct kernel shape of the pipeline in isolation.

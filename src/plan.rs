@@ -17,8 +17,11 @@ pub const WORKGROUP_SIZE: u32 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TensorId(pub usize);
 
-/// How activations are stored. Arithmetic is f32 either way; `F16` halves activation memory and
-/// traffic and needs the adapter's `shader-f16`. Preprocessing, coordinates and boxes stay f32.
+/// How activations are stored and convolutions multiply. `F16` (needs the adapter's
+/// `shader-f16`) stores activations as f16, halving their memory and traffic, and runs the direct
+/// and tiled convolutions' products and short partial sums (one input channel's K*K taps; one
+/// 16-deep K tile) in f16, accumulating those partial sums in f32. The Winograd kernel, whose
+/// transforms amplify rounding, preprocessing, softmax, coordinates and boxes compute in f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -62,6 +65,8 @@ pub struct Kernel {
 
 /// The line by which a kernel declares its activation storage type.
 const ACTIVATION_ALIAS: &str = "alias act = f32;";
+/// The line by which a convolution declares the type of its products and short partial sums.
+const ARITHMETIC_ALIAS: &str = "alias mul = f32;";
 
 impl Kernel {
     /// Whether the kernel reads or writes activations (and so has an f16 variant).
@@ -74,7 +79,9 @@ impl Kernel {
         if precision == Precision::F16 && self.has_activations() {
             format!(
                 "enable f16;\n{}",
-                self.source.replace(ACTIVATION_ALIAS, "alias act = f16;")
+                self.source
+                    .replace(ACTIVATION_ALIAS, "alias act = f16;")
+                    .replace(ARITHMETIC_ALIAS, "alias mul = f16;")
             )
         } else {
             self.source.to_string()

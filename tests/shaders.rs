@@ -130,3 +130,24 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
         "only {translated} translations ran"
     );
 }
+
+/// The f16 precision computes the direct and tiled convolutions' products in f16 (the Winograd
+/// kernel keeps f32 arithmetic; its transforms amplify rounding), and nothing else changes type.
+#[test]
+fn f16_variants_multiply_in_f16_where_documented() {
+    for kernel in ALL_KERNELS {
+        let f16 = kernel.source_for(Precision::F16);
+        let multiplies_in_f16 = f16.contains("alias mul = f16;");
+        let expected = matches!(kernel.name, "conv2d" | "conv2d_tiled");
+        assert_eq!(multiplies_in_f16, expected, "{}", kernel.name);
+        if kernel.has_activations() {
+            assert!(f16.contains("alias act = f16;"), "{}", kernel.name);
+        }
+        let f32 = kernel.source_for(Precision::F32);
+        assert!(
+            !f32.contains("enable f16") && !f32.contains("= f16;"),
+            "{}",
+            kernel.name
+        );
+    }
+}

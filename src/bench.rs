@@ -220,7 +220,7 @@ pub fn describe(step: &crate::plan::Step) -> serde_json::Value {
             .map_or(0.0, |(_, v)| *v)
     };
     match step.kernel.name {
-        "conv2d" | "conv2d_tiled" | "conv2d_winograd" => json!({
+        name if name.starts_with("conv2d") => json!({
             "n": p[0], "in_c": p[1], "h": p[2], "w": p[3], "out_c": p[4], "oh": p[5], "ow": p[6],
             "k": o("K"), "stride": o("STRIDE"), "pad": o("PAD"),
             "prologue": o("PROLOGUE") != 0.0, "residual": o("RESIDUAL") != 0.0, "relu": o("RELU") != 0.0,
@@ -435,7 +435,7 @@ fn short_shape(row: &KernelRow) -> String {
     let s = &row.shape;
     let g = |k: &str| s[k].as_u64().unwrap_or(0);
     match row.kernel.as_str() {
-        "conv2d" | "conv2d_tiled" | "conv2d_winograd" => {
+        name if name.starts_with("conv2d") => {
             let mut extra = String::new();
             for (flag, tag) in [
                 ("prologue", "+bnrelu"),

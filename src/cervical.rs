@@ -186,6 +186,9 @@ impl CervicalModel {
         let c = &self.config;
         let s = c.input_size;
         let mut plan = Plan::with_precision(self.precision);
+        if self.precision == Precision::F16 {
+            plan.allow_cooperative_matrix(self.ctx.cooperative_matrix());
+        }
         let unused = plan.bound("unused", &[4], ops::storage_buffer(&self.ctx, "unused", 16));
 
         plan.begin_stage("preprocess");

@@ -74,6 +74,10 @@ pub struct GpuContext {
     pipeline_cache: Option<(wgpu::PipelineCache, std::path::PathBuf)>,
     /// Measured convolution kernel choices for this adapter (`sagitta tune`).
     tuning: Mutex<Option<crate::tune::TuningTable>>,
+    /// The device was opened with cooperative matrices (16x16x16 f16 -> f32) and subgroups.
+    cooperative_matrix_enabled: bool,
+    /// Whether the tensor-core convolution passed its self-check (run once, on first use).
+    cooperative_matrix_checked: std::sync::OnceLock<bool>,
 }
 
 /// One adapter as `sagitta info` shows it.
@@ -130,6 +134,29 @@ fn wanted_features(available: wgpu::Features) -> wgpu::Features {
     available & wanted
 }
 
+fn cooperative_matrix_opted_in() -> bool {
+    std::env::var("SAGITTA_COOPERATIVE_MATRIX").is_ok_and(|v| v == "on")
+}
+
+/// The features for the tensor-core convolution (`shaders/conv2d_coop.wgsl`), when the adapter
+/// has a 16x16x16 f16 x f16 -> f32 cooperative-matrix configuration and the user opted in with
+/// `SAGITTA_COOPERATIVE_MATRIX=on` (opt-in: wgpu marks the feature experimental, and the kernel
+/// has not yet run on hardware that has it).
+fn cooperative_matrix_features(adapter: &wgpu::Adapter) -> Option<wgpu::Features> {
+    if !cooperative_matrix_opted_in() {
+        return None;
+    }
+    let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::SHADER_F16;
+    let has_config = adapter.cooperative_matrix_properties().iter().any(|c| {
+        (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
+            && c.ab_type == wgpu::CooperativeScalarType::F16
+            && c.cr_type == wgpu::CooperativeScalarType::F32
+    });
+    (adapter.features().contains(needed) && has_config).then_some(needed)
+}
+
 impl GpuContext {
     /// Picks the best adapter (discrete > integrated > virtual > CPU), honouring the choice.
     pub fn new(choice: &AdapterChoice) -> Result<Arc<Self>> {
@@ -165,14 +192,23 @@ impl GpuContext {
                     .unwrap_or_default(),
             ))
         })?;
-        let features = wanted_features(adapter.features());
+        let cooperative = cooperative_matrix_features(&adapter);
+        let features = wanted_features(adapter.features()) | cooperative.unwrap_or_default();
+        let experimental_features = if cooperative.is_some() {
+            // SAFETY: the only experimental feature requested is cooperative matrices, used by
+            // one kernel that must pass a self-check against the scalar kernel before it runs
+            // (GpuContext::cooperative_matrix).
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         // Ask for the adapter's real limits: a 128-channel 512x512 f32 activation alone is 128 MiB.
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sagitta"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -208,6 +244,12 @@ impl GpuContext {
         let tuning = Mutex::new(crate::tune::TuningTable::load_for(&info));
         Arc::new(Self {
             tuning,
+            cooperative_matrix_enabled: features.contains(
+                wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+                    | wgpu::Features::SUBGROUP
+                    | wgpu::Features::SHADER_F16,
+            ) && cooperative_matrix_opted_in(),
+            cooperative_matrix_checked: std::sync::OnceLock::new(),
             device,
             queue,
             info,
@@ -254,6 +296,41 @@ impl GpuContext {
     pub fn tuned_shapes(&self) -> usize {
         let tuning = self.tuning.lock().unwrap_or_else(|e| e.into_inner());
         tuning.as_ref().map_or(0, |t| t.entries.len())
+    }
+
+    /// Whether f16 plans may run their tiled convolutions on cooperative matrices: the device
+    /// has them (see `SAGITTA_COOPERATIVE_MATRIX`), subgroups of 16..64 invocations, 20 KiB of
+    /// workgroup memory, and the kernel matched the scalar one on a test layer (checked once;
+    /// a failure is reported on stderr and the scalar kernels run).
+    pub fn cooperative_matrix(self: &Arc<Self>) -> bool {
+        if !self.cooperative_matrix_enabled
+            || self.info.subgroup_min_size < 16
+            || self.info.subgroup_max_size > 64
+            || self.limits.max_compute_workgroup_storage_size < 20 * 1024
+            || self.limits.max_compute_invocations_per_workgroup < 256
+        {
+            return false;
+        }
+        *self.cooperative_matrix_checked.get_or_init(|| {
+            match crate::ops::cooperative_matrix_self_check(self) {
+                Ok(None) => true,
+                Ok(Some(problem)) | Err(crate::SagittaError::Gpu(problem)) => {
+                    eprintln!(
+                        "sagitta: the cooperative-matrix convolution failed its self-check on {} \
+                         ({problem}); using the scalar kernels",
+                        self.info.name
+                    );
+                    false
+                }
+                Err(e) => {
+                    eprintln!(
+                        "sagitta: cooperative-matrix self-check could not run ({e}); using the \
+                         scalar kernels"
+                    );
+                    false
+                }
+            }
+        })
     }
 
     pub fn has_timestamps(&self) -> bool {

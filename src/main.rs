@@ -190,6 +190,24 @@ fn info(gpu: &GpuArgs, weights: Option<&PathBuf>) -> AnyResult {
                     yes(all.contains(feature))
                 );
             }
+            let tensor_cores = if !all.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                "unavailable (the adapter has no cooperative matrices)"
+            } else if ctx.cooperative_matrix() {
+                "on for --precision f16 (self-check passed)"
+            } else if std::env::var("SAGITTA_COOPERATIVE_MATRIX").is_ok_and(|v| v == "on") {
+                "off (no 16x16x16 f16 configuration, limits, or the self-check failed)"
+            } else {
+                "off (opt in with SAGITTA_COOPERATIVE_MATRIX=on)"
+            };
+            println!("tensor-core convolution: {tensor_cores}");
+            match sagitta::tune::TuningTable::path_for(&ctx.info) {
+                Some(path) if ctx.tuned_shapes() > 0 => println!(
+                    "kernel tuning: {} shapes measured ({})",
+                    ctx.tuned_shapes(),
+                    path.display()
+                ),
+                _ => println!("kernel tuning: none (heuristics; run `sagitta tune`)"),
+            }
             let l = &ctx.limits;
             println!("limits:");
             println!(

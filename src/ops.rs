@@ -32,6 +32,10 @@ pub const STANDARDIZE_APPLY: Kernel = kernel!("standardize_apply", "main");
 pub const CONV2D: Kernel = kernel!("conv2d", "main", trusted: true);
 pub const CONV2D_TILED: Kernel = kernel!("conv2d_tiled", "main", trusted: true);
 pub const CONV2D_WINOGRAD: Kernel = kernel!("conv2d_winograd", "main", trusted: true);
+/// Tensor-core convolution; needs cooperative matrices and subgroups, so it is not in
+/// [`ALL_KERNELS`] (whose members build on every adapter). Checked, not trusted: it has not yet
+/// run on hardware that has the feature.
+pub const CONV2D_COOP: Kernel = kernel!("conv2d_coop", "main");
 pub const MAXPOOL2: Kernel = kernel!("maxpool2", "main");
 pub const UPSAMPLE_ADD: Kernel = kernel!("upsample_add", "main");
 pub const SOFTMAX_DSNT: Kernel = kernel!("softmax_dsnt", "main");
@@ -269,14 +273,16 @@ impl ConvAlgorithm {
     /// CPU adapters (lavapipe, WARP, SwiftShader) run workgroup barriers as coroutine switches,
     /// so the shared-memory kernels only pay off for wide 1x1 layers on large maps (measured on
     /// lavapipe, `sagitta tune`: paper-size 128->128 1x1 on 256x256 maps 0.87 s tiled vs 3.0 s
-    /// direct; every 3x3 and every layer of <=64 channels faster direct). On GPUs the choice
+    /// direct, 256->128 on 64x64 0.21 vs 0.36 s; every 3x3 and every layer of the default model
+    /// faster direct, Winograd never fastest). On GPUs the choice
     /// follows the usual shape of the trade-off (Winograd for 3x3 stride 1 on maps of 32x32 and
     /// up, tiled where a 64x64 tile is full, direct for small maps), not a measurement of ours:
     /// no GPU was at hand; `sagitta tune` replaces it with one.
     pub fn auto_for(device: wgpu::DeviceType, key: &crate::tune::ConvKey) -> Self {
         let pixels = key.out_pixels.saturating_mul(key.groups);
         if device == wgpu::DeviceType::Cpu {
-            return if key.k == 1 && key.in_c >= 64 && pixels >= 65536 {
+            let wide = (key.in_c >= 128 && pixels >= 4096) || (key.in_c >= 64 && pixels >= 65536);
+            return if key.k == 1 && wide {
                 ConvAlgorithm::Tiled
             } else {
                 ConvAlgorithm::Direct
@@ -588,8 +594,14 @@ impl ConvLayer {
             }
             ConvAlgorithm::Tiled => {
                 let grid = [(oh * ow).div_ceil(64), self.out_c.div_ceil(64), n];
+                // Same tiles, weights and uniform block on tensor cores where allowed.
+                let kernel = if plan.cooperative_matrix() {
+                    CONV2D_COOP
+                } else {
+                    CONV2D_TILED
+                };
                 (
-                    CONV2D_TILED,
+                    kernel,
                     self.in_c * self.k * self.k,
                     None,
                     Threads::Grid(grid),
@@ -622,6 +634,88 @@ impl ConvLayer {
         plan.push_step(step);
         Ok(output)
     }
+}
+
+/// Runs a layer with partial tiles, a prologue, a residual and ReLU through the cooperative-matrix
+/// kernel and through the scalar tiled kernel (both f16 activations) and compares them. `None`:
+/// they agree; `Some(problem)`: they do not. Errors the device raises are caught, not panics.
+pub fn cooperative_matrix_self_check(ctx: &Arc<GpuContext>) -> Result<Option<String>> {
+    let (n, in_c, out_c, h, w) = (1usize, 40usize, 72usize, 13u32, 11u32);
+    let filler = |len: usize, salt: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + salt * 104729) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    };
+    let scale = 1.0 / ((in_c * 9) as f32).sqrt();
+    let conv = ConvWeights {
+        out_c,
+        in_c,
+        k: 3,
+        weight: filler(out_c * in_c * 9, 1)
+            .iter()
+            .map(|v| v * scale)
+            .collect(),
+        bias: filler(out_c, 2),
+    };
+    let bn = BatchNorm {
+        scale: filler(in_c, 3).iter().map(|v| v.abs() + 0.5).collect(),
+        shift: filler(in_c, 4),
+    };
+    let layer = ConvLayer::with_algorithm(
+        ctx,
+        "coop self-check",
+        &[conv],
+        1,
+        1,
+        true,
+        Some(&[bn]),
+        ConvAlgorithm::Tiled,
+    )?;
+    let input = filler(n * in_c * (h * w) as usize, 5);
+    let residual = filler(n * out_c * (h * w) as usize, 6);
+    let run = |cooperative: bool| -> Result<(Vec<f32>, &'static str)> {
+        let mut plan = Plan::with_precision(crate::plan::Precision::F16);
+        plan.allow_cooperative_matrix(cooperative);
+        let unused = plan.bound("unused", &[4], storage_buffer(ctx, "unused", 16));
+        let x = plan.bound_activation(
+            "input",
+            &[n as u32, in_c as u32, h, w],
+            upload_f16(ctx, "input", &input),
+        );
+        let r = plan.bound_activation(
+            "residual",
+            &[n as u32, out_c as u32, h, w],
+            upload_f16(ctx, "residual", &residual),
+        );
+        let y = layer.apply(&mut plan, "check", x, Some(r), unused)?;
+        let kernel = plan.steps().last().map_or("", |s| s.kernel.name);
+        let mut pipelines = crate::plan::PipelineCache::default();
+        let compiled = plan.compile(ctx, &mut pipelines)?;
+        Ok((compiled.run_and_read(&[y])?.remove(0), kernel))
+    };
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let cooperative = run(true);
+    if let Some(error) = pollster::block_on(scope.pop()) {
+        return Ok(Some(format!("device error: {error}")));
+    }
+    let (got, kernel) = cooperative?;
+    if kernel != CONV2D_COOP.name {
+        return Ok(Some(format!("the plan chose {kernel}")));
+    }
+    let (expected, _) = run(false)?;
+    let magnitude = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(
+            0.0f32,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        );
+    // Both round inputs, products and outputs to f16; their sums differ in order only.
+    let tolerance = 1e-2 * (1.0 + magnitude);
+    Ok((worst > tolerance)
+        .then(|| format!("largest difference {worst:.4} > {tolerance:.4} from the scalar kernel")))
 }
 
 /// `maxpool2`: 2x2, stride 2, floor mode. [N, C, H, W] -> [N, C, H/2, W/2].

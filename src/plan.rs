@@ -166,6 +166,7 @@ pub struct Plan {
     steps: Vec<Step>,
     stages: Vec<Stage>,
     precision: Precision,
+    cooperative_matrix: bool,
 }
 
 impl Plan {
@@ -179,6 +180,16 @@ impl Plan {
             precision,
             ..Self::default()
         }
+    }
+
+    /// Lets f16 plans run tiled convolutions on cooperative matrices (set from
+    /// [`GpuContext::cooperative_matrix`]).
+    pub fn allow_cooperative_matrix(&mut self, allow: bool) {
+        self.cooperative_matrix = allow;
+    }
+
+    pub fn cooperative_matrix(&self) -> bool {
+        self.cooperative_matrix && self.precision == Precision::F16
     }
 
     pub fn precision(&self) -> Precision {

@@ -265,3 +265,51 @@ fn boxes_match_pytorch() {
         assert_close(name, &got[0], expected, 1e-5 * size);
     }
 }
+
+/// Tiled layers of f16 plans run on cooperative matrices only where the plan allows it (the
+/// context decides: feature, limits, self-check); f32 plans never do. The kernel itself cannot
+/// run here (lavapipe has no cooperative matrices): tests/shaders.rs validates it.
+#[test]
+fn cooperative_matrix_kernel_replaces_tiled_only_in_allowed_f16_plans() {
+    let ctx = gpu();
+    let conv = ConvWeights {
+        out_c: 64,
+        in_c: 32,
+        k: 1,
+        weight: vec![0.01; 64 * 32],
+        bias: vec![0.0; 64],
+    };
+    let layer = ConvLayer::with_algorithm(
+        &ctx,
+        "coop",
+        std::slice::from_ref(&conv),
+        1,
+        0,
+        false,
+        None,
+        ConvAlgorithm::Tiled,
+    )
+    .unwrap();
+    for (precision, allow, expected) in [
+        (Precision::F16, true, "conv2d_coop"),
+        (Precision::F16, false, "conv2d_tiled"),
+        (Precision::F32, true, "conv2d_tiled"),
+    ] {
+        let mut plan = Plan::with_precision(precision);
+        plan.allow_cooperative_matrix(allow);
+        let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
+        let x = plan.activation("input", &[1, 32, 16, 16]);
+        layer.apply(&mut plan, "coop", x, None, unused).unwrap();
+        assert_eq!(
+            plan.steps().last().unwrap().kernel.name,
+            expected,
+            "{precision:?} {allow}"
+        );
+    }
+    if !ctx
+        .features
+        .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+    {
+        assert!(!ctx.cooperative_matrix(), "no feature, no tensor-core path");
+    }
+}

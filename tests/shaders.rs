@@ -88,6 +88,7 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
                 words.len() > 5 && words[0] == 0x0723_0203,
                 "{what}: not SPIR-V"
             );
+            spirv_validate(&words, &what);
 
             let msl_pipeline = naga::back::msl::PipelineOptions {
                 entry_point: Some((stage, kernel.entry.to_string())),
@@ -150,4 +151,84 @@ fn f16_variants_multiply_in_f16_where_documented() {
             kernel.name
         );
     }
+}
+
+/// The cooperative-matrix convolution is chosen at run time on Vulkan adapters that have the
+/// feature (NVIDIA): it must validate and translate to SPIR-V with every specialisation. (naga
+/// writes HLSL without cooperative matrices, and Metal's simdgroup matrices are 8x8 only.)
+#[test]
+fn cooperative_matrix_convolution_translates_to_spirv() {
+    let kernel = sagitta::ops::CONV2D_COOP;
+    let module = naga::front::wgsl::parse_str(kernel.source).unwrap_or_else(|e| {
+        panic!(
+            "conv2d_coop: WGSL parse error:\n{}",
+            e.emit_to_string(kernel.source)
+        )
+    });
+    let capabilities =
+        Capabilities::SHADER_FLOAT16 | Capabilities::COOPERATIVE_MATRIX | Capabilities::SUBGROUP;
+    let info = Validator::new(ValidationFlags::all(), capabilities)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("conv2d_coop: validation error: {e:?}"));
+    let mut translated = 0;
+    for overrides in specialisations(kernel.name) {
+        let mut constants = PipelineConstants::default();
+        for (k, v) in &overrides {
+            constants.insert(k.to_string(), *v);
+        }
+        let stage = naga::ShaderStage::Compute;
+        let (module, info) = naga::back::pipeline_constants::process_overrides(
+            &module,
+            &info,
+            Some((stage, kernel.entry)),
+            &constants,
+        )
+        .unwrap_or_else(|e| panic!("conv2d_coop {overrides:?}: overrides: {e:?}"));
+        let pipeline = naga::back::spv::PipelineOptions {
+            shader_stage: stage,
+            entry_point: kernel.entry.to_string(),
+        };
+        let options = naga::back::spv::Options {
+            lang_version: (1, 3),
+            ..Default::default()
+        };
+        let words = naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline))
+            .unwrap_or_else(|e| panic!("conv2d_coop {overrides:?}: SPIR-V: {e:?}"));
+        assert!(words.len() > 5 && words[0] == 0x0723_0203);
+        spirv_validate(&words, &format!("conv2d_coop {overrides:?}"));
+        translated += 1;
+    }
+    assert_eq!(translated, specialisations(kernel.name).len());
+}
+
+/// Runs the Khronos validator (`spirv-val`, Debian package spirv-tools, installed by .ci/run) on
+/// SPIR-V for Vulkan 1.3; skips with a note where it is not installed.
+fn spirv_validate(words: &[u32], what: &str) {
+    use std::process::Command;
+    if Command::new("spirv-val").arg("--version").output().is_err() {
+        static NOTE: std::sync::Once = std::sync::Once::new();
+        NOTE.call_once(|| eprintln!("spirv-val not installed: SPIR-V not validated by Khronos"));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kernel.spv");
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    std::fs::write(&path, bytes).unwrap();
+    let out = Command::new("spirv-val")
+        .args(["--target-env", "vulkan1.3"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stderr);
+    // SPIRV-Tools before 2023.4 (Debian 12 ships 2023.1) do not know CooperativeMatrixKHR (6022).
+    if !out.status.success() && report.contains("Invalid capability operand: 6022") {
+        eprintln!("{what}: this spirv-val predates SPV_KHR_cooperative_matrix; not validated");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "{what}: spirv-val: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -52,6 +52,15 @@ fn gather(n: u32, k: u32, pixel: u32) -> f32 {
     if (k >= p.k_total || pixel >= pixels) {
         return 0.0;
     }
+    if (K == 1u && STRIDE == 1u && PAD == 0u) {
+        // 1x1: the im2col matrix is the activation itself, [ic][pixel] (a plain GEMM).
+        var v = f32(input[(n * p.in_c + k) * pixels + pixel]);
+        if (PROLOGUE) {
+            let ss = prologue[n * p.prologue_group_stride + k];
+            v = max(v * ss.x + ss.y, 0.0);
+        }
+        return v;
+    }
     let kk = K * K;
     let ic = k / kk;
     let r = k % kk;

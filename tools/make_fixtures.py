@@ -93,6 +93,8 @@ CONV_CASES = [
     # Several channel chunks, channel groups and tile blocks for the tiled and Winograd kernels.
     ("k3_40to36_fused_many_tiles", 1, 40, 36, 19, 37, 3, 1, 1, False, True, True, True),
     ("k3_per_sample_20to20", 2, 20, 20, 9, 10, 3, 1, 1, True, True, False, True),
+    # 1x1 with every fusion: the tiled kernels read the activation as the GEMM matrix directly.
+    ("k1_per_sample_24to40_all_fused", 2, 24, 40, 9, 9, 1, 1, 0, True, True, True, True),
 ]
 
 

@@ -23,6 +23,11 @@ override PROLOGUE: bool = false;
 override RESIDUAL: bool = false;
 override RELU: bool = false;
 
+// Input columns under one invocation's 4 outputs: 3 * STRIDE + K, at most 13 (7x7 stride 2);
+// ConvLayer rejects larger combinations for this kernel.
+const MAX_SPAN: u32 = 16u;
+override SPAN: u32 = 3u * STRIDE + K;
+
 struct Params {
     batch: u32,
     in_c: u32,
@@ -85,19 +90,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 continue;
             }
             let row = plane + u32(iy) * p.in_w;
-            for (var kx = 0u; kx < K; kx++) {
-                let w = vec4<mul>(weight[weight_base + ((ic * K + ky) * K + kx) * p.out_c4 + ocb]);
-                var v = vec4<mul>(0.0);
-                for (var j = 0u; j < 4u; j++) {
-                    let ix = x_origin + i32(j * STRIDE + kx);
-                    if (ix >= 0 && ix < i32(p.in_w)) {
-                        var x = f32(input[row + u32(ix)]);
-                        if (PROLOGUE) {
-                            x = max(x * scale_shift.x + scale_shift.y, 0.0);
-                        }
-                        v[j] = mul(x);
+            // The input span under the 4 outputs, loaded (and activated) once for all K taps.
+            var xs: array<mul, MAX_SPAN>;
+            for (var i = 0u; i < SPAN; i++) {
+                let ix = x_origin + i32(i);
+                var x = 0.0;
+                if (ix >= 0 && ix < i32(p.in_w)) {
+                    x = f32(input[row + u32(ix)]);
+                    if (PROLOGUE) {
+                        x = max(x * scale_shift.x + scale_shift.y, 0.0);
                     }
                 }
+                xs[i] = mul(x);
+            }
+            for (var kx = 0u; kx < K; kx++) {
+                let w = vec4<mul>(weight[weight_base + ((ic * K + ky) * K + kx) * p.out_c4 + ocb]);
+                let v = vec4<mul>(xs[kx], xs[kx + STRIDE], xs[kx + 2u * STRIDE], xs[kx + 3u * STRIDE]);
                 part0 += v.x * w;
                 part1 += v.y * w;
                 part2 += v.z * w;

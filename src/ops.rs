@@ -608,6 +608,14 @@ impl ConvLayer {
                 )
             }
             _ => {
+                // conv2d.wgsl caches the 3 * stride + k input columns of a row in 16 registers.
+                invariant(3 * self.stride + self.k <= 16, || {
+                    format!(
+                        "{label}: the direct kernel runs kernels up to 3 * stride + k = 16, not \
+                         k {} stride {}; use the tiled algorithm",
+                        self.k, self.stride
+                    )
+                })?;
                 let x_blocks = ow.div_ceil(4);
                 let total = n as u64 * out_c4 as u64 * oh as u64 * x_blocks as u64;
                 (

@@ -16,12 +16,7 @@
 alias act = f32;
 alias mul = f32;
 
-override K: u32 = 3u;
-override STRIDE: u32 = 1u;
-override PAD: u32 = 1u;
-override PROLOGUE: bool = false;
-override RESIDUAL: bool = false;
-override RELU: bool = false;
+// K, STRIDE, PAD, PROLOGUE, RESIDUAL, RELU and the bindings: conv_common.wgsl.
 
 // Input columns under one invocation's 4 outputs: 3 * STRIDE + K, at most 13 (7x7 stride 2);
 // ConvLayer rejects larger combinations for this kernel.
@@ -43,14 +38,6 @@ struct Params {
     prologue_group_stride: u32,
     total: u32,
 }
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<act>;
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> prologue: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> residual: array<act>;
-@group(0) @binding(6) var<storage, read_write> output: array<act>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

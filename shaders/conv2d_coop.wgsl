@@ -15,12 +15,7 @@ enable wgpu_cooperative_matrix;
 
 alias act = f16;
 
-override K: u32 = 3u;
-override STRIDE: u32 = 1u;
-override PAD: u32 = 1u;
-override PROLOGUE: bool = false;
-override RESIDUAL: bool = false;
-override RELU: bool = false;
+// K, STRIDE, PAD, PROLOGUE, RESIDUAL, RELU and the bindings: conv_common.wgsl.
 
 struct Params {
     batch: u32,
@@ -37,14 +32,6 @@ struct Params {
     prologue_group_stride: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<act>;
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> prologue: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> residual: array<act>;
-@group(0) @binding(6) var<storage, read_write> output: array<act>;
-
 const TILE_K: u32 = 16u;
 // [k][64 output channels] and [k][64 pixels] of one K tile, f16.
 var<workgroup> w_tile: array<f16, 1024>;
@@ -52,35 +39,7 @@ var<workgroup> x_tile: array<f16, 1024>;
 // [64 output channels][64 pixels], the accumulators on their way to the epilogue.
 var<workgroup> c_tile: array<f32, 4096>;
 
-fn gather(n: u32, k: u32, pixel: u32) -> f32 {
-    let pixels = p.out_h * p.out_w;
-    if (k >= p.k_total || pixel >= pixels) {
-        return 0.0;
-    }
-    if (K == 1u && STRIDE == 1u && PAD == 0u) {
-        // 1x1: the im2col matrix is the activation itself, [ic][pixel] (a plain GEMM).
-        var v = f32(input[(n * p.in_c + k) * pixels + pixel]);
-        if (PROLOGUE) {
-            let ss = prologue[n * p.prologue_group_stride + k];
-            v = max(v * ss.x + ss.y, 0.0);
-        }
-        return v;
-    }
-    let kk = K * K;
-    let ic = k / kk;
-    let r = k % kk;
-    let iy = i32((pixel / p.out_w) * STRIDE + r / K) - i32(PAD);
-    let ix = i32((pixel % p.out_w) * STRIDE + r % K) - i32(PAD);
-    if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w)) {
-        return 0.0;
-    }
-    var v = f32(input[((n * p.in_c + ic) * p.in_h + u32(iy)) * p.in_w + u32(ix)]);
-    if (PROLOGUE) {
-        let ss = prologue[n * p.prologue_group_stride + ic];
-        v = max(v * ss.x + ss.y, 0.0);
-    }
-    return v;
-}
+// columns(), gather4(): conv_im2col.wgsl.
 
 // One 16x16x16 step for output block `block` (row-major in the 4x4 grid of the tile).
 fn block_step(block: u32, acc: coop_mat16x16<f32, C>) -> coop_mat16x16<f32, C> {
@@ -117,6 +76,7 @@ fn main(
     var acc3: coop_mat16x16<f32, C>;
     let row = t / 16u;
     let column = t % 16u;
+    let load_columns = columns(pixel0 + column * 4u);
     for (var k0 = 0u; k0 < p.k_total; k0 += TILE_K) {
         let k = k0 + row;
         var w = vec4<f32>(0.0);
@@ -128,11 +88,11 @@ fn main(
         w_tile[at + 1u] = f16(w.y);
         w_tile[at + 2u] = f16(w.z);
         w_tile[at + 3u] = f16(w.w);
-        let px = pixel0 + column * 4u;
-        x_tile[at] = f16(gather(n, k, px));
-        x_tile[at + 1u] = f16(gather(n, k, px + 1u));
-        x_tile[at + 2u] = f16(gather(n, k, px + 2u));
-        x_tile[at + 3u] = f16(gather(n, k, px + 3u));
+        let x = gather4(n, k, load_columns);
+        x_tile[at] = f16(x.x);
+        x_tile[at + 1u] = f16(x.y);
+        x_tile[at + 2u] = f16(x.z);
+        x_tile[at + 3u] = f16(x.w);
         workgroupBarrier();
         acc0 = block_step(first, acc0);
         if (per_subgroup > 1u) {

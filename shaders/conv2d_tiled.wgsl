@@ -12,12 +12,7 @@
 alias act = f32;
 alias mul = f32;
 
-override K: u32 = 3u;
-override STRIDE: u32 = 1u;
-override PAD: u32 = 1u;
-override PROLOGUE: bool = false;
-override RESIDUAL: bool = false;
-override RELU: bool = false;
+// K, STRIDE, PAD, PROLOGUE, RESIDUAL, RELU and the bindings: conv_common.wgsl.
 
 struct Params {
     batch: u32,
@@ -34,48 +29,12 @@ struct Params {
     prologue_group_stride: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<act>;
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> prologue: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> residual: array<act>;
-@group(0) @binding(6) var<storage, read_write> output: array<act>;
-
 const TILE_K: u32 = 16u;
 // [k][16 vec4] each: 16 x 64 floats.
 var<workgroup> w_tile: array<vec4<mul>, 256>;
 var<workgroup> x_tile: array<vec4<mul>, 256>;
 
-fn gather(n: u32, k: u32, pixel: u32) -> f32 {
-    let pixels = p.out_h * p.out_w;
-    if (k >= p.k_total || pixel >= pixels) {
-        return 0.0;
-    }
-    if (K == 1u && STRIDE == 1u && PAD == 0u) {
-        // 1x1: the im2col matrix is the activation itself, [ic][pixel] (a plain GEMM).
-        var v = f32(input[(n * p.in_c + k) * pixels + pixel]);
-        if (PROLOGUE) {
-            let ss = prologue[n * p.prologue_group_stride + k];
-            v = max(v * ss.x + ss.y, 0.0);
-        }
-        return v;
-    }
-    let kk = K * K;
-    let ic = k / kk;
-    let r = k % kk;
-    let iy = i32((pixel / p.out_w) * STRIDE + r / K) - i32(PAD);
-    let ix = i32((pixel % p.out_w) * STRIDE + r % K) - i32(PAD);
-    if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w)) {
-        return 0.0;
-    }
-    var v = f32(input[((n * p.in_c + ic) * p.in_h + u32(iy)) * p.in_w + u32(ix)]);
-    if (PROLOGUE) {
-        let ss = prologue[n * p.prologue_group_stride + ic];
-        v = max(v * ss.x + ss.y, 0.0);
-    }
-    return v;
-}
+// columns(), gather4(): conv_im2col.wgsl.
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -86,6 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // Loader roles: row `load_k` of the K tile, column block `load_col` (4 channels or 4 pixels).
     let load_k = t / 16u;
     let load_col = t % 16u;
+    let load_columns = columns(pixel0 + load_col * 4u);
     let weight_base = n * p.weight_group_stride;
 
     var acc0 = vec4<f32>(0.0);
@@ -99,8 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             w = weight[weight_base + k * p.out_c4 + oc4_0 + load_col];
         }
         w_tile[t] = vec4<mul>(w);
-        let px = pixel0 + load_col * 4u;
-        x_tile[t] = vec4<mul>(vec4<f32>(gather(n, k, px), gather(n, k, px + 1u), gather(n, k, px + 2u), gather(n, k, px + 3u)));
+        x_tile[t] = vec4<mul>(gather4(n, k, load_columns));
         workgroupBarrier();
         var part0 = vec4<mul>(0.0);
         var part1 = vec4<mul>(0.0);

@@ -14,14 +14,8 @@
 
 alias act = f32;
 
-// K and STRIDE are always 3 and 1 here; declared so that every convolution step names its geometry
-// the same way (benchmarks read them).
-override K: u32 = 3u;
-override STRIDE: u32 = 1u;
-override PAD: u32 = 1u;
-override PROLOGUE: bool = false;
-override RESIDUAL: bool = false;
-override RELU: bool = false;
+// K, STRIDE, PAD, PROLOGUE, RESIDUAL, RELU and the bindings: conv_common.wgsl. K and STRIDE are
+// always 3 and 1 here (every convolution step names its geometry the same way).
 
 struct Params {
     batch: u32,
@@ -37,14 +31,6 @@ struct Params {
     bias_group_stride: u32,
     prologue_group_stride: u32,
 }
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<act>;
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> prologue: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> residual: array<act>;
-@group(0) @binding(6) var<storage, read_write> output: array<act>;
 
 const IC_CHUNK: u32 = 8u;
 // During the channel loop: U at [0, 512) as [xi][ic][oc/4], V at [512, 1024) as [xi][ic][tile/4].

@@ -12,12 +12,16 @@ use crate::plan::{Kernel, Plan, Step, TensorId, Threads};
 
 macro_rules! kernel {
     ($name:literal, $entry:literal) => {
-        kernel!($name, $entry, trusted: false)
+        kernel!($name, $entry, trusted: false, parts: [])
     };
-    ($name:literal, $entry:literal, trusted: $trusted:literal) => {
+    // `parts`: shared shader files appended to the kernel's own (WGSL has no includes).
+    ($name:literal, $entry:literal, trusted: $trusted:literal, parts: [$($part:literal),*]) => {
         Kernel {
             name: $name,
-            source: include_str!(concat!("../shaders/", $name, ".wgsl")),
+            source: concat!(
+                include_str!(concat!("../shaders/", $name, ".wgsl")),
+                $("\n", include_str!(concat!("../shaders/", $part, ".wgsl")),)*
+            ),
             entry: $entry,
             trusted: $trusted,
         }
@@ -29,13 +33,24 @@ pub const STANDARDIZE_STATS: Kernel = kernel!("standardize", "statistics");
 pub const STANDARDIZE_APPLY: Kernel = kernel!("standardize_apply", "main");
 // The convolutions guard every index against their uniform block, which ConvLayer writes from
 // checked, non-zero shapes: they run without wgpu's injected checks (the hot loop of the model).
-pub const CONV2D: Kernel = kernel!("conv2d", "main", trusted: true);
-pub const CONV2D_TILED: Kernel = kernel!("conv2d_tiled", "main", trusted: true);
-pub const CONV2D_WINOGRAD: Kernel = kernel!("conv2d_winograd", "main", trusted: true);
+pub const CONV2D: Kernel = kernel!("conv2d", "main", trusted: true, parts: ["conv_common"]);
+pub const CONV2D_TILED: Kernel = kernel!(
+    "conv2d_tiled",
+    "main",
+    trusted: true,
+    parts: ["conv_common", "conv_im2col"]
+);
+pub const CONV2D_WINOGRAD: Kernel =
+    kernel!("conv2d_winograd", "main", trusted: true, parts: ["conv_common"]);
 /// Tensor-core convolution; needs cooperative matrices and subgroups, so it is not in
 /// [`ALL_KERNELS`] (whose members build on every adapter). Checked, not trusted: it has not yet
 /// run on hardware that has the feature.
-pub const CONV2D_COOP: Kernel = kernel!("conv2d_coop", "main");
+pub const CONV2D_COOP: Kernel = kernel!(
+    "conv2d_coop",
+    "main",
+    trusted: false,
+    parts: ["conv_common", "conv_im2col"]
+);
 pub const MAXPOOL2: Kernel = kernel!("maxpool2", "main");
 pub const UPSAMPLE_ADD: Kernel = kernel!("upsample_add", "main");
 pub const SOFTMAX_DSNT: Kernel = kernel!("softmax_dsnt", "main");
@@ -263,10 +278,6 @@ pub enum ConvAlgorithm {
     Auto,
 }
 
-/// Output pixels (whole batch) from which `Auto` runs a GPU's 3x3 stride-1 layers by Winograd:
-/// below it the 16-tile workgroups are mostly empty.
-pub const WINOGRAD_MIN_PIXELS: u32 = 32 * 32;
-
 impl ConvAlgorithm {
     /// The kernel for a layer when no measurement (`sagitta tune`) names one.
     ///
@@ -274,10 +285,9 @@ impl ConvAlgorithm {
     /// so the shared-memory kernels only pay off for wide 1x1 layers on large maps (measured on
     /// lavapipe, `sagitta tune`: paper-size 128->128 1x1 on 256x256 maps 0.87 s tiled vs 3.0 s
     /// direct, 256->128 on 64x64 0.21 vs 0.36 s; every 3x3 and every layer of the default model
-    /// faster direct, Winograd never fastest). On GPUs the choice
-    /// follows the usual shape of the trade-off (Winograd for 3x3 stride 1 on maps of 32x32 and
-    /// up, tiled where a 64x64 tile is full, direct for small maps), not a measurement of ours:
-    /// no GPU was at hand; `sagitta tune` replaces it with one.
+    /// faster direct, Winograd never fastest). On GPUs: tiled where a 64x64 tile is reasonably
+    /// full, direct for small maps, the conventional choice and not a measurement of ours (no GPU
+    /// was at hand). Winograd runs where `sagitta tune` measured that it wins.
     pub fn auto_for(device: wgpu::DeviceType, key: &crate::tune::ConvKey) -> Self {
         let pixels = key.out_pixels.saturating_mul(key.groups);
         if device == wgpu::DeviceType::Cpu {
@@ -288,11 +298,7 @@ impl ConvAlgorithm {
                 ConvAlgorithm::Direct
             };
         }
-        if key.k == 3 && key.stride == 1 && key.in_c >= 16 && pixels >= WINOGRAD_MIN_PIXELS {
-            ConvAlgorithm::Winograd
-        } else {
-            Self::tiled_or_direct(key.out_c, pixels)
-        }
+        Self::tiled_or_direct(key.out_c, pixels)
     }
 
     /// Tiled where a 64x64 tile is reasonably full, else direct.

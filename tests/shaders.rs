@@ -32,6 +32,24 @@ fn specialisations(kernel: &str) -> Vec<Vec<(&'static str, f64)>> {
     sets
 }
 
+/// The module with its override constants applied, as the engine's pipelines get it.
+fn specialise(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    kernel: &sagitta::plan::Kernel,
+    overrides: &[(&'static str, f64)],
+) -> (naga::Module, naga::valid::ModuleInfo) {
+    let mut constants = PipelineConstants::default();
+    for (k, v) in overrides {
+        constants.insert(k.to_string(), *v);
+    }
+    let entry = Some((naga::ShaderStage::Compute, kernel.entry));
+    let (module, info) =
+        naga::back::pipeline_constants::process_overrides(module, info, entry, &constants)
+            .unwrap_or_else(|e| panic!("{} {overrides:?}: overrides: {e:?}", kernel.name));
+    (module.into_owned(), info.into_owned())
+}
+
 #[test]
 fn every_kernel_translates_to_msl_hlsl_and_spirv() {
     let mut translated = 0;
@@ -59,18 +77,8 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: validation error: {e:?}", kernel.name));
         for overrides in specialisations(kernel.name) {
-            let mut constants = PipelineConstants::default();
-            for (k, v) in &overrides {
-                constants.insert(k.to_string(), *v);
-            }
             let stage = naga::ShaderStage::Compute;
-            let (module, info) = naga::back::pipeline_constants::process_overrides(
-                &module,
-                &info,
-                Some((stage, kernel.entry)),
-                &constants,
-            )
-            .unwrap_or_else(|e| panic!("{} {overrides:?}: overrides: {e:?}", kernel.name));
+            let (module, info) = specialise(&module, &info, kernel, &overrides);
             let what = format!("{} {overrides:?} f16={is_f16}", kernel.name);
 
             let spv_pipeline = naga::back::spv::PipelineOptions {
@@ -172,18 +180,8 @@ fn cooperative_matrix_convolution_translates_to_spirv() {
         .unwrap_or_else(|e| panic!("conv2d_coop: validation error: {e:?}"));
     let mut translated = 0;
     for overrides in specialisations(kernel.name) {
-        let mut constants = PipelineConstants::default();
-        for (k, v) in &overrides {
-            constants.insert(k.to_string(), *v);
-        }
         let stage = naga::ShaderStage::Compute;
-        let (module, info) = naga::back::pipeline_constants::process_overrides(
-            &module,
-            &info,
-            Some((stage, kernel.entry)),
-            &constants,
-        )
-        .unwrap_or_else(|e| panic!("conv2d_coop {overrides:?}: overrides: {e:?}"));
+        let (module, info) = specialise(&module, &info, &kernel, &overrides);
         let pipeline = naga::back::spv::PipelineOptions {
             shader_stage: stage,
             entry_point: kernel.entry.to_string(),

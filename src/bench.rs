@@ -56,6 +56,8 @@ pub struct BenchReport {
     /// Per-stage GPU time (empty without timestamp queries).
     pub stages_ms: Vec<(String, Spread)>,
     pub gpu_memory: GpuMemory,
+    /// Which kernel runs how many convolutions, and how they were chosen.
+    pub convolutions: String,
 }
 
 /// A smooth synthetic radiograph-like image (deterministic), in 12-bit-like values.
@@ -112,6 +114,25 @@ pub fn run(
         }
     }
     let config = &weights.config;
+    let mut per_kernel: std::collections::BTreeMap<&str, usize> = Default::default();
+    let plan = model.dispatch_plan(w, h)?;
+    for step in plan.steps() {
+        if step.kernel.name.starts_with("conv2d") {
+            *per_kernel.entry(step.kernel.name).or_default() += 1;
+        }
+    }
+    let chosen_by = match ctx.tuned_shapes() {
+        0 => "heuristic, no `sagitta tune` table".to_string(),
+        n => format!("measured by `sagitta tune` ({n} shapes)"),
+    };
+    let convolutions = format!(
+        "{} ({chosen_by})",
+        per_kernel
+            .iter()
+            .map(|(k, n)| format!("{k} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(BenchReport {
         adapter: ctx.describe(),
         precision: settings.precision,
@@ -130,6 +151,7 @@ pub fn run(
             .map(|(n, v)| (n, Spread::of(v)))
             .collect(),
         gpu_memory: model.gpu_memory(),
+        convolutions,
     })
 }
 
@@ -150,6 +172,7 @@ impl std::fmt::Display for BenchReport {
             self.image[1],
             self.dispatches
         )?;
+        writeln!(f, "convolutions: {}", self.convolutions)?;
         writeln!(
             f,
             "setup: weights to GPU {:.2} s, pipelines + buffers {:.2} s, first run {:.2} s",

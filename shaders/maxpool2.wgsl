@@ -27,5 +27,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let plane = index / (p.out_w * p.out_h);
     let top = plane * p.in_h * p.in_w + (2u * oy) * p.in_w + 2u * ox;
     let bottom = top + p.in_w;
-    output[index] = max(max(input[top], input[top + 1u]), max(input[bottom], input[bottom + 1u]));
+    let upper = max(f32(input[top]), f32(input[top + 1u]));
+    let lower = max(f32(input[bottom]), f32(input[bottom + 1u]));
+    output[index] = act(max(upper, lower));
 }

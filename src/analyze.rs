@@ -77,9 +77,10 @@ pub struct AnalyzeArgs {
     /// starting with '#' are skipped; relative paths are relative to the current directory).
     #[arg(long, value_name = "FILE")]
     pub list: Option<PathBuf>,
-    /// GPU precision: f32, or f16 (needs the adapter's shader-f16): activations stored in f16
-    /// (half the memory) and convolution products in f16 with f32 accumulation; landmarks move by
-    /// well under a pixel.
+    /// GPU precision: f32, or f16: activations stored in f16 (half the memory) and, where the
+    /// adapter has shader-f16, convolution products in f16 with f32 accumulation (elsewhere
+    /// activations are packed two to a u32 and computed in f32); landmarks move by well under a
+    /// pixel.
     #[arg(long, default_value = "f32", value_name = "f32|f16")]
     pub precision: crate::plan::Precision,
 }

@@ -134,15 +134,9 @@ impl CervicalModel {
         })
     }
 
-    /// Stores activations in f16 (needs `shader-f16`) or f32 (the default). Rebuilds the plan
-    /// at the next `run`.
+    /// Stores activations in f16 (natively with `shader-f16`, else packed two to a u32) or f32
+    /// (the default). Rebuilds the plan at the next `run`.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        if precision == Precision::F16 && !self.ctx.features.contains(wgpu::Features::SHADER_F16) {
-            return Err(SagittaError::Gpu(format!(
-                "f16 precision needs shader-f16, which {} does not offer; use f32",
-                self.ctx.info.name
-            )));
-        }
         if precision != self.precision {
             self.precision = precision;
             self.compiled = None;

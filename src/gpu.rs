@@ -3,7 +3,7 @@
 //! Every submission and every buffer map of the engine goes through [`GpuContext`], which counts
 //! them so that tests can prove "one submission, one small readback per inference".
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Result, SagittaError};
@@ -78,6 +78,8 @@ pub struct GpuContext {
     cooperative_matrix_enabled: bool,
     /// Whether the tensor-core convolution passed its self-check (run once, on first use).
     cooperative_matrix_checked: std::sync::OnceLock<bool>,
+    /// f16 activations packed in u32 even where the adapter has shader-f16 (tests, A/B runs).
+    packed_f16: AtomicBool,
 }
 
 /// One adapter as `sagitta info` shows it.
@@ -250,6 +252,9 @@ impl GpuContext {
                     | wgpu::Features::SHADER_F16,
             ) && cooperative_matrix_opted_in(),
             cooperative_matrix_checked: std::sync::OnceLock::new(),
+            packed_f16: AtomicBool::new(
+                std::env::var("SAGITTA_F16_STORAGE").is_ok_and(|v| v == "packed"),
+            ),
             device,
             queue,
             info,
@@ -279,6 +284,16 @@ impl GpuContext {
         if std::fs::write(&temporary, &data).is_ok() {
             let _ = std::fs::rename(&temporary, path);
         }
+    }
+
+    /// f16 activations are stored packed two to a u32 (arithmetic f32) where the adapter lacks
+    /// shader-f16; this forces that storage on any adapter (`SAGITTA_F16_STORAGE=packed`).
+    pub fn set_packed_f16(&self, packed: bool) {
+        self.packed_f16.store(packed, Ordering::SeqCst);
+    }
+
+    pub fn packed_f16(&self) -> bool {
+        self.packed_f16.load(Ordering::SeqCst)
     }
 
     /// Replaces the measured kernel choices (layers built afterwards use them).

@@ -103,8 +103,8 @@ struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
-    /// f32, or f16 (needs the adapter's shader-f16): f16 activations and convolution products,
-    /// f32 accumulation.
+    /// f32, or f16: f16 activations; with the adapter's shader-f16 also f16 convolution
+    /// products (f32 accumulation), without it activations packed two to a u32.
     #[arg(long, default_value = "f32")]
     precision: sagitta::plan::Precision,
     /// Also time every distinct kernel shape of the pipeline in isolation.

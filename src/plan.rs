@@ -74,6 +74,65 @@ impl Kernel {
         self.source.contains(ACTIVATION_ALIAS)
     }
 
+    /// The f16 variant for adapters without `shader-f16`: activations packed two to a `u32`
+    /// (`pack2x16float`, the same bytes as an `array<f16>`), arithmetic in f32. Read bindings
+    /// become `array<u32>` read through `NAME_at(i)`, written ones `array<atomic<u32>>` written
+    /// through `NAME_store(i, v)` (two atomics: neighbours may be written by other invocations).
+    /// Kernels access activations only as `f32(NAME[i])` and `NAME[i] = act(v);`; any other access
+    /// is an error here, not a silent reinterpretation of bits.
+    pub fn packed_f16_source(&self) -> std::result::Result<String, String> {
+        let mut source = self.source.to_string();
+        let mut accessors = String::new();
+        let bindings: Vec<(String, bool)> = self
+            .source
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim();
+                let rest = line.split_once("var<storage, ")?.1;
+                let (access, rest) = rest.split_once("> ")?;
+                let name = rest.strip_suffix(": array<act>;")?;
+                Some((name.to_string(), access == "read_write"))
+            })
+            .collect();
+        for (name, written) in &bindings {
+            let declared = format!("{name}: array<act>;");
+            if *written {
+                source = source.replace(&declared, &format!("{name}: array<atomic<u32>>;"));
+                source = rewrite_calls(&source, &format!("{name}["), "] = act(", ");", |i, v| {
+                    format!("{name}_store({i}, {v});")
+                })?;
+                accessors.push_str(&format!(
+                    "\nfn {name}_store(i: u32, v: f32) {{\n    let shift = (i & 1u) * 16u;\n    \
+                     atomicAnd(&{name}[i >> 1u], ~(0xffffu << shift));\n    \
+                     atomicOr(&{name}[i >> 1u], (pack2x16float(vec2<f32>(v, 0.0)) & 0xffffu) << shift);\n}}\n"
+                ));
+            } else {
+                source = source.replace(&declared, &format!("{name}: array<u32>;"));
+                source = rewrite_calls(&source, &format!("f32({name}["), "])", "", |i, _| {
+                    format!("{name}_at({i})")
+                })?;
+                accessors.push_str(&format!(
+                    "\nfn {name}_at(i: u32) -> f32 {{\n    \
+                     return unpack2x16float({name}[i >> 1u])[i & 1u];\n}}\n"
+                ));
+            }
+            // Whatever access is left would read or write raw bits.
+            let raw = format!("{name}[");
+            let leftover = source.match_indices(&raw).any(|(at, _)| {
+                let before = source[..at].chars().next_back();
+                !matches!(before, Some(c) if c.is_alphanumeric() || c == '_' || c == '&')
+            });
+            if leftover {
+                return Err(format!(
+                    "{}: activation '{name}' is accessed other than as f32({name}[i]) or \
+                     {name}[i] = act(v);",
+                    self.name
+                ));
+            }
+        }
+        Ok(source + &accessors)
+    }
+
     /// The WGSL for a precision: the f16 variant enables f16 and stores activations as f16.
     pub fn source_for(&self, precision: Precision) -> String {
         if precision == Precision::F16 && self.has_activations() {
@@ -87,6 +146,64 @@ impl Kernel {
             self.source.to_string()
         }
     }
+}
+
+/// Rewrites every `open INDEX middle VALUE close` in `source` (INDEX and VALUE with balanced
+/// brackets) by `make(INDEX, VALUE)`; with an empty `close`, the form is `open INDEX middle`.
+fn rewrite_calls(
+    source: &str,
+    open: &str,
+    middle: &str,
+    close: &str,
+    make: impl Fn(&str, &str) -> String,
+) -> std::result::Result<String, String> {
+    // The end of the bracketed text starting at `from` (depth 0) where `until` follows.
+    fn balanced(text: &str, from: usize, until: &str) -> Option<usize> {
+        let mut depth = 0i32;
+        for (i, c) in text[from..].char_indices() {
+            if depth == 0 && text[from + i..].starts_with(until) {
+                return Some(from + i);
+            }
+            match c {
+                '(' | '[' => depth += 1,
+                ')' | ']' => depth -= 1,
+                ';' if depth == 0 => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+    let mut out = String::new();
+    let mut rest = source;
+    while let Some(at) = rest.find(open) {
+        let before = rest[..at].chars().next_back();
+        if matches!(before, Some(c) if c.is_alphanumeric() || c == '_') {
+            out.push_str(&rest[..at + open.len()]);
+            rest = &rest[at + open.len()..];
+            continue;
+        }
+        let start = at + open.len();
+        let bad = || {
+            format!(
+                "cannot rewrite the access at '{}'",
+                &rest[at..(at + 60).min(rest.len())]
+            )
+        };
+        let index_end = balanced(rest, start, middle).ok_or_else(bad)?;
+        let index = &rest[start..index_end];
+        let (value, end) = if close.is_empty() {
+            ("", index_end + middle.len())
+        } else {
+            let value_start = index_end + middle.len();
+            let value_end = balanced(rest, value_start, close).ok_or_else(bad)?;
+            (&rest[value_start..value_end], value_end + close.len())
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(&make(index, value));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[derive(Debug, Clone)]
@@ -697,8 +814,17 @@ impl PipelineCache {
         overrides: &[(&'static str, f64)],
         precision: Precision,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
-        let source = kernel.source_for(precision);
-        let variant = if source.starts_with("enable f16") {
+        let packed = precision == Precision::F16
+            && kernel.has_activations()
+            && (!ctx.features.contains(wgpu::Features::SHADER_F16) || ctx.packed_f16());
+        let source = if packed {
+            kernel.packed_f16_source().map_err(SagittaError::Gpu)?
+        } else {
+            kernel.source_for(precision)
+        };
+        let variant = if packed {
+            "f16-packed"
+        } else if source.starts_with("enable f16") {
             "f16"
         } else {
             "f32"
@@ -709,8 +835,8 @@ impl PipelineCache {
         }
         if variant == "f16" && !ctx.features.contains(wgpu::Features::SHADER_F16) {
             return Err(SagittaError::Gpu(format!(
-                "f16 precision needs the adapter's shader-f16 feature, which {} lacks; use f32",
-                ctx.info.name
+                "{} needs the adapter's shader-f16 feature, which {} lacks",
+                kernel.name, ctx.info.name
             )));
         }
         let device = &ctx.device;

@@ -13,9 +13,16 @@ fn bound(plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]) -> TensorI
 }
 
 fn run(plan: Plan, outputs: &[TensorId]) -> Vec<Vec<f32>> {
-    let ctx = gpu();
+    run_on(&gpu(), plan, outputs)
+}
+
+fn run_on(
+    ctx: &std::sync::Arc<sagitta::GpuContext>,
+    plan: Plan,
+    outputs: &[TensorId],
+) -> Vec<Vec<f32>> {
     let mut cache = PipelineCache::default();
-    let compiled = plan.compile(&ctx, &mut cache).expect("plan compiles");
+    let compiled = plan.compile(ctx, &mut cache).expect("plan compiles");
     compiled.run_and_read(outputs).expect("plan runs")
 }
 
@@ -68,8 +75,15 @@ fn standardize_of_a_constant_image_is_zero_not_nan() {
 /// Runs every conv2d fixture case through both convolution kernels with activations stored in
 /// `precision`, within `tolerance(fan_in, max |expected|)` of PyTorch.
 fn check_conv_cases(precision: Precision, tolerance: impl Fn(usize, f32) -> f32) {
+    check_conv_cases_on(gpu(), precision, tolerance)
+}
+
+fn check_conv_cases_on(
+    ctx: std::sync::Arc<sagitta::GpuContext>,
+    precision: Precision,
+    tolerance: impl Fn(usize, f32) -> f32,
+) {
     let fx = Fixture::load("conv2d.safetensors");
-    let ctx = gpu();
     let cases = fx.cases();
     assert!(cases.len() >= 8, "conv2d fixture lost cases");
     let store = |plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]| {
@@ -136,7 +150,7 @@ fn check_conv_cases(precision: Precision, tolerance: impl Fn(usize, f32) -> f32)
                     _ => "conv2d",
                 }
             );
-            let got = run(plan, &[y]);
+            let got = run_on(&ctx, plan, &[y]);
             let tol = tolerance(ic * k * k, max_abs(expected));
             let what = format!("{name} {algorithm:?} {precision:?}");
             let d = assert_close(&what, &got[0], expected, tol);
@@ -163,6 +177,15 @@ fn conv2d_with_f16_activations_matches_pytorch_within_f16_rounding() {
     }
     // Inputs and outputs rounded to f16 (relative 2^-11); sums stay f32.
     check_conv_cases(Precision::F16, |_, magnitude| 4e-3 * (1.0 + magnitude));
+}
+
+/// Where an adapter has no shader-f16, f16 activations are packed two to a u32 and computed in
+/// f32; forced here on a context of its own.
+#[test]
+fn conv2d_with_packed_f16_activations_matches_pytorch_within_f16_rounding() {
+    let ctx = sagitta::GpuContext::new(&sagitta::AdapterChoice::from_env()).unwrap();
+    ctx.set_packed_f16(true);
+    check_conv_cases_on(ctx, Precision::F16, |_, magnitude| 4e-3 * (1.0 + magnitude));
 }
 
 #[test]

@@ -141,6 +141,23 @@ fn small_pipeline_with_f16_activations_stays_close_to_pytorch() {
     eprintln!("f16 activations: {d}");
 }
 
+/// f16 activations packed in u32 (what adapters without shader-f16 get): every kernel that
+/// touches activations runs its packed variant, on a context of its own.
+#[test]
+fn small_pipeline_with_packed_f16_activations_stays_close_to_pytorch() {
+    let ctx = sagitta::GpuContext::new(&sagitta::AdapterChoice::from_env()).unwrap();
+    ctx.set_packed_f16(true);
+    let d = compare_with_reference_on(
+        ctx,
+        &fixture_path("cervical_small_f32.safetensors"),
+        &fixture_path("cervical_small_io.safetensors"),
+        "f32.",
+        3e-3,
+        Precision::F16,
+    );
+    eprintln!("packed f16 activations: {d}");
+}
+
 /// Liveness reuse keeps the paper-size pipeline's activation memory near its largest live set
 /// instead of the sum of all layers (no inference needed: the plan is enough).
 #[test]

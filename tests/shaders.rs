@@ -57,7 +57,15 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
         let f16 = k
             .has_activations()
             .then(|| (k, k.source_for(Precision::F16)));
-        std::iter::once((k, k.source.to_string())).chain(f16)
+        let packed = k.has_activations().then(|| {
+            let source = k
+                .packed_f16_source()
+                .unwrap_or_else(|e| panic!("packed f16 variant: {e}"));
+            (k, source)
+        });
+        std::iter::once((k, k.source.to_string()))
+            .chain(f16)
+            .chain(packed)
     });
     for (kernel, source) in variants {
         let is_f16 = source.starts_with("enable f16");
@@ -68,11 +76,15 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
                 e.emit_to_string(&source)
             )
         });
-        let capabilities = if is_f16 {
+        let mut capabilities = if is_f16 {
             Capabilities::SHADER_FLOAT16
         } else {
             Capabilities::empty()
         };
+        // pack2x16float (packed f16 storage): every wgpu backend but some GL ES devices.
+        if source.contains("pack2x16float") {
+            capabilities |= Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        }
         let info = Validator::new(ValidationFlags::all(), capabilities)
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: validation error: {e:?}", kernel.name));
@@ -229,4 +241,42 @@ fn spirv_validate(words: &[u32], what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The packed-f16 rewrite refuses a kernel that touches an activation other than through
+/// `f32(x[i])` / `x[i] = act(v);` (it would read raw bits) and rewrites the forms it knows.
+#[test]
+fn packed_f16_rewrite_refuses_raw_activation_access() {
+    let kernel = |source: &'static str| sagitta::plan::Kernel {
+        name: "probe",
+        source,
+        entry: "main",
+        trusted: false,
+    };
+    let raw = kernel(
+        "alias act = f32;\n\
+         @group(0) @binding(0) var<storage, read> x: array<act>;\n\
+         @group(0) @binding(1) var<storage, read_write> y: array<act>;\n\
+         @compute @workgroup_size(1) fn main() { y[0] = act(x[1] * 2.0); }\n",
+    );
+    let error = raw.packed_f16_source().unwrap_err();
+    assert!(error.contains("'x'"), "{error}");
+    let good = kernel(
+        "alias act = f32;\n\
+         @group(0) @binding(0) var<storage, read> x: array<act>;\n\
+         @group(0) @binding(1) var<storage, read_write> y: array<act>;\n\
+         @compute @workgroup_size(1) fn main() { y[u32(f32(x[1]))] = act(max(f32(x[2]), 0.0)); }\n",
+    );
+    let packed = good.packed_f16_source().unwrap();
+    assert!(
+        packed.contains("y_store(u32(x_at(1)), max(x_at(2), 0.0));"),
+        "{packed}"
+    );
+    let module = naga::front::wgsl::parse_str(&packed).expect("rewritten WGSL parses");
+    Validator::new(
+        ValidationFlags::all(),
+        Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+    )
+    .validate(&module)
+    .expect("rewritten WGSL validates");
 }

@@ -274,7 +274,8 @@ pub enum ConvAlgorithm {
     Tiled,
     /// conv2d_winograd.wgsl: Winograd F(2x2, 3x3); 3x3 stride-1 layers only.
     Winograd,
-    /// By output shape ([`ConvAlgorithm::auto_for`]).
+    /// Direct or tiled by the output shape of each plan: layers built without knowing their map
+    /// size ([`ConvLayer::new`]); the models use [`ConvAlgorithm::auto_for`] at load instead.
     Auto,
 }
 

@@ -114,7 +114,16 @@ impl TuningTable {
     /// one, or an unreadable file, is ignored (the heuristics apply).
     pub fn load_from(path: &std::path::Path, info: &wgpu::AdapterInfo) -> Option<Self> {
         let text = std::fs::read_to_string(path).ok()?;
-        let table: Self = serde_json::from_str(&text).ok()?;
+        let table: Self = match serde_json::from_str(&text) {
+            Ok(table) => table,
+            Err(e) => {
+                eprintln!(
+                    "sagitta: ignoring the tuning table {} ({e}); run `sagitta tune` again",
+                    path.display()
+                );
+                return None;
+            }
+        };
         (table.adapter == info.name && table.driver == info.driver_info).then_some(table)
     }
 

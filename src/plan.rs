@@ -17,11 +17,13 @@ pub const WORKGROUP_SIZE: u32 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TensorId(pub usize);
 
-/// How activations are stored and convolutions multiply. `F16` (needs the adapter's
-/// `shader-f16`) stores activations as f16, halving their memory and traffic, and runs the direct
-/// and tiled convolutions' products and short partial sums (one input channel's K*K taps; one
-/// 16-deep K tile) in f16, accumulating those partial sums in f32. The Winograd kernel, whose
-/// transforms amplify rounding, preprocessing, softmax, coordinates and boxes compute in f32.
+/// How activations are stored and convolutions multiply. `F16` stores activations as f16,
+/// halving their memory and traffic. With the adapter's `shader-f16` it also runs the direct and
+/// tiled convolutions' products and short partial sums (one input channel's K*K taps; one 16-deep
+/// K tile) in f16, accumulating those partial sums in f32; without it the activations are packed
+/// two to a u32 ([`Kernel::packed_f16_source`]) and everything computes in f32. The Winograd
+/// kernel (its transforms amplify rounding), preprocessing, softmax, coordinates and boxes always
+/// compute in f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {

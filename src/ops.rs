@@ -222,7 +222,7 @@ pub struct ConvWeights {
     pub k: usize,
     /// [out_c, in_c, k, k]
     pub weight: Vec<f32>,
-    /// [out_c]
+    /// `[out_c]`
     pub bias: Vec<f32>,
 }
 
@@ -413,7 +413,7 @@ impl ConvLayer {
     }
 
     /// A layer run by a given kernel (tests hold every kernel to PyTorch). Weights are packed for
-    /// it: [group][ic][ky][kx][oc/4] vec4 for direct and tiled, [group][xi][ic][oc/4] vec4 of
+    /// it: `[group][ic][ky][kx][oc/4]` vec4 for direct and tiled, `[group][xi][ic][oc/4]` vec4 of
     /// transformed filters for Winograd.
     #[allow(clippy::too_many_arguments)]
     pub fn with_algorithm(

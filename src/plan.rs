@@ -385,6 +385,12 @@ impl Plan {
         &self.steps
     }
 
+    /// The steps, to swap a kernel for a variant with the same bindings and uniform block (tests
+    /// run emulations of kernels the adapter cannot run).
+    pub fn steps_mut(&mut self) -> &mut [Step] {
+        &mut self.steps
+    }
+
     /// Builds pipelines (through the cache), buffers and bind groups.
     pub fn compile(
         self,

@@ -336,3 +336,150 @@ fn cooperative_matrix_kernel_replaces_tiled_only_in_allowed_f16_plans() {
         assert!(!ctx.cooperative_matrix(), "no feature, no tensor-core path");
     }
 }
+
+/// The tensor-core kernel with its cooperative-matrix operations replaced by scalar code of the
+/// same meaning, distributed as the hardware distributes them (subgroups of 32 emulated; each
+/// invocation holds 8 of a 16x16 matrix's elements): what lavapipe cannot run is only
+/// `coopLoad`/`coopMultiplyAdd`/`coopStoreT`, so the staging, the block distribution among
+/// subgroups, the accumulator layout and the epilogue run here, against PyTorch.
+fn emulated_cooperative_matrix_kernel() -> sagitta::plan::Kernel {
+    let source = ops::CONV2D_COOP.source;
+    let replace = |text: String, from: &str, to: &str| {
+        assert!(text.contains(from), "conv2d_coop.wgsl changed: {from}");
+        text.replace(from, to)
+    };
+    let functions_start = source.find("// One 16x16x16 step").expect("block_step");
+    let functions_end = source.find("@compute").expect("entry point");
+    let emulated_functions = "\
+// Invocation `lane` of its emulated subgroup holds elements lane, lane + 32, ... of each 16x16
+// accumulator (row-major). A (oc x k) is column-major at w_tile[oc_block * 16], B (k x pixel)
+// row-major at x_tile[pixel_block * 16], both with stride 64; C is stored row-major, stride 64.
+var<private> lane: u32;
+
+fn block_step(block: u32, acc_in: array<f32, 8>) -> array<f32, 8> {
+    var acc = acc_in;
+    let oc_block = block / 4u;
+    let pixel_block = block % 4u;
+    for (var m = 0u; m < 8u; m++) {
+        let e = lane + 32u * m;
+        let i = e / 16u;
+        let j = e % 16u;
+        var sum = acc[m];
+        for (var k = 0u; k < 16u; k++) {
+            let a = f32(w_tile[oc_block * 16u + k * 64u + i]);
+            let b = f32(x_tile[pixel_block * 16u + k * 64u + j]);
+            sum += a * b;
+        }
+        acc[m] = sum;
+    }
+    return acc;
+}
+
+fn store_block(block: u32, acc: array<f32, 8>) {
+    let base = (block / 4u) * 16u * 64u + (block % 4u) * 16u;
+    for (var m = 0u; m < 8u; m++) {
+        let e = lane + 32u * m;
+        c_tile[base + (e / 16u) * 64u + e % 16u] = acc[m];
+    }
+}
+
+";
+    let mut text = format!(
+        "{}{}{}",
+        &source[..functions_start],
+        emulated_functions,
+        &source[functions_end..]
+    );
+    text = replace(text, "enable wgpu_cooperative_matrix;", "");
+    text = replace(
+        text,
+        "    @builtin(subgroup_id) subgroup: u32,\n    @builtin(num_subgroups) subgroups: u32,\n) {",
+        ") {\n    lane = t % 32u;\n    let subgroup = t / 32u;\n    let subgroups = 8u;",
+    );
+    text = replace(text, "coop_mat16x16<f32, C>;", "array<f32, 8>;");
+    for operation in [
+        "coop_mat",
+        "coopLoad",
+        "coopMultiplyAdd",
+        "coopStore",
+        "subgroup_id",
+    ] {
+        assert!(!text.contains(operation), "{operation} was not emulated");
+    }
+    sagitta::plan::Kernel {
+        name: "conv2d_coop_emulated",
+        source: Box::leak(text.into_boxed_str()),
+        entry: "main",
+        trusted: false,
+    }
+}
+
+#[test]
+fn cooperative_matrix_kernel_logic_matches_pytorch_when_emulated() {
+    let ctx = gpu();
+    if !ctx.features.contains(wgpu::Features::SHADER_F16) {
+        eprintln!("adapter has no shader-f16: the emulated tensor-core kernel is not tested here");
+        return;
+    }
+    let emulated = emulated_cooperative_matrix_kernel();
+    let fx = Fixture::load("conv2d.safetensors");
+    let mut checked = 0;
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (in_shape, input) = fx.get(&format!("{name}.input"));
+        let (w_shape, weight) = fx.get(&format!("{name}.weight"));
+        let (_, bias) = fx.get(&format!("{name}.bias"));
+        let (_, expected) = fx.get(&format!("{name}.output"));
+        let (groups, oc, ic, k) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
+        let per_group = oc * ic * k * k;
+        let convs: Vec<ConvWeights> = (0..groups)
+            .map(|g| ConvWeights {
+                out_c: oc,
+                in_c: ic,
+                k,
+                weight: weight[g * per_group..(g + 1) * per_group].to_vec(),
+                bias: bias[g * oc..(g + 1) * oc].to_vec(),
+            })
+            .collect();
+        let prologue: Option<Vec<BatchNorm>> = param_bool(&case, "prologue").then(|| {
+            let scale = fx.get(&format!("{name}.prologue_scale")).1.clone();
+            let shift = fx.get(&format!("{name}.prologue_shift")).1.clone();
+            vec![BatchNorm { scale, shift }; groups]
+        });
+        let layer = ConvLayer::with_algorithm(
+            &ctx,
+            name,
+            &convs,
+            param_u32(&case, "stride"),
+            param_u32(&case, "pad"),
+            param_bool(&case, "relu"),
+            prologue.as_deref(),
+            ConvAlgorithm::Tiled,
+        )
+        .unwrap();
+        let mut plan = Plan::with_precision(Precision::F16);
+        plan.allow_cooperative_matrix(true);
+        let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
+        let dims = |s: &[usize]| s.iter().map(|&d| d as u32).collect::<Vec<_>>();
+        let x = plan.bound_activation("input", &dims(in_shape), ops::upload_f16(&ctx, "x", input));
+        let residual = param_bool(&case, "residual").then(|| {
+            let (s, r) = fx.get(&format!("{name}.residual"));
+            plan.bound_activation("residual", &dims(s), ops::upload_f16(&ctx, "r", r))
+        });
+        let y = layer.apply(&mut plan, name, x, residual, unused).unwrap();
+        let step = plan.steps_mut().last_mut().unwrap();
+        assert_eq!(step.kernel.name, "conv2d_coop");
+        step.kernel = emulated;
+        let got = run(plan, &[y]);
+        // Inputs, weights and products rounded to f16 as on tensor cores; sums in f32.
+        let tol = 4e-3 * (1.0 + max_abs(expected)) * (1.0 + (ic * k * k) as f32).sqrt() / 4.0;
+        assert_close(
+            &format!("{name} emulated tensor cores"),
+            &got[0],
+            expected,
+            tol,
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} cases checked");
+}

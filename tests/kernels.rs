@@ -72,6 +72,46 @@ fn standardize_of_a_constant_image_is_zero_not_nan() {
     assert_close("constant", &got[0], &[0.0; 35], 0.0);
 }
 
+/// The layer of a conv2d fixture case (its weight groups, prologue, stride, padding, ReLU) run
+/// by `algorithm`.
+fn fixture_conv_layer(
+    ctx: &sagitta::GpuContext,
+    fx: &Fixture,
+    case: &serde_json::Value,
+    algorithm: ConvAlgorithm,
+) -> ConvLayer {
+    let name = case["name"].as_str().unwrap();
+    let (w_shape, weight) = fx.get(&format!("{name}.weight"));
+    let (_, bias) = fx.get(&format!("{name}.bias"));
+    let (groups, oc, ic, k) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
+    let per_group = oc * ic * k * k;
+    let convs: Vec<ConvWeights> = (0..groups)
+        .map(|g| ConvWeights {
+            out_c: oc,
+            in_c: ic,
+            k,
+            weight: weight[g * per_group..(g + 1) * per_group].to_vec(),
+            bias: bias[g * oc..(g + 1) * oc].to_vec(),
+        })
+        .collect();
+    let prologue: Option<Vec<BatchNorm>> = param_bool(case, "prologue").then(|| {
+        let scale = fx.get(&format!("{name}.prologue_scale")).1.clone();
+        let shift = fx.get(&format!("{name}.prologue_shift")).1.clone();
+        vec![BatchNorm { scale, shift }; groups]
+    });
+    ConvLayer::with_algorithm(
+        ctx,
+        name,
+        &convs,
+        param_u32(case, "stride"),
+        param_u32(case, "pad"),
+        param_bool(case, "relu"),
+        prologue.as_deref(),
+        algorithm,
+    )
+    .unwrap()
+}
+
 /// Runs every conv2d fixture case through both convolution kernels with activations stored in
 /// `precision`, within `tolerance(fan_in, max |expected|)` of PyTorch.
 fn check_conv_cases(precision: Precision, tolerance: impl Fn(usize, f32) -> f32) {
@@ -98,42 +138,16 @@ fn check_conv_cases_on(
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let (in_shape, input) = fx.get(&format!("{name}.input"));
-        let (w_shape, weight) = fx.get(&format!("{name}.weight"));
-        let (_, bias) = fx.get(&format!("{name}.bias"));
         let (_, expected) = fx.get(&format!("{name}.output"));
-        let (groups, oc, ic, k) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
-        let per_group = oc * ic * k * k;
-        let convs: Vec<ConvWeights> = (0..groups)
-            .map(|g| ConvWeights {
-                out_c: oc,
-                in_c: ic,
-                k,
-                weight: weight[g * per_group..(g + 1) * per_group].to_vec(),
-                bias: bias[g * oc..(g + 1) * oc].to_vec(),
-            })
-            .collect();
-        let prologue: Option<Vec<BatchNorm>> = param_bool(&case, "prologue").then(|| {
-            let scale = fx.get(&format!("{name}.prologue_scale")).1.clone();
-            let shift = fx.get(&format!("{name}.prologue_shift")).1.clone();
-            vec![BatchNorm { scale, shift }; groups]
-        });
-        let (stride, pad) = (param_u32(&case, "stride"), param_u32(&case, "pad"));
+        let w_shape = &fx.get(&format!("{name}.weight")).0;
+        let (ic, k) = (w_shape[2], w_shape[3]);
+        let stride = param_u32(&case, "stride");
         let mut algorithms = vec![ConvAlgorithm::Direct, ConvAlgorithm::Tiled];
         if k == 3 && stride == 1 {
             algorithms.push(ConvAlgorithm::Winograd);
         }
         for algorithm in algorithms {
-            let layer = ConvLayer::with_algorithm(
-                &ctx,
-                name,
-                &convs,
-                stride,
-                pad,
-                param_bool(&case, "relu"),
-                prologue.as_deref(),
-                algorithm,
-            )
-            .unwrap();
+            let layer = fixture_conv_layer(&ctx, &fx, &case, algorithm);
             let mut plan = Plan::with_precision(precision);
             let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
             let x = store(&mut plan, "input", in_shape, input);
@@ -427,36 +441,10 @@ fn cooperative_matrix_kernel_logic_matches_pytorch_when_emulated() {
     for case in fx.cases() {
         let name = case["name"].as_str().unwrap();
         let (in_shape, input) = fx.get(&format!("{name}.input"));
-        let (w_shape, weight) = fx.get(&format!("{name}.weight"));
-        let (_, bias) = fx.get(&format!("{name}.bias"));
         let (_, expected) = fx.get(&format!("{name}.output"));
-        let (groups, oc, ic, k) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
-        let per_group = oc * ic * k * k;
-        let convs: Vec<ConvWeights> = (0..groups)
-            .map(|g| ConvWeights {
-                out_c: oc,
-                in_c: ic,
-                k,
-                weight: weight[g * per_group..(g + 1) * per_group].to_vec(),
-                bias: bias[g * oc..(g + 1) * oc].to_vec(),
-            })
-            .collect();
-        let prologue: Option<Vec<BatchNorm>> = param_bool(&case, "prologue").then(|| {
-            let scale = fx.get(&format!("{name}.prologue_scale")).1.clone();
-            let shift = fx.get(&format!("{name}.prologue_shift")).1.clone();
-            vec![BatchNorm { scale, shift }; groups]
-        });
-        let layer = ConvLayer::with_algorithm(
-            &ctx,
-            name,
-            &convs,
-            param_u32(&case, "stride"),
-            param_u32(&case, "pad"),
-            param_bool(&case, "relu"),
-            prologue.as_deref(),
-            ConvAlgorithm::Tiled,
-        )
-        .unwrap();
+        let w_shape = &fx.get(&format!("{name}.weight")).0;
+        let (ic, k) = (w_shape[2], w_shape[3]);
+        let layer = fixture_conv_layer(&ctx, &fx, &case, ConvAlgorithm::Tiled);
         let mut plan = Plan::with_precision(Precision::F16);
         plan.allow_cooperative_matrix(true);
         let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));

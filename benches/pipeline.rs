@@ -4,21 +4,25 @@
 //! SAGITTA_BENCH_RUNS sets the number of timed runs (default 5; lavapipe needs minutes per run).
 
 use sagitta::bench::{run, BenchSettings};
-use sagitta::{AdapterChoice, CervicalConfig, GpuContext, WeightFile};
+use sagitta::cli::env;
+use sagitta::CervicalConfig;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs = std::env::var("SAGITTA_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let ctx = GpuContext::new(&AdapterChoice::from_env())?;
-    let weights = WeightFile::random(CervicalConfig::paper(), 0);
+    let options = env::engine_options();
+    let ctx = options.open_device(&env::adapter_choice())?;
+    let (selection, _) = options.conv_selection(&ctx);
+    let weights = CervicalConfig::paper().random_weights(0);
     let settings = BenchSettings {
         image_width: 1200,
         image_height: 1000,
         warmup: 1,
         runs,
         precision: Default::default(),
+        selection,
     };
     println!("{}", run(ctx, &weights, &settings)?);
     Ok(())

@@ -1,26 +1,42 @@
 //! sagitta: spine-radiograph landmark models as WGSL compute shaders on wgpu.
 //!
-//! Outside in: [`weights::WeightFile`] reads a safetensors file and its configuration;
-//! [`cervical::CervicalModel`] builds the whole cervical pipeline on a [`gpu::GpuContext`] (the
-//! engine's own or the caller's device) and runs it in one submission per image.
+//! One-way stack (a layer imports only the ones listed before it; `tests/architecture.rs`
+//! holds it):
+//! - [`error`], [`anatomy`] (landmark tables), [`measure`] (clinical parameters, pure Rust);
+//! - [`engine`]: device, plans, liveness memory, pipelines, submission and readback; knows no
+//!   operator and no model;
+//! - [`ops`]: one file per operator with its kernel, typed uniform block and invariants;
+//! - [`nn`]: weights files, weight scopes, blocks (the stacked hourglass);
+//! - [`models`]: one folder per model family and the architecture registry;
+//! - with the default features: [`io`] (DICOM and raster decoding), [`report`] (records, CSV,
+//!   overlays), [`api`] (what callers use), [`bench`], [`cli`].
+//!
+//! `cargo build --no-default-features --lib` builds the engine, operators, blocks and models
+//! alone.
 
-pub mod analyze;
-pub mod bench;
-pub mod cervical;
+pub mod anatomy;
+pub mod engine;
 pub mod error;
-pub mod gpu;
-pub mod hourglass;
-pub mod io;
 pub mod measure;
+pub mod models;
+pub mod nn;
 pub mod ops;
-pub mod overlay;
-pub mod plan;
-pub mod report;
-pub mod tune;
-pub mod util;
-pub mod weights;
+mod util;
 
-pub use cervical::{CervicalModel, GreyImage, Landmark, Prediction, LANDMARK_NAMES};
+#[cfg(feature = "io")]
+pub mod api;
+#[cfg(feature = "io")]
+pub mod bench;
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "io")]
+pub mod io;
+#[cfg(feature = "io")]
+pub mod report;
+
+pub use engine::{AdapterChoice, DeviceOptions, GpuContext, Precision};
 pub use error::{Result, SagittaError};
-pub use gpu::{AdapterChoice, GpuContext};
-pub use weights::{CervicalConfig, WeightFile};
+pub use models::cervical::{
+    CervicalConfig, CervicalModel, GreyImage, Landmark, Prediction, LANDMARK_NAMES,
+};
+pub use nn::WeightFile;

@@ -6,7 +6,3 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
-
-pub fn div_ceil(a: u64, b: u64) -> u64 {
-    a.div_ceil(b)
-}

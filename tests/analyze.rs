@@ -15,7 +15,7 @@ use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use image::{GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage};
 use serde_json::Value;
 
-use sagitta::analyze::Analyzer;
+use sagitta::api::Analyzer;
 use sagitta::measure::{LANDMARK_NAMES, PARAMETER_NAMES};
 use sagitta::report::{csv_header, Record};
 use sagitta::WeightFile;
@@ -771,7 +771,8 @@ fn library_analyzer_builds_records_and_overlays() {
         let value: Value = serde_json::from_str(&analysis.record.to_json()).unwrap();
         assert_valid_record(&value);
         let radiograph = analysis.radiograph.expect("the loaded radiograph");
-        let picture = sagitta::overlay::render(&radiograph.pixels, width, height, record).unwrap();
+        let picture =
+            sagitta::report::overlay::render(&radiograph.pixels, width, height, record).unwrap();
         assert_eq!(picture.dimensions(), (width, height));
         // Something was drawn in colour on the grey radiograph.
         assert!(picture

@@ -3,13 +3,16 @@
 mod common;
 
 use common::*;
+use sagitta::engine::buffers::{storage_buffer, upload, upload_f16, upload_u32};
+use sagitta::engine::{PipelineCache, Plan, Precision, TensorId};
+use sagitta::ops::boxes::BoxSpec;
+use sagitta::ops::conv2d::{Activation, WeightStorage};
 use sagitta::ops::{self, BatchNorm, ConvAlgorithm, ConvLayer, ConvWeights};
-use sagitta::plan::{PipelineCache, Plan, Precision, TensorId};
 
 fn bound(plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]) -> TensorId {
     let ctx = gpu();
     let shape: Vec<u32> = shape.iter().map(|&d| d as u32).collect();
-    plan.bound(label, &shape, ops::upload(&ctx, label, data))
+    plan.bound(label, &shape, upload(&ctx, label, data))
 }
 
 fn run(plan: Plan, outputs: &[TensorId]) -> Vec<Vec<f32>> {
@@ -79,6 +82,7 @@ fn fixture_conv_layer(
     fx: &Fixture,
     case: &serde_json::Value,
     algorithm: ConvAlgorithm,
+    storage: WeightStorage,
 ) -> ConvLayer {
     let name = case["name"].as_str().unwrap();
     let (w_shape, weight) = fx.get(&format!("{name}.weight"));
@@ -92,6 +96,7 @@ fn fixture_conv_layer(
             k,
             weight: weight[g * per_group..(g + 1) * per_group].to_vec(),
             bias: bias[g * oc..(g + 1) * oc].to_vec(),
+            storage,
         })
         .collect();
     let prologue: Option<Vec<BatchNorm>> = param_bool(case, "prologue").then(|| {
@@ -105,7 +110,11 @@ fn fixture_conv_layer(
         &convs,
         param_u32(case, "stride"),
         param_u32(case, "pad"),
-        param_bool(case, "relu"),
+        if param_bool(case, "relu") {
+            Activation::Relu
+        } else {
+            Activation::None
+        },
         prologue.as_deref(),
         algorithm,
     )
@@ -115,12 +124,13 @@ fn fixture_conv_layer(
 /// Runs every conv2d fixture case through both convolution kernels with activations stored in
 /// `precision`, within `tolerance(fan_in, max |expected|)` of PyTorch.
 fn check_conv_cases(precision: Precision, tolerance: impl Fn(usize, f32) -> f32) {
-    check_conv_cases_on(gpu(), precision, tolerance)
+    check_conv_cases_on(gpu(), precision, WeightStorage::F32, tolerance)
 }
 
 fn check_conv_cases_on(
     ctx: std::sync::Arc<sagitta::GpuContext>,
     precision: Precision,
+    storage: WeightStorage,
     tolerance: impl Fn(usize, f32) -> f32,
 ) {
     let fx = Fixture::load("conv2d.safetensors");
@@ -129,10 +139,8 @@ fn check_conv_cases_on(
     let store = |plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]| {
         let dims: Vec<u32> = shape.iter().map(|&d| d as u32).collect();
         match precision {
-            Precision::F32 => plan.bound_activation(label, &dims, ops::upload(&ctx, label, data)),
-            Precision::F16 => {
-                plan.bound_activation(label, &dims, ops::upload_f16(&ctx, label, data))
-            }
+            Precision::F32 => plan.bound_activation(label, &dims, upload(&ctx, label, data)),
+            Precision::F16 => plan.bound_activation(label, &dims, upload_f16(&ctx, label, data)),
         }
     };
     for case in cases {
@@ -147,9 +155,9 @@ fn check_conv_cases_on(
             algorithms.push(ConvAlgorithm::Winograd);
         }
         for algorithm in algorithms {
-            let layer = fixture_conv_layer(&ctx, &fx, &case, algorithm);
+            let layer = fixture_conv_layer(&ctx, &fx, &case, algorithm, storage);
             let mut plan = Plan::with_precision(precision);
-            let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
+            let unused = plan.bound("unused", &[4], storage_buffer(&ctx, "unused", 16));
             let x = store(&mut plan, "input", in_shape, input);
             let residual = param_bool(&case, "residual").then(|| {
                 let (s, r) = fx.get(&format!("{name}.residual"));
@@ -168,11 +176,45 @@ fn check_conv_cases_on(
             let tol = tolerance(ic * k * k, max_abs(expected));
             let what = format!("{name} {algorithm:?} {precision:?}");
             let d = assert_close(&what, &got[0], expected, tol);
-            if precision == Precision::F16 {
+            if precision == Precision::F16 || storage == WeightStorage::F16 {
                 assert!(d > 0.0, "{what}: f16 storage should round something");
             }
         }
     }
+}
+
+/// Weights kept in f16 on the GPU (a file stored in f16): every kernel unpacks them to f32, so
+/// only the weights' rounding (relative 2^-11, after BatchNorm folding) separates the result from
+/// PyTorch's in f32.
+#[test]
+fn conv2d_with_f16_weights_matches_pytorch_within_weight_rounding() {
+    check_conv_cases_on(
+        gpu(),
+        Precision::F32,
+        WeightStorage::F16,
+        |fan_in, magnitude| 1e-3 * (1.0 + magnitude) * (fan_in as f32).sqrt(),
+    );
+}
+
+/// f16 weights halve the weights' GPU memory.
+#[test]
+fn f16_weight_storage_halves_the_weight_buffer() {
+    let ctx = gpu();
+    let layer = |storage| {
+        let conv = ConvWeights {
+            out_c: 64,
+            in_c: 32,
+            k: 3,
+            weight: vec![0.01; 64 * 32 * 9],
+            bias: vec![0.0; 64],
+            storage,
+        };
+        ConvLayer::new(&ctx, "w", &[conv], 1, 1, Activation::Relu, None).unwrap()
+    };
+    let (f32_layer, f16_layer) = (layer(WeightStorage::F32), layer(WeightStorage::F16));
+    let bias = 64 * 4;
+    assert_eq!(f32_layer.weight_bytes(), (64 * 32 * 9 * 4 + bias) as u64);
+    assert_eq!(f16_layer.weight_bytes(), (64 * 32 * 9 * 2 + bias) as u64);
 }
 
 #[test]
@@ -197,9 +239,11 @@ fn conv2d_with_f16_activations_matches_pytorch_within_f16_rounding() {
 /// f32; forced here on a context of its own.
 #[test]
 fn conv2d_with_packed_f16_activations_matches_pytorch_within_f16_rounding() {
-    let ctx = sagitta::GpuContext::new(&sagitta::AdapterChoice::from_env()).unwrap();
+    let ctx = sagitta::GpuContext::new(&sagitta::cli::env::adapter_choice()).unwrap();
     ctx.set_packed_f16(true);
-    check_conv_cases_on(ctx, Precision::F16, |_, magnitude| 4e-3 * (1.0 + magnitude));
+    check_conv_cases_on(ctx, Precision::F16, WeightStorage::F32, |_, magnitude| {
+        4e-3 * (1.0 + magnitude)
+    });
 }
 
 #[test]
@@ -288,15 +332,17 @@ fn boxes_match_pytorch() {
         let c = bound(&mut plan, "coarse", &[29, 4], &rows);
         let margin = case["margin"].as_f64().unwrap() as f32;
         let min_side = case["min_side"].as_f64().unwrap() as f32;
-        let b = ops::boxes(
-            &mut plan,
-            c,
-            param_u32(&case, "input_size"),
+        // The cervical disc groups: corners 4k+2 .. 4k+5 of disc k.
+        let members = sagitta::anatomy::cervical::disc_members();
+        let m = plan.bound("members", &[24], upload_u32(&gpu(), "members", &members));
+        let size = param_u32(&case, "input_size");
+        let spec = BoxSpec {
+            input: (size, size),
             margin,
             min_side,
-            6,
-        )
-        .unwrap();
+            group_size: 4,
+        };
+        let b = ops::boxes(&mut plan, c, m, &spec).unwrap();
         let got = run(plan, &[b]);
         let size = param_u32(&case, "input_size") as f32;
         assert_close(name, &got[0], expected, 1e-5 * size);
@@ -315,6 +361,7 @@ fn cooperative_matrix_kernel_replaces_tiled_only_in_allowed_f16_plans() {
         k: 1,
         weight: vec![0.01; 64 * 32],
         bias: vec![0.0; 64],
+        storage: WeightStorage::F32,
     };
     let layer = ConvLayer::with_algorithm(
         &ctx,
@@ -322,7 +369,7 @@ fn cooperative_matrix_kernel_replaces_tiled_only_in_allowed_f16_plans() {
         std::slice::from_ref(&conv),
         1,
         0,
-        false,
+        Activation::None,
         None,
         ConvAlgorithm::Tiled,
     )
@@ -334,7 +381,7 @@ fn cooperative_matrix_kernel_replaces_tiled_only_in_allowed_f16_plans() {
     ] {
         let mut plan = Plan::with_precision(precision);
         plan.allow_cooperative_matrix(allow);
-        let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
+        let unused = plan.bound("unused", &[4], storage_buffer(&ctx, "unused", 16));
         let x = plan.activation("input", &[1, 32, 16, 16]);
         layer.apply(&mut plan, "coop", x, None, unused).unwrap();
         assert_eq!(
@@ -347,7 +394,10 @@ fn cooperative_matrix_kernel_replaces_tiled_only_in_allowed_f16_plans() {
         .features
         .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
     {
-        assert!(!ctx.cooperative_matrix(), "no feature, no tensor-core path");
+        assert!(
+            !sagitta::ops::conv2d::coop::cooperative_matrix_usable(&ctx),
+            "no feature, no tensor-core path"
+        );
     }
 }
 
@@ -356,7 +406,7 @@ fn cooperative_matrix_kernel_replaces_tiled_only_in_allowed_f16_plans() {
 /// invocation holds 8 of a 16x16 matrix's elements): what lavapipe cannot run is only
 /// `coopLoad`/`coopMultiplyAdd`/`coopStoreT`, so the staging, the block distribution among
 /// subgroups, the accumulator layout and the epilogue run here, against PyTorch.
-fn emulated_cooperative_matrix_kernel() -> sagitta::plan::Kernel {
+fn emulated_cooperative_matrix_kernel() -> sagitta::engine::Kernel {
     let source = ops::CONV2D_COOP.source;
     let replace = |text: String, from: &str, to: &str| {
         assert!(text.contains(from), "conv2d_coop.wgsl changed: {from}");
@@ -420,11 +470,12 @@ fn store_block(block: u32, acc: array<f32, 8>) {
     ] {
         assert!(!text.contains(operation), "{operation} was not emulated");
     }
-    sagitta::plan::Kernel {
+    sagitta::engine::Kernel {
         name: "conv2d_coop_emulated",
         source: Box::leak(text.into_boxed_str()),
         entry: "main",
         trusted: false,
+        uniform: ops::CONV2D_COOP.uniform,
     }
 }
 
@@ -444,15 +495,15 @@ fn cooperative_matrix_kernel_logic_matches_pytorch_when_emulated() {
         let (_, expected) = fx.get(&format!("{name}.output"));
         let w_shape = &fx.get(&format!("{name}.weight")).0;
         let (ic, k) = (w_shape[2], w_shape[3]);
-        let layer = fixture_conv_layer(&ctx, &fx, &case, ConvAlgorithm::Tiled);
+        let layer = fixture_conv_layer(&ctx, &fx, &case, ConvAlgorithm::Tiled, WeightStorage::F32);
         let mut plan = Plan::with_precision(Precision::F16);
         plan.allow_cooperative_matrix(true);
-        let unused = plan.bound("unused", &[4], ops::storage_buffer(&ctx, "unused", 16));
+        let unused = plan.bound("unused", &[4], storage_buffer(&ctx, "unused", 16));
         let dims = |s: &[usize]| s.iter().map(|&d| d as u32).collect::<Vec<_>>();
-        let x = plan.bound_activation("input", &dims(in_shape), ops::upload_f16(&ctx, "x", input));
+        let x = plan.bound_activation("input", &dims(in_shape), upload_f16(&ctx, "x", input));
         let residual = param_bool(&case, "residual").then(|| {
             let (s, r) = fx.get(&format!("{name}.residual"));
-            plan.bound_activation("residual", &dims(s), ops::upload_f16(&ctx, "r", r))
+            plan.bound_activation("residual", &dims(s), upload_f16(&ctx, "r", r))
         });
         let y = layer.apply(&mut plan, name, x, residual, unused).unwrap();
         let step = plan.steps_mut().last_mut().unwrap();

@@ -20,7 +20,7 @@ fn paper_size_pipeline_matches_pytorch_within_005_px() {
         &dir.join("io.safetensors"),
         "",
         0.05 / 1024.0,
-        sagitta::plan::Precision::F32,
+        sagitta::engine::Precision::F32,
     );
     eprintln!("paper size: {summary}");
 }

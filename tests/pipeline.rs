@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use sagitta::gpu::GpuEvent;
-use sagitta::plan::Precision;
+use sagitta::engine::GpuEvent;
+use sagitta::engine::Precision;
 use sagitta::{CervicalModel, GreyImage, WeightFile};
 
 fn reference() -> Reference {
@@ -41,7 +41,7 @@ fn one_inference_is_one_submission_and_one_readback_at_the_end() {
     let r = reference();
     let weights = WeightFile::open(fixture_path("cervical_small_f32.safetensors")).unwrap();
     // A context of its own: the other tests of this binary submit work concurrently.
-    let ctx = sagitta::GpuContext::new(&sagitta::AdapterChoice::from_env()).unwrap();
+    let ctx = sagitta::GpuContext::new(&sagitta::cli::env::adapter_choice()).unwrap();
     let mut model = CervicalModel::new(ctx.clone(), &weights).unwrap();
     let (w, h, pixels) = &r.image;
     let image = GreyImage {
@@ -145,10 +145,16 @@ fn small_pipeline_with_f16_activations_stays_close_to_pytorch() {
 /// touches activations runs its packed variant, on a context of its own.
 #[test]
 fn small_pipeline_with_packed_f16_activations_stays_close_to_pytorch() {
-    let ctx = sagitta::GpuContext::new(&sagitta::AdapterChoice::from_env()).unwrap();
-    ctx.set_packed_f16(true);
+    let options = sagitta::DeviceOptions {
+        packed_f16: true,
+        ..Default::default()
+    };
+    let ctx =
+        sagitta::GpuContext::with_options(&sagitta::cli::env::adapter_choice(), &options).unwrap();
+    assert!(ctx.packed_f16());
     let d = compare_with_reference_on(
         ctx,
+        &Default::default(),
         &fixture_path("cervical_small_f32.safetensors"),
         &fixture_path("cervical_small_io.safetensors"),
         "f32.",
@@ -162,7 +168,7 @@ fn small_pipeline_with_packed_f16_activations_stays_close_to_pytorch() {
 /// instead of the sum of all layers (no inference needed: the plan is enough).
 #[test]
 fn paper_size_activation_memory_stays_near_the_largest_live_set() {
-    let weights = WeightFile::random(sagitta::CervicalConfig::paper(), 1);
+    let weights = sagitta::CervicalConfig::paper().random_weights(1);
     let model = CervicalModel::new(gpu(), &weights).unwrap();
     let memory = model.dispatch_plan(1200, 1000).unwrap().memory_plan();
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;

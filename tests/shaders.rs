@@ -3,8 +3,8 @@
 
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
+use sagitta::engine::Precision;
 use sagitta::ops::ALL_KERNELS;
-use sagitta::plan::Precision;
 
 /// Override sets the engine uses (conv2d gets the shapes of the hourglass).
 fn specialisations(kernel: &str) -> Vec<Vec<(&'static str, f64)>> {
@@ -18,15 +18,18 @@ fn specialisations(kernel: &str) -> Vec<Vec<(&'static str, f64)>> {
         (3.0, 2.0, 1.0),
         (7.0, 2.0, 3.0),
     ] {
-        for flags in 0..8u32 {
-            sets.push(vec![
-                ("K", k),
-                ("STRIDE", stride),
-                ("PAD", pad),
-                ("PROLOGUE", f64::from(flags & 1)),
-                ("RESIDUAL", f64::from((flags >> 1) & 1)),
-                ("RELU", f64::from((flags >> 2) & 1)),
-            ]);
+        for flags in 0..4u32 {
+            // 0 none, 1 ReLU, 2 sigmoid.
+            for activation in 0..3u32 {
+                sets.push(vec![
+                    ("K", k),
+                    ("STRIDE", stride),
+                    ("PAD", pad),
+                    ("PROLOGUE", f64::from(flags & 1)),
+                    ("RESIDUAL", f64::from((flags >> 1) & 1)),
+                    ("ACTIVATION", f64::from(activation)),
+                ]);
+            }
         }
     }
     sets
@@ -36,7 +39,7 @@ fn specialisations(kernel: &str) -> Vec<Vec<(&'static str, f64)>> {
 fn specialise(
     module: &naga::Module,
     info: &naga::valid::ModuleInfo,
-    kernel: &sagitta::plan::Kernel,
+    kernel: &sagitta::engine::Kernel,
     overrides: &[(&'static str, f64)],
 ) -> (naga::Module, naga::valid::ModuleInfo) {
     let mut constants = PipelineConstants::default();
@@ -48,6 +51,59 @@ fn specialise(
         naga::back::pipeline_constants::process_overrides(module, info, entry, &constants)
             .unwrap_or_else(|e| panic!("{} {overrides:?}: overrides: {e:?}", kernel.name));
     (module.into_owned(), info.into_owned())
+}
+
+/// The fields of the `struct Params` a WGSL source declares, as (name, type).
+fn wgsl_params(source: &str) -> Vec<(String, String)> {
+    let start = source
+        .find("struct Params {")
+        .expect("a uniform block named Params");
+    let body = &source[start + "struct Params {".len()..];
+    let body = &body[..body.find('}').expect("closed struct")];
+    body.lines()
+        .map(|line| line.split("//").next().unwrap().trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (name, ty) = line
+                .trim_end_matches(',')
+                .split_once(':')
+                .expect("name: type");
+            (name.trim().to_string(), ty.trim().to_string())
+        })
+        .collect()
+}
+
+/// Every kernel's uniform block is the Rust params struct of its op: same fields, same order,
+/// same 4-byte types. A field added on one side only fails here.
+#[test]
+fn every_uniform_block_matches_its_rust_params_struct() {
+    let kernels = ALL_KERNELS
+        .iter()
+        .chain(std::iter::once(&sagitta::ops::CONV2D_COOP));
+    for kernel in kernels {
+        let declared = wgsl_params(kernel.source);
+        let rust: Vec<(String, String)> = kernel
+            .uniform
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(declared, rust, "{}: WGSL Params vs Rust", kernel.name);
+        assert!(!rust.is_empty(), "{}: empty uniform block", kernel.name);
+        assert!(
+            rust.iter()
+                .all(|(_, t)| ["u32", "i32", "f32"].contains(&t.as_str())),
+            "{}: only 4-byte scalars keep the Rust and WGSL layouts equal",
+            kernel.name
+        );
+    }
+    // The check itself can fail: a struct with a renamed field does not match.
+    let renamed = sagitta::ops::CONV2D
+        .source
+        .replace("out_c4: u32", "out_c_blocks: u32");
+    assert_ne!(
+        wgsl_params(&renamed),
+        wgsl_params(sagitta::ops::CONV2D.source)
+    );
 }
 
 #[test]
@@ -63,9 +119,20 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
                 .unwrap_or_else(|e| panic!("packed f16 variant: {e}"));
             (k, source)
         });
+        // Weights kept in f16 (files stored in f16): the convolutions read them packed.
+        let f16_weights = k
+            .source
+            .contains("var<storage, read> weight: array<vec4<f32>>;")
+            .then(|| {
+                let source =
+                    sagitta::engine::kernel::with_f16_packed_inputs(k.source, k.name, &["weight"])
+                        .unwrap_or_else(|e| panic!("f16 weights variant: {e}"));
+                (k, source)
+            });
         std::iter::once((k, k.source.to_string()))
             .chain(f16)
             .chain(packed)
+            .chain(f16_weights)
     });
     for (kernel, source) in variants {
         let is_f16 = source.starts_with("enable f16");
@@ -247,11 +314,12 @@ fn spirv_validate(words: &[u32], what: &str) {
 /// `f32(x[i])` / `x[i] = act(v);` (it would read raw bits) and rewrites the forms it knows.
 #[test]
 fn packed_f16_rewrite_refuses_raw_activation_access() {
-    let kernel = |source: &'static str| sagitta::plan::Kernel {
+    let kernel = |source: &'static str| sagitta::engine::Kernel {
         name: "probe",
         source,
         entry: "main",
         trusted: false,
+        uniform: &[],
     };
     let raw = kernel(
         "alias act = f32;\n\

@@ -7,9 +7,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use sagitta::plan::Precision;
-use sagitta::tune::{self, TunedConv, TuningTable};
-use sagitta::{CervicalModel, GpuContext, WeightFile};
+use sagitta::engine::Precision;
+use sagitta::ops::conv2d::tune::{self, TunedConv, TuningTable};
+use sagitta::ops::ConvSelection;
+use sagitta::{CervicalModel, WeightFile};
 
 fn kernel_name(algorithm: &str) -> &'static str {
     match algorithm {
@@ -22,20 +23,18 @@ fn kernel_name(algorithm: &str) -> &'static str {
 
 #[test]
 fn tuning_times_every_convolution_and_models_follow_the_table() {
-    // A context of its own: its tuning table must not leak into other tests.
-    let ctx = GpuContext::new(&sagitta::AdapterChoice::from_env()).unwrap();
-    ctx.set_tuning(None);
+    let ctx = gpu();
     let weights_path = fixture_path("cervical_small_f32.safetensors");
     let weights = WeightFile::open(&weights_path).unwrap();
     let reference = Reference::load(&fixture_path("cervical_small_io.safetensors"));
     let (w, h) = (reference.image.0, reference.image.1);
 
-    let measured = tune::tune_cervical(ctx.clone(), &weights, (w, h), 1, 1, |_, _| {}).unwrap();
     let plan = CervicalModel::new(ctx.clone(), &weights)
         .unwrap()
         .dispatch_plan(w, h)
         .unwrap();
-    let keys: Vec<tune::ConvKey> = plan.steps().iter().filter_map(tune::conv_key).collect();
+    let measured = tune::tune_plan(&ctx, &plan, 1, 1, |_, _| {}).unwrap();
+    let keys: Vec<sagitta::ops::ConvKey> = plan.steps().iter().filter_map(tune::conv_key).collect();
     assert!(keys.len() > 10, "the small model has many convolutions");
     for key in &keys {
         let entry = measured
@@ -43,6 +42,11 @@ fn tuning_times_every_convolution_and_models_follow_the_table() {
             .get(&key.to_string())
             .unwrap_or_else(|| panic!("{key} was not measured"));
         let winograd_fits = key.k == 3 && key.stride == 1;
+        assert_eq!(
+            key.candidates().len(),
+            entry.times_ms.len(),
+            "{key}: every candidate timed"
+        );
         assert_eq!(
             entry.times_ms.contains_key("winograd"),
             winograd_fits,
@@ -79,8 +83,11 @@ fn tuning_times_every_convolution_and_models_follow_the_table() {
         };
         forced.entries.insert(key.clone(), tuned);
     }
-    ctx.set_tuning(Some(forced.clone()));
-    let plan = CervicalModel::new(ctx.clone(), &weights)
+    let selection = ConvSelection {
+        forced: None,
+        tuning: Some(forced.clone()),
+    };
+    let plan = CervicalModel::with_selection(ctx.clone(), &weights, &selection)
         .unwrap()
         .dispatch_plan(w, h)
         .unwrap();
@@ -97,6 +104,7 @@ fn tuning_times_every_convolution_and_models_follow_the_table() {
     }
     let summary = compare_with_reference_on(
         ctx.clone(),
+        &selection,
         &weights_path,
         &fixture_path("cervical_small_io.safetensors"),
         "f32.",

@@ -13,10 +13,11 @@ top-left pixel at (0, 0)), beside the image (PNG 16-bit or DICOM).
 
 Engine records: "landmarks": [{"name", "x", "y", ...}] in original pixels; "parameters":
 [{"name", "value", "unit"}]. Ground-truth parameters are computed from the ground-truth landmarks
-with tools/cervical_params.py (a port of src/measure.rs). Predicted parameters are recomputed from
-the predicted landmarks with the ground truth's pixel spacing, so PNGs (which carry no spacing) are
-scored in mm too; where the engine reported its own parameters in deg/mm they are checked against
-the port (largest difference printed).
+with sagitta_ref/measure/cervical.py (a port of src/measure/cervical.rs; tools/cervical_params.py
+re-exports it). Predicted parameters are recomputed from the predicted landmarks with the ground
+truth's pixel spacing, so PNGs (which carry no spacing) are scored in mm too; where the engine
+reported its own parameters in deg/mm they are checked against the port (largest difference
+printed).
 
 Printed: landmark radial error median / 90th percentile in mm and px, PCK at 2 and 4 mm, per
 landmark medians, and per parameter the median absolute error and ICC(2,1) (two-way random,
@@ -36,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import cervical_params as cp  # noqa: E402
+from sagitta_ref.measure import cervical as cp  # noqa: E402  (pure Python, no torch)
 
 LANDMARKS = cp.LANDMARKS
 

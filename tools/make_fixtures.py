@@ -19,8 +19,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sagitta_ref import ops, st_io, testdata  # noqa: E402
-from sagitta_ref.cervical import CervicalModel, small_config  # noqa: E402
+from sagitta_ref.anatomy.cervical import DISC_GROUPS  # noqa: E402
 from sagitta_ref.convert import load_model, save_model  # noqa: E402
+from sagitta_ref.models.cervical import CervicalModel, small_config  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 
@@ -224,7 +225,8 @@ def boxes_fixture():
     g = gen(108)
 
     def add(name, coarse, input_size, margin, min_side):
-        boxes = ops.boxes_from_coarse(coarse, input_size, margin, min_side)
+        boxes = ops.boxes_from_points(coarse, DISC_GROUPS, (input_size, input_size), margin,
+                                      min_side)
         fx.add(name, {"input_size": input_size, "margin": margin, "min_side": min_side},
                {"coarse_norm": coarse, "boxes": boxes})
 

@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sagitta_ref import st_io, testdata  # noqa: E402
-from sagitta_ref.cervical import CervicalModel, paper_config  # noqa: E402
 from sagitta_ref.convert import save_model  # noqa: E402
+from sagitta_ref.models.cervical import CervicalModel, paper_config  # noqa: E402
 
 KEYS = ["standardized", "coarse_norm", "boxes", "crops", "refined_norm", "landmarks_input",
         "landmarks"]

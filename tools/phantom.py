@@ -35,14 +35,11 @@ import sys
 
 import numpy as np
 
-GENERATOR_VERSION = "sagitta-phantom-v1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-LANDMARKS = (
-    ["C2_as", "C2_ps", "C2_pi", "C2_ai"]
-    + [f"C{v}_{c}" for v in range(3, 8) for c in ("as", "ps", "pi", "ai")]
-    + ["T1_as", "T1_ps", "PNS", "OCC", "DENS"]
-)
-assert len(LANDMARKS) == 29
+from sagitta_ref.anatomy.cervical import LANDMARKS  # noqa: E402  (pure data, no torch)
+
+GENERATOR_VERSION = "sagitta-phantom-v1"
 
 
 # ----------------------------------------------------------------------------------------------

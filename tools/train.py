@@ -7,7 +7,8 @@ Follows the paper (papers/000_0c6506fc427139cc.txt, "training details"):
   on every stack (intermediate supervision);
 - refiners: Euclidean loss in box space (the ground truth mapped into each box's [-1, 1] frame);
   boxes are built from the global model's coarse predictions exactly as at inference
-  (ops.boxes_from_coarse, detached), crops by ops.roi_align_ours over the standardized input;
+  (CervicalModel.boxes: ops.boxes_from_points over the disc groups, detached), crops by
+  torchvision roi_align (aligned=True, ops.roi_align_ours's frame) over the standardized input;
 - `--warmup` epochs train only the global model, then total = (global + refinement) / 2;
 - Adam, ReduceLROnPlateau(factor 0.1) on the validation landmark error;
 - augmentation: rotation +-5 deg, scale 0.8-1.2, small translation, Gaussian noise, applied to the
@@ -41,8 +42,9 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sagitta_ref import convert, ops, st_io  # noqa: E402
-from sagitta_ref.cervical import CervicalModel, paper_config  # noqa: E402
-from sagitta_ref.dsnt import dsnt, softmax2d  # noqa: E402
+from sagitta_ref.anatomy.cervical import DISC_GROUPS  # noqa: E402
+from sagitta_ref.models.cervical import CervicalModel, paper_config  # noqa: E402
+from sagitta_ref.ops import dsnt, softmax2d  # noqa: E402
 
 TRAIN_SEED_BASE = 10_000_000
 VAL_SEED_BASE = 20_000_000
@@ -207,7 +209,7 @@ def torchvision_roi(x, boxes, out_size, ratio):
 
 def gt_in_boxes(lm_in: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Ground truth input pixels [B, 29, 2] -> box-normalized [B, 6, 4, 2]."""
-    idx = torch.tensor([ops.disc_corner_indices(k) for k in range(ops.NUM_DISCS)])
+    idx = torch.tensor(DISC_GROUPS)
     g = lm_in[:, idx]                                                         # [B, 6, 4, 2]
     cx = (boxes[..., 0] + boxes[..., 2]) / 2
     cy = (boxes[..., 1] + boxes[..., 3]) / 2
@@ -238,8 +240,7 @@ def save_weights(model: CervicalModel, config: dict, path: str, dtype: str, info
     """convert.save_state_dict plus a "training" metadata entry (seeds, settings, losses)."""
     sd = convert.clean_state_dict(model.state_dict())
     convert.check_keys(sd, config)
-    metadata = {"format": "pt", "sagitta": json.dumps(config),
-                "training": json.dumps(info, sort_keys=True)}
+    metadata = {**convert.file_metadata(config), "training": json.dumps(info, sort_keys=True)}
     st_io.save_file(convert.to_file_tensors(sd, dtype), path, metadata)
 
 

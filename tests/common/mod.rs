@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use sagitta::gpu::{AdapterChoice, GpuContext};
+use sagitta::engine::GpuContext;
 
 /// One GPU context per test binary.
 pub fn gpu() -> Arc<GpuContext> {
     static CTX: OnceLock<Arc<GpuContext>> = OnceLock::new();
     CTX.get_or_init(|| {
-        let ctx = GpuContext::new(&AdapterChoice::from_env()).expect(
+        let ctx = GpuContext::new(&sagitta::cli::env::adapter_choice()).expect(
             "no GPU adapter: install mesa-vulkan-drivers (lavapipe) or run on a machine with a GPU",
         );
         eprintln!("tests run on: {}", ctx.describe());
@@ -138,25 +138,37 @@ pub fn compare_with_reference(
     io: &std::path::Path,
     prefix: &str,
     relative_tol: f32,
-    precision: sagitta::plan::Precision,
+    precision: sagitta::engine::Precision,
 ) -> String {
-    compare_with_reference_on(gpu(), weights, io, prefix, relative_tol, precision)
+    let selection = sagitta::ops::ConvSelection::default();
+    compare_with_reference_on(
+        gpu(),
+        &selection,
+        weights,
+        io,
+        prefix,
+        relative_tol,
+        precision,
+    )
 }
 
-/// [`compare_with_reference`] on a given context (e.g. one with its own tuning table).
+/// [`compare_with_reference`] on a given context with a given kernel selection (e.g. a tuning
+/// table).
 pub fn compare_with_reference_on(
     ctx: Arc<GpuContext>,
+    selection: &sagitta::ops::ConvSelection,
     weights: &std::path::Path,
     io: &std::path::Path,
     prefix: &str,
     relative_tol: f32,
-    precision: sagitta::plan::Precision,
+    precision: sagitta::engine::Precision,
 ) -> String {
     use sagitta::{CervicalModel, GreyImage, WeightFile};
     let r = Reference::load(io);
     let weights = WeightFile::open(weights).expect("weights load");
-    let s = weights.config.input_size as f32;
-    let mut model = CervicalModel::new(ctx, &weights).expect("model builds");
+    let config = sagitta::CervicalConfig::from_weights(&weights).expect("config reads");
+    let s = config.input_size as f32;
+    let mut model = CervicalModel::with_selection(ctx, &weights, selection).expect("model builds");
     model.set_precision(precision).expect("precision available");
     let (w, h, pixels) = &r.image;
     let p = model

@@ -1,12 +1,14 @@
-"""Convert a PyTorch checkpoint of CervicalModel to the safetensors file sagitta loads.
+"""Convert a PyTorch checkpoint to the safetensors file sagitta loads.
 
     python3 -m sagitta_ref.convert CHECKPOINT.pt OUT.safetensors --config CONFIG.json \
         [--dtype f32|f16|bf16] [--trust-checkpoint]
 
-The checkpoint is a state_dict, or a dict holding one under "state_dict" or "model"; a leading
-"module." (DataParallel) is stripped and BatchNorm's num_batches_tracked dropped. The keys must be
-exactly those of CervicalModel(config) ("global_net.*", "refiners.{k}.*"). The config goes into the
-file's metadata as JSON under "sagitta", with "format" = "pt".
+The config's "arch" picks the model class and its metadata writer from the registry
+(sagitta_ref.models.ARCHITECTURES; "cervical-hourglass-dsnt" is CervicalModel). The checkpoint is a
+state_dict, or a dict holding one under "state_dict" or "model"; a leading "module."
+(DataParallel) is stripped and BatchNorm's num_batches_tracked dropped. The keys must be exactly
+those of the model built from the config (cervical: "global_net.*", "refiners.{k}.*"). The config
+goes into the file's metadata as JSON under "sagitta", with "format" = "pt".
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from . import st_io
-from .cervical import CervicalModel
+from .models import ARCHITECTURES, UnknownArchitecture, architecture
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
@@ -50,7 +52,7 @@ def clean_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def expected_shapes(config: dict) -> dict[str, torch.Size]:
-    model = CervicalModel(config)
+    model = architecture(config.get("arch")).model(config)
     return {k: v.shape for k, v in clean_state_dict(model.state_dict()).items()}
 
 
@@ -62,7 +64,8 @@ def check_keys(sd: dict[str, torch.Tensor], config: dict) -> None:
     wrong = sorted(f"{k}: {tuple(sd[k].shape)} != expected {tuple(want[k])}"
                    for k in set(want) & set(sd) if sd[k].shape != want[k])
     if missing or unexpected or wrong:
-        lines = [f"checkpoint does not match CervicalModel(config {config.get('name')!r}):"]
+        model = architecture(config.get("arch")).model.__name__
+        lines = [f"checkpoint does not match {model}(config {config.get('name')!r}):"]
         for title, items in (("missing", missing), ("unexpected", unexpected),
                              ("wrong shape", wrong)):
             if items:
@@ -85,26 +88,35 @@ def to_file_tensors(sd: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.
     return out
 
 
+def file_metadata(config: dict) -> dict[str, str]:
+    """The weights file's metadata: "format" = "pt" and the arch's entries for `config`."""
+    return {"format": "pt", **architecture(config.get("arch")).config_to_metadata(config)}
+
+
 def save_state_dict(sd: dict[str, torch.Tensor], config: dict, path: str, dtype: str = "f32"):
     sd = clean_state_dict(sd)
     check_keys(sd, config)
-    metadata = {"format": "pt", "sagitta": json.dumps(config)}
+    metadata = file_metadata(config)
     st_io.save_file(to_file_tensors(sd, dtype), path, metadata)
 
 
-def save_model(model: CervicalModel, config: dict, path: str, dtype: str = "f32"):
+def save_model(model: nn.Module, config: dict, path: str, dtype: str = "f32"):
     """Write `model`'s weights (BN running stats included) as `dtype` with `config` in metadata."""
     save_state_dict(model.state_dict(), config, path, dtype)
 
 
-def load_model(path: str, dtype: torch.dtype = torch.float32) -> tuple[CervicalModel, dict]:
-    """Read a file written by save_model back into a CervicalModel (weights cast to `dtype`)."""
+def load_model(path: str, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, dict]:
+    """Read a file written by save_model back into its arch's model (weights cast to `dtype`)."""
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as f:
-        config = json.loads(f.metadata()["sagitta"])
+        text = (f.metadata() or {}).get("sagitta")
+        if text is None:
+            raise CheckpointError(f"{path}: no 'sagitta' config in the metadata")
+        entry = architecture(json.loads(text).get("arch"))
+        config = entry.config_from_json(text)
         sd = {k: f.get_tensor(k).to(dtype) for k in f.keys()}
-    model = CervicalModel(config)
+    model = entry.model(config)
     check_keys(sd, config)
     model.load_state_dict(sd, strict=False)  # num_batches_tracked is not in the file
     return model, config
@@ -115,7 +127,9 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint")
     ap.add_argument("out")
-    ap.add_argument("--config", required=True, help="JSON file with the model config")
+    ap.add_argument("--config", required=True,
+                    help="JSON file with the model config; its \"arch\" is one of "
+                         + ", ".join(sorted(ARCHITECTURES)))
     ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
     ap.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle arbitrary objects (torch.load weights_only=False); only for "
@@ -124,6 +138,11 @@ def main(argv=None) -> int:
 
     with open(args.config) as f:
         config = json.load(f)
+    try:
+        architecture(config.get("arch"))
+    except UnknownArchitecture as e:
+        print(f"error: {args.config}: {e}", file=sys.stderr)
+        return 1
     try:
         obj = torch.load(args.checkpoint, map_location="cpu",
                          weights_only=not args.trust_checkpoint)

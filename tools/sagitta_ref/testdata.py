@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ops
-from .cervical import CervicalModel
-from .dsnt import normalized_linspace, softmax2d
+from .models.cervical import CervicalModel
+from .ops.dsnt import normalized_linspace, softmax2d
 
 
 def _uniform(shape, lo, hi, gen):

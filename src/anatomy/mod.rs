@@ -1,0 +1,3 @@
+//! Landmark tables per model family: names, orders and groups, as data. Nothing here computes.
+
+pub mod cervical;

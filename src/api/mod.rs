@@ -1,0 +1,8 @@
+//! What a caller uses: engine options and the analyzer (model + records). The place embedding
+//! in a host's wgpu device will live.
+
+pub mod analyzer;
+pub mod options;
+
+pub use analyzer::{Analysis, AnalyzeError, Analyzer, WEIGHTS_ENV};
+pub use options::{EngineOptions, TuningSource};

@@ -1,0 +1,729 @@
+//! `sagitta analyze`: radiographs in; landmarks, the nine cervical parameters, CSV and overlays
+//! out.
+//!
+//! The pieces, usable on their own: [`collect_inputs`] turns files, folders and list files
+//! into the images to analyse; [`resolve_weights`] finds the weights file; [`Analyzer`] holds
+//! the model (built once per batch) and turns one radiograph into a [`Record`]; [`run`] is the
+//! whole batch with its outputs; [`main`] maps the outcome to the exit code.
+//!
+//! Exit codes: 0 when every image was analysed, 1 when some failed (each has an error
+//! record), 2 when the batch could not start (bad arguments, no or bad weights, no GPU).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use glob::{MatchOptions, Pattern};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::api::{Analysis, AnalyzeError, Analyzer, EngineOptions, WEIGHTS_ENV};
+use crate::engine::{AdapterChoice, Precision};
+use crate::io::load_radiograph;
+use crate::report::overlay;
+use crate::report::{CsvWriter, Record};
+
+/// The default weights, looked for in the current directory and then in the source tree.
+pub const DEFAULT_WEIGHTS: &str = "weights/cervical_default.safetensors";
+
+/// File extensions taken from folders by default. Files without an extension are taken too
+/// (DICOM files often have none), and so is any other file whose content is an image.
+pub const IMAGE_EXTENSIONS: [&str; 10] = [
+    "png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom", "dic", "ima", "dcm30",
+];
+
+/// The command-line arguments of `sagitta analyze`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AnalyzeArgs {
+    /// Radiographs: PNG, JPEG, TIFF or DICOM files, or folders (searched recursively).
+    #[arg(value_name = "INPUT", required_unless_present = "list")]
+    pub inputs: Vec<PathBuf>,
+    /// Weights file [default: $SAGITTA_WEIGHTS, else weights/cervical_default.safetensors].
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Write one JSON record per image to DIR/<file stem>.json instead of printing to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Write a CSV table with one row per image.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Draw overlays: a .png file for a single image, else a folder of <file stem>.png.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub overlay: Option<PathBuf>,
+    /// Pixel spacing in mm (isotropic); replaces the spacing in the files.
+    #[arg(long, value_name = "MM", value_parser = parse_pixel_spacing)]
+    pub pixel_spacing: Option<f64>,
+    /// Only take files from folders whose name matches this pattern (e.g. '*.dcm'; case
+    /// insensitive; a pattern with '/' matches the path below the folder). Default: image
+    /// extensions, files without an extension, and any other file whose content is an image.
+    #[arg(long, value_name = "PATTERN")]
+    pub glob: Option<String>,
+    /// No progress bar and no summary (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Read more inputs from FILE, one path per line ('-' for stdin; blank lines and lines
+    /// starting with '#' are skipped; relative paths are relative to the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub list: Option<PathBuf>,
+    /// GPU precision: f32, or f16: activations stored in f16 (half the memory) and, where the
+    /// adapter has shader-f16, convolution products in f16 with f32 accumulation (elsewhere
+    /// activations are packed two to a u32 and computed in f32); landmarks move by well under a
+    /// pixel.
+    #[arg(long, default_value = "f32", value_name = "f32|f16")]
+    pub precision: Precision,
+}
+
+fn parse_pixel_spacing(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of millimetres"))?;
+    if value.is_finite() && value > 0.0 && value < 100.0 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{text} mm is not a plausible pixel spacing (it must be above 0 and below 100)"
+        ))
+    }
+}
+
+/// One thing to analyse: a file, or a path that could not be searched (its reason becomes
+/// an error record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputItem {
+    pub path: PathBuf,
+    pub problem: Option<String>,
+}
+
+/// What [`collect_inputs`] found.
+#[derive(Debug, Clone, Default)]
+pub struct InputSet {
+    pub items: Vec<InputItem>,
+    /// Files in folders that were passed over because they are not images (by name and
+    /// content) or do not match `--glob`.
+    pub skipped: usize,
+}
+
+/// Turns the command line's inputs and list file into the images to analyse.
+///
+/// Files given by name are always taken (a missing one gets an error record). Folders are
+/// searched recursively in name order, skipping hidden files and folders; their files are
+/// filtered by `glob` or, without one, by [`is_probably_image`]. Subfolders that are among
+/// `output_folders` are not searched, so that overlays written below an input folder are not
+/// analysed as radiographs on the next run. The same file reached twice is analysed once.
+pub fn collect_inputs(
+    inputs: &[PathBuf],
+    list: Option<&Path>,
+    glob: Option<&str>,
+    output_folders: &[PathBuf],
+) -> Result<InputSet, AnalyzeError> {
+    let pattern = glob
+        .map(|text| {
+            Pattern::new(text)
+                .map_err(|error| AnalyzeError::Usage(format!("--glob '{text}': {error}")))
+        })
+        .transpose()?;
+    let mut roots: Vec<PathBuf> = inputs.to_vec();
+    if let Some(list) = list {
+        roots.extend(read_list(list)?);
+    }
+    // Folders that do not exist yet cannot hold inputs.
+    let outputs: HashSet<PathBuf> = output_folders
+        .iter()
+        .filter_map(|folder| std::fs::canonicalize(folder).ok())
+        .collect();
+    let is_output = |path: &Path| {
+        !outputs.is_empty() && std::fs::canonicalize(path).is_ok_and(|path| outputs.contains(&path))
+    };
+    let mut set = InputSet::default();
+    let mut seen = HashSet::new();
+    let mut add = |set: &mut InputSet, item: InputItem| {
+        let identity = std::fs::canonicalize(&item.path).unwrap_or_else(|_| item.path.clone());
+        if seen.insert(identity) {
+            set.items.push(item);
+        }
+    };
+    for root in roots {
+        if !root.is_dir() {
+            add(
+                &mut set,
+                InputItem {
+                    path: root,
+                    problem: None,
+                },
+            );
+            continue;
+        }
+        let walker = walkdir::WalkDir::new(&root)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            // Depth 0 is the folder the user named, hidden or not (e.g. ".").
+            .filter_entry(|entry| {
+                entry.depth() == 0
+                    || !(is_hidden(entry.file_name())
+                        || entry.file_type().is_dir() && is_output(entry.path()))
+            });
+        for entry in walker {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    let path = error.path().unwrap_or(&root).to_path_buf();
+                    let reason = error
+                        .io_error()
+                        .map_or_else(|| error.to_string(), |io| io.to_string());
+                    add(
+                        &mut set,
+                        InputItem {
+                            problem: Some(format!("{}: cannot search: {reason}", path.display())),
+                            path,
+                        },
+                    );
+                    continue;
+                }
+            };
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let wanted = match &pattern {
+                Some(pattern) => {
+                    let relative = path.strip_prefix(&root).unwrap_or(path);
+                    let options = MatchOptions {
+                        case_sensitive: false,
+                        require_literal_separator: true,
+                        require_literal_leading_dot: false,
+                    };
+                    if pattern.as_str().contains('/') {
+                        pattern.matches_path_with(relative, options)
+                    } else {
+                        pattern.matches_with(&entry.file_name().to_string_lossy(), options)
+                    }
+                }
+                None => is_probably_image(path),
+            };
+            if wanted {
+                add(
+                    &mut set,
+                    InputItem {
+                        path: path.to_path_buf(),
+                        problem: None,
+                    },
+                );
+            } else {
+                set.skipped += 1;
+            }
+        }
+    }
+    Ok(set)
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().starts_with('.')
+}
+
+fn read_list(list: &Path) -> Result<Vec<PathBuf>, AnalyzeError> {
+    let unreadable = |error: std::io::Error| {
+        AnalyzeError::Usage(format!("{}: cannot read the list: {error}", list.display()))
+    };
+    let reader: Box<dyn BufRead> = if list == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(File::open(list).map_err(unreadable)?))
+    };
+    let mut paths = Vec::new();
+    for line in reader.lines() {
+        let line = line.map_err(unreadable)?;
+        let line = line.trim();
+        if !line.is_empty() && !line.starts_with('#') {
+            paths.push(PathBuf::from(line));
+        }
+    }
+    Ok(paths)
+}
+
+/// Whether a file found in a folder should be analysed without a `--glob`: an image or DICOM
+/// extension, no extension, or content that starts like a PNG, JPEG, TIFF or DICOM file. Other
+/// files (notes, JSON and CSV outputs of an earlier run) are passed over instead of filling
+/// the batch with error records.
+pub fn is_probably_image(path: &Path) -> bool {
+    match path.extension() {
+        None => true,
+        Some(extension) => {
+            let extension = extension.to_string_lossy().to_ascii_lowercase();
+            IMAGE_EXTENSIONS.contains(&extension.as_str()) || starts_like_an_image(path)
+        }
+    }
+}
+
+fn starts_like_an_image(path: &Path) -> bool {
+    let mut head = Vec::with_capacity(132);
+    let read = File::open(path).and_then(|file| file.take(132).read_to_end(&mut head));
+    if read.is_err() {
+        return false;
+    }
+    let signatures: [&[u8]; 6] = [
+        b"\x89PNG\r\n\x1a\n",
+        &[0xFF, 0xD8, 0xFF],
+        b"II*\0",
+        b"MM\0*",
+        b"II+\0",
+        b"MM\0+",
+    ];
+    // DICOM's magic follows a 128-byte preamble.
+    let dicom = head.len() >= 132 && &head[128..132] == b"DICM";
+    dicom
+        || signatures
+            .iter()
+            .any(|signature| head.starts_with(signature))
+}
+
+/// The weights file to use: `explicit`, else `$SAGITTA_WEIGHTS`, else
+/// `weights/cervical_default.safetensors` in the current directory, else the same file in
+/// the source tree this binary was built from.
+pub fn resolve_weights(explicit: Option<&Path>) -> Result<PathBuf, AnalyzeError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os(WEIGHTS_ENV).filter(|value| !value.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let candidates = [
+        PathBuf::from(DEFAULT_WEIGHTS),
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/weights/cervical_default.safetensors"
+        )),
+    ];
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .ok_or_else(|| AnalyzeError::NoWeights {
+            tried: candidates
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and "),
+        })
+}
+
+/// How a batch went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub analyzed: usize,
+    pub failed: usize,
+}
+
+/// Where the overlays go.
+enum OverlayTarget {
+    File(PathBuf),
+    Folder(PathBuf),
+}
+
+/// Output file names: each input's file stem, made unique within the batch (`name`,
+/// `name-2`, …; compared case-insensitively for case-insensitive file systems).
+pub fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
+    let mut used = HashSet::new();
+    paths
+        .iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .filter(|stem| !stem.is_empty())
+                .unwrap_or_else(|| "image".to_string());
+            let mut candidate = stem.clone();
+            let mut counter = 2;
+            while !used.insert(candidate.to_lowercase()) {
+                candidate = format!("{stem}-{counter}");
+                counter += 1;
+            }
+            candidate
+        })
+        .collect()
+}
+
+/// Runs the whole batch: inputs, weights, model, then per image the record (stdout or
+/// `--out`), the CSV row and the overlay. One image's failure gives its error record and the
+/// batch goes on.
+pub fn run(
+    args: &AnalyzeArgs,
+    gpu: &AdapterChoice,
+    options: &EngineOptions,
+) -> Result<BatchSummary, AnalyzeError> {
+    let output_folders: Vec<PathBuf> = args
+        .out
+        .iter()
+        .chain(args.overlay.iter().filter(|path| path.is_dir()))
+        .cloned()
+        .collect();
+    let inputs = collect_inputs(
+        &args.inputs,
+        args.list.as_deref(),
+        args.glob.as_deref(),
+        &output_folders,
+    )?;
+    if inputs.items.is_empty() {
+        return Err(AnalyzeError::Usage(format!(
+            "no images found in the inputs given ({} file(s) passed over: not images by name \
+             or content, or not matching --glob)",
+            inputs.skipped
+        )));
+    }
+    let overlay_target = match &args.overlay {
+        None => None,
+        Some(path) => {
+            let is_png = path
+                .extension()
+                .is_some_and(|extension| extension.eq_ignore_ascii_case("png"));
+            if is_png && !path.is_dir() {
+                if inputs.items.len() > 1 {
+                    return Err(AnalyzeError::Usage(format!(
+                        "--overlay {}: a .png file holds one overlay but there are {} images; \
+                         give a folder",
+                        path.display(),
+                        inputs.items.len()
+                    )));
+                }
+                Some(OverlayTarget::File(path.clone()))
+            } else {
+                create_folder(path)?;
+                Some(OverlayTarget::Folder(path.clone()))
+            }
+        }
+    };
+    if let Some(out) = &args.out {
+        create_folder(out)?;
+    }
+    let weights = resolve_weights(args.weights.as_deref())?;
+    let mut analyzer = Analyzer::new(&weights, gpu, options)?;
+    for note in analyzer.notes() {
+        eprintln!("sagitta: {note}");
+    }
+    analyzer.set_precision(args.precision)?;
+    let mut csv = match &args.csv {
+        None => None,
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                create_folder(parent)?;
+            }
+            let file = File::create(path).map_err(|error| output_error(path, error))?;
+            Some(CsvWriter::new(BufWriter::new(file)).map_err(|error| output_error(path, error))?)
+        }
+    };
+
+    let paths: Vec<PathBuf> = inputs.items.iter().map(|item| item.path.clone()).collect();
+    let stems = unique_stems(&paths);
+    let single = inputs.items.len() == 1;
+    let progress = if args.quiet || single {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(inputs.items.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} images  {per_sec}  ETA {eta}  {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    };
+    let started = Instant::now();
+    let mut stdout = std::io::stdout().lock();
+    // Several records without --out go to stdout as one JSON array, written as they come.
+    let stream_array = args.out.is_none() && !single;
+    if stream_array {
+        write_stdout(&mut stdout, "[\n");
+    }
+    let mut summary = BatchSummary::default();
+
+    // Decoding (DICOM especially) runs on its own thread, one image ahead of the GPU.
+    std::thread::scope(|scope| {
+        let (sender, receiver) = sync_channel(1);
+        let items = &inputs.items;
+        let loader = scope.spawn(move || {
+            for item in items {
+                let started = Instant::now();
+                let loaded = match &item.problem {
+                    Some(problem) => Err(problem.clone()),
+                    None => Ok(load_radiograph(&item.path)),
+                };
+                if sender.send((loaded, started.elapsed())).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut received = 0;
+        for (index, (loaded, load_time)) in receiver.iter().enumerate() {
+            received += 1;
+            let path = &inputs.items[index].path;
+            progress.set_message(path.display().to_string());
+            let analysis = match loaded {
+                Err(problem) => Analysis {
+                    record: Record::failed(path, problem),
+                    radiograph: None,
+                },
+                Ok(loaded) => analyzer.analyze_loaded(path, loaded, load_time, args.pixel_spacing),
+            };
+            let mut record = analysis.record;
+            // A requested file that could not be written makes the image count as failed,
+            // though its record (with a warning saying so) is kept.
+            let mut output_failed = false;
+            if let (Some(target), Record::Analyzed(image_record), Some(radiograph)) =
+                (&overlay_target, &mut record, &analysis.radiograph)
+            {
+                let overlay_path = match target {
+                    OverlayTarget::File(path) => path.clone(),
+                    OverlayTarget::Folder(folder) => folder.join(format!("{}.png", stems[index])),
+                };
+                let drawn = overlay::render(
+                    &radiograph.pixels,
+                    radiograph.width,
+                    radiograph.height,
+                    image_record,
+                )
+                .and_then(|picture| overlay::write_png(&picture, &overlay_path));
+                if let Err(error) = drawn {
+                    progress.suspend(|| eprintln!("sagitta: {error}"));
+                    image_record
+                        .warnings
+                        .push(format!("overlay not written: {error}"));
+                    output_failed = true;
+                }
+            }
+            if let Record::Failed(failure) = &record {
+                progress.suspend(|| eprintln!("sagitta: {}", failure.error));
+            }
+            let json = record.to_json();
+            match &args.out {
+                Some(folder) => {
+                    let file = folder.join(format!("{}.json", stems[index]));
+                    if let Err(error) = std::fs::write(&file, format!("{json}\n")) {
+                        progress.suspend(|| {
+                            eprintln!("sagitta: {}: cannot write: {error}", file.display())
+                        });
+                        output_failed = true;
+                    }
+                }
+                None if stream_array => {
+                    let separator = if index + 1 < inputs.items.len() {
+                        ",\n"
+                    } else {
+                        "\n"
+                    };
+                    write_stdout(&mut stdout, &format!("{json}{separator}"));
+                }
+                None => write_stdout(&mut stdout, &format!("{json}\n")),
+            }
+            if record.is_ok() && !output_failed {
+                summary.analyzed += 1;
+            } else {
+                summary.failed += 1;
+            }
+            if let Some(writer) = &mut csv {
+                if let Err(error) = writer.write(&record) {
+                    progress.suspend(|| eprintln!("sagitta: CSV: cannot write: {error}"));
+                }
+            }
+            progress.inc(1);
+        }
+        let loader_failed = loader.join().is_err();
+        if received < inputs.items.len() {
+            // Only a panic in the loader gets here; the rest still get their records.
+            let reason = if loader_failed {
+                "the loader stopped unexpectedly"
+            } else {
+                "not loaded"
+            };
+            for (index, item) in inputs.items.iter().enumerate().skip(received) {
+                let record =
+                    Record::failed(&item.path, format!("{}: {reason}", item.path.display()));
+                summary_count(&mut summary, &record);
+                if let Some(writer) = &mut csv {
+                    let _ = writer.write(&record);
+                }
+                let json = record.to_json();
+                match &args.out {
+                    Some(folder) => {
+                        let _ = std::fs::write(
+                            folder.join(format!("{}.json", stems[index])),
+                            format!("{json}\n"),
+                        );
+                    }
+                    None => {
+                        let separator = if stream_array && index + 1 < inputs.items.len() {
+                            ",\n"
+                        } else {
+                            "\n"
+                        };
+                        write_stdout(&mut stdout, &format!("{json}{separator}"));
+                    }
+                }
+            }
+        }
+    });
+    if stream_array {
+        write_stdout(&mut stdout, "]\n");
+    }
+    progress.finish_and_clear();
+    if let Some(writer) = csv {
+        writer
+            .into_inner()
+            .flush()
+            .map_err(|error| output_error(args.csv.as_deref().unwrap_or(Path::new("")), error))?;
+    }
+    if !args.quiet && !single {
+        let seconds = started.elapsed().as_secs_f64();
+        let total = summary.analyzed + summary.failed;
+        eprintln!(
+            "sagitta: {total} image(s) in {seconds:.1} s ({:.2} s each): {} analysed, {} failed{}",
+            seconds / total.max(1) as f64,
+            summary.analyzed,
+            summary.failed,
+            if inputs.skipped > 0 {
+                format!("; {} non-image file(s) passed over", inputs.skipped)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(summary)
+}
+
+fn summary_count(summary: &mut BatchSummary, record: &Record) {
+    if record.is_ok() {
+        summary.analyzed += 1;
+    } else {
+        summary.failed += 1;
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not worth a panic, the batch's files and
+/// exit code still matter.
+fn write_stdout(stdout: &mut impl Write, text: &str) {
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn create_folder(path: &Path) -> Result<(), AnalyzeError> {
+    std::fs::create_dir_all(path).map_err(|error| AnalyzeError::Output {
+        path: path.to_path_buf(),
+        reason: format!("cannot create the folder: {error}"),
+    })
+}
+
+fn output_error(path: &Path, error: std::io::Error) -> AnalyzeError {
+    AnalyzeError::Output {
+        path: path.to_path_buf(),
+        reason: format!("cannot write: {error}"),
+    }
+}
+
+/// `sagitta analyze` from the command line: runs the batch and turns the outcome into the
+/// exit code (0 all analysed, 1 some failed, 2 the batch could not run).
+pub fn main(args: &AnalyzeArgs, gpu: &AdapterChoice, options: &EngineOptions) -> ExitCode {
+    match run(args, gpu, options) {
+        Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("sagitta: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems_are_unique_case_insensitively() {
+        let paths: Vec<PathBuf> = ["a/x.png", "b/x.dcm", "c/X.png", "d/x-2.png", "e/.png", "f"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(
+            unique_stems(&paths),
+            ["x", "x-2", "X-3", "x-2-2", ".png", "f"]
+        );
+    }
+
+    #[test]
+    fn pixel_spacing_must_be_plausible() {
+        assert_eq!(parse_pixel_spacing("0.15"), Ok(0.15));
+        assert!(parse_pixel_spacing("0").is_err());
+        assert!(parse_pixel_spacing("-1").is_err());
+        assert!(parse_pixel_spacing("nan").is_err());
+        assert!(parse_pixel_spacing("inf").is_err());
+        assert!(parse_pixel_spacing("abc").is_err());
+    }
+
+    #[test]
+    fn explicit_weights_win() {
+        let path = Path::new("some/where.safetensors");
+        assert_eq!(resolve_weights(Some(path)).unwrap(), path);
+    }
+
+    #[test]
+    fn folders_are_searched_with_hidden_files_and_non_images_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sub/.hidden")).unwrap();
+        for name in [
+            "b.png",
+            "a.DCM",
+            "noext",
+            "notes.txt",
+            ".dot.png",
+            "sub/c.jpg",
+            "sub/.hidden/d.png",
+        ] {
+            std::fs::write(root.join(name), b"x").unwrap();
+        }
+        // An image whose name does not say so is still found by its content.
+        std::fs::write(root.join("scan.bin"), b"\x89PNG\r\n\x1a\nrest").unwrap();
+        let found = collect_inputs(&[root.to_path_buf()], None, None, &[]).unwrap();
+        let names: Vec<String> = found
+            .items
+            .iter()
+            .map(|item| {
+                item.path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(names, ["a.DCM", "b.png", "noext", "scan.bin", "sub/c.jpg"]);
+        assert_eq!(found.skipped, 1, "notes.txt");
+
+        let globbed = collect_inputs(&[root.to_path_buf()], None, Some("*.PNG"), &[]).unwrap();
+        assert_eq!(globbed.items.len(), 1);
+        let nested = collect_inputs(&[root.to_path_buf()], None, Some("sub/*"), &[]).unwrap();
+        assert_eq!(nested.items.len(), 1);
+        assert!(collect_inputs(&[root.to_path_buf()], None, Some("["), &[]).is_err());
+
+        // Twice the same file, once by name and once through its folder, and a list file.
+        let list = root.join("list.txt");
+        std::fs::write(&list, "# images\n\nb.png\n").unwrap();
+        let explicit = collect_inputs(&[root.join("b.png"), root.to_path_buf()], None, None, &[]);
+        assert_eq!(explicit.unwrap().items.len(), 5);
+        let listed = collect_inputs(&[], Some(&list), None, &[]).unwrap();
+        assert_eq!(
+            listed.items,
+            [InputItem {
+                path: PathBuf::from("b.png"),
+                problem: None
+            }]
+        );
+        assert!(collect_inputs(&[], Some(&root.join("missing.txt")), None, &[]).is_err());
+
+        // An output folder below the input folder is not searched.
+        let without_sub =
+            collect_inputs(&[root.to_path_buf()], None, None, &[root.join("sub")]).unwrap();
+        assert_eq!(without_sub.items.len(), 4);
+    }
+}

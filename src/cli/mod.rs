@@ -1,0 +1,5 @@
+//! The `sagitta` command line on top of the library: argument parsing, the environment mapped
+//! onto options, batch runs with progress, and the exit codes. The binary is `cli/main.rs`.
+
+pub mod analyze;
+pub mod env;

@@ -1,0 +1,16 @@
+//! The engine: a device (the engine's own or a host's), plans of kernel dispatches over virtual
+//! tensors, liveness memory, compiled pipelines, submission and readback. It knows no operator and
+//! no model: kernels arrive as [`Kernel`] values with their uniform words already written.
+
+pub mod buffers;
+pub mod device;
+pub mod kernel;
+pub mod pipelines;
+pub mod plan;
+
+pub use device::{
+    list_adapters, AdapterChoice, AdapterSummary, DeviceOptions, GpuContext, GpuEvent,
+};
+pub use kernel::{Kernel, Precision};
+pub use pipelines::PipelineCache;
+pub use plan::{CompiledPlan, MemoryPlan, Plan, Stage, Step, TensorId, Threads, WORKGROUP_SIZE};

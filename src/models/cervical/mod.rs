@@ -1,0 +1,488 @@
+//! The cervical model of SPEC-cervical.md (paper 000): preprocess, global 2-stack hourglass,
+//! DSNT, disc boxes, ROIAlign crops, six refiners, DSNT, map back — one submission, one readback.
+
+use std::sync::Arc;
+
+use crate::engine::kernel::UniformParams;
+
+use crate::anatomy::cervical::{disc_members, is_disc_corner, DISC_COUNT, LANDMARK_COUNT};
+use crate::engine::buffers::{storage_buffer, upload_u32};
+use crate::engine::{CompiledPlan, GpuContext, PipelineCache, Plan, Precision, TensorId};
+use crate::error::{Result, SagittaError};
+use crate::nn::hourglass::HourglassNet;
+use crate::nn::scope::{GpuLayers, WeightScope};
+use crate::nn::weights::WeightFile;
+use crate::ops::boxes::{check_members, BoxSpec};
+use crate::ops::conv2d::coop::cooperative_matrix_usable;
+use crate::ops::map_back::{check_sources, GLOBAL_POINT};
+use crate::ops::{self, ConvSelection};
+
+pub mod config;
+
+pub use config::{CervicalConfig, CERVICAL_ARCH};
+
+/// The 29 landmarks in model order (SPEC-cervical.md).
+pub use crate::anatomy::cervical::LANDMARK_NAMES;
+
+const CERVICAL_LANDMARKS: usize = LANDMARK_COUNT;
+const CERVICAL_DISCS: usize = DISC_COUNT;
+
+/// Rows of the result buffer (see shaders/map_back.wgsl).
+const RESULT_ROWS: u64 = 2 * CERVICAL_LANDMARKS as u64 + CERVICAL_DISCS as u64;
+const RESULT_BYTES: u64 = RESULT_ROWS * 16;
+
+/// A grey image in row-major order, raw intensities (any range).
+#[derive(Debug, Clone, Copy)]
+pub struct GreyImage<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: &'a [f32],
+}
+
+/// One landmark in original-image pixels (centre of the top-left pixel at (0, 0)).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Landmark {
+    pub name: &'static str,
+    pub x: f32,
+    pub y: f32,
+    /// Standard deviation of the heatmap's softmax distribution along x and y, in original pixels:
+    /// small for a confident, peaked heatmap.
+    pub sd_x: f32,
+    pub sd_y: f32,
+    /// Whether the point comes from a refiner (24 disc corners) or the global model (5 points).
+    pub refined: bool,
+}
+
+/// What one inference returns.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub landmarks: Vec<Landmark>,
+    /// The global model's 29 points in input-size pixels (x, y, sd_x, sd_y).
+    pub coarse_input: Vec<[f32; 4]>,
+    /// The six disc boxes (x1, y1, x2, y2) in input-size pixels.
+    pub boxes: Vec<[f32; 4]>,
+    /// GPU time per stage in milliseconds, when profiling is on and the adapter has timestamps.
+    pub stage_ms: Vec<(String, f64)>,
+}
+
+impl Prediction {
+    pub fn xy(&self) -> Vec<[f32; 2]> {
+        self.landmarks.iter().map(|l| [l.x, l.y]).collect()
+    }
+}
+
+struct Compiled {
+    plan: CompiledPlan,
+    image: TensorId,
+    resize_step: usize,
+    map_step: usize,
+    original: (u32, u32),
+}
+
+/// The cervical model on the GPU. Build once; `run` many times.
+pub struct CervicalModel {
+    ctx: Arc<GpuContext>,
+    pub config: CervicalConfig,
+    pub weights_sha256: String,
+    pub weights_dtype: String,
+    global: HourglassNet,
+    refiners: HourglassNet,
+    /// The landmarks of each disc (boxes are drawn around them).
+    disc_members: Arc<wgpu::Buffer>,
+    /// Per landmark: (refined row, disc) or (GLOBAL_POINT, 0).
+    landmark_sources: Arc<wgpu::Buffer>,
+    pipelines: PipelineCache,
+    compiled: Option<Compiled>,
+    image_buffer: Arc<wgpu::Buffer>,
+    result: Arc<wgpu::Buffer>,
+    staging: wgpu::Buffer,
+    timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+    profiling: bool,
+    precision: Precision,
+}
+
+impl CervicalModel {
+    /// Loads the weights onto the GPU (BatchNorm folded, weights repacked) and checks that the
+    /// file holds exactly the tensors its architecture needs. Kernels are chosen by the
+    /// adapter-aware heuristic; see [`Self::with_selection`] for measured choices.
+    pub fn new(ctx: Arc<GpuContext>, weights: &WeightFile) -> Result<Self> {
+        Self::with_selection(ctx, weights, &ConvSelection::default())
+    }
+
+    /// Loads the model with each convolution's kernel chosen by `selection` (a tuning table
+    /// measured by `sagitta tune`, or a forced kernel).
+    pub fn with_selection(
+        ctx: Arc<GpuContext>,
+        weights: &WeightFile,
+        selection: &ConvSelection,
+    ) -> Result<Self> {
+        let config = CervicalConfig::from_weights(weights)?;
+        let layers = GpuLayers {
+            ctx: &ctx,
+            selection,
+        };
+        let root = WeightScope::new(weights, &layers);
+        let global = HourglassNet::load_gpu(
+            &root.pp("global_net"),
+            &config.global,
+            config.bn_eps,
+            config.input_size,
+        )?;
+        let refiner_names: Vec<String> = (0..config.refiner_count).map(|k| k.to_string()).collect();
+        let refiners = HourglassNet::load_gpu(
+            &root.pp("refiners").sets(&refiner_names),
+            &config.refiner,
+            config.bn_eps,
+            config.crop_size,
+        )?;
+        weights.check_all_used()?;
+        let members = disc_members();
+        check_members(&members, CERVICAL_LANDMARKS as u32)?;
+        let sources: Vec<[u32; 2]> = (0..CERVICAL_LANDMARKS)
+            .map(|i| {
+                if is_disc_corner(i) {
+                    let row = (i - 2) as u32;
+                    [row, row / 4]
+                } else {
+                    [GLOBAL_POINT, 0]
+                }
+            })
+            .collect();
+        check_sources(&sources, 4 * CERVICAL_DISCS as u32, CERVICAL_DISCS as u32)?;
+        let disc_members = upload_u32(&ctx, "disc members", &members);
+        let landmark_sources = upload_u32(&ctx, "landmark sources", sources.as_flattened());
+        let result = storage_buffer(&ctx, "landmark table", RESULT_BYTES);
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: RESULT_BYTES + 16 * 64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let image_buffer = storage_buffer(&ctx, "radiograph", 16);
+        Ok(Self {
+            ctx,
+            config,
+            weights_sha256: weights.sha256.clone(),
+            weights_dtype: weights.dtype.clone(),
+            global,
+            refiners,
+            disc_members,
+            landmark_sources,
+            pipelines: PipelineCache::default(),
+            compiled: None,
+            image_buffer,
+            result,
+            staging,
+            timestamps: None,
+            profiling: false,
+            precision: Precision::F32,
+        })
+    }
+
+    /// Stores activations in f16 (natively with `shader-f16`, else packed two to a u32) or f32
+    /// (the default). Rebuilds the plan at the next `run`.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        if precision != self.precision {
+            self.precision = precision;
+            self.compiled = None;
+        }
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Turns per-stage GPU timing on (needs the adapter's timestamp queries).
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profiling = on && self.ctx.has_timestamps();
+    }
+
+    fn build_plan(&mut self, original: (u32, u32)) -> Result<Compiled> {
+        let (plan, image, resize_step, map_step) = self.plan(original)?;
+        let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
+        Ok(Compiled {
+            plan,
+            image,
+            resize_step,
+            map_step,
+            original,
+        })
+    }
+
+    /// The uncompiled dispatch list for an original image size (benchmarks inspect it).
+    pub fn dispatch_plan(&self, width: u32, height: u32) -> Result<Plan> {
+        Ok(self.plan((width, height))?.0)
+    }
+
+    /// Builds the dispatch list; returns it with the image tensor and the two steps whose
+    /// parameters depend on the original image size.
+    fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId, usize, usize)> {
+        let c = &self.config;
+        let s = c.input_size;
+        let mut plan = Plan::with_precision(self.precision);
+        if self.precision == Precision::F16 {
+            plan.allow_cooperative_matrix(cooperative_matrix_usable(&self.ctx));
+        }
+        let unused = plan.bound("unused", &[4], storage_buffer(&self.ctx, "unused", 16));
+
+        plan.begin_stage("preprocess");
+        let image = plan.bound(
+            "radiograph",
+            &[original.1, original.0],
+            self.image_buffer.clone(),
+        );
+        let resize_step = plan.steps().len();
+        let resized = ops::resize_bicubic(&mut plan, image, s, s)?;
+        let standardized = ops::standardize(&mut plan, resized, c.standardize_eps)?;
+
+        plan.begin_stage("global");
+        let heatmaps = self.global.apply(&mut plan, standardized, unused)?;
+        let coarse = plan.activation_f32("coarse", &[CERVICAL_LANDMARKS as u32, 4]);
+        ops::softmax_dsnt(&mut plan, "global dsnt", heatmaps, coarse, 0)?;
+
+        plan.begin_stage("crops");
+        let members = plan.bound(
+            "disc members",
+            &[4 * CERVICAL_DISCS as u32],
+            self.disc_members.clone(),
+        );
+        let boxes = ops::boxes(
+            &mut plan,
+            coarse,
+            members,
+            &BoxSpec {
+                input: (s, s),
+                margin: c.box_margin,
+                min_side: c.box_min_side,
+                group_size: 4,
+            },
+        )?;
+        let crops = ops::roi_align(
+            &mut plan,
+            standardized,
+            boxes,
+            c.crop_size,
+            c.roi_sampling_ratio,
+        )?;
+
+        plan.begin_stage("refiners");
+        let refined_maps = self.refiners.apply(&mut plan, crops, unused)?;
+        let refined = plan.activation_f32("refined", &[4 * CERVICAL_DISCS as u32, 4]);
+        ops::softmax_dsnt(&mut plan, "refiner dsnt", refined_maps, refined, 0)?;
+
+        plan.begin_stage("map back");
+        let result = plan.bound(
+            "landmark table",
+            &[RESULT_ROWS as u32, 4],
+            self.result.clone(),
+        );
+        let sources = plan.bound(
+            "landmark sources",
+            &[CERVICAL_LANDMARKS as u32, 2],
+            self.landmark_sources.clone(),
+        );
+        let map_step = plan.steps().len();
+        ops::map_back(
+            &mut plan,
+            coarse,
+            refined,
+            boxes,
+            sources,
+            result,
+            (s, s),
+            original,
+        )?;
+        Ok((plan, image, resize_step, map_step))
+    }
+
+    /// Builds pipelines, bind groups and activation buffers now instead of at the first `run`.
+    pub fn prepare(&mut self, width: u32, height: u32) -> Result<()> {
+        if self.compiled.is_none() {
+            self.compiled = Some(self.build_plan((width, height))?);
+            self.ctx.save_pipeline_cache();
+        }
+        Ok(())
+    }
+
+    /// Runs the whole pipeline: one submission, one readback.
+    pub fn run(&mut self, image: GreyImage) -> Result<Prediction> {
+        let (w, h) = (image.width, image.height);
+        if w == 0 || h == 0 || image.pixels.len() != w as usize * h as usize {
+            return Err(SagittaError::InvalidInput(format!(
+                "image is {w}x{h} but holds {} pixels",
+                image.pixels.len()
+            )));
+        }
+        if let Some(bad) = image.pixels.iter().position(|v| !v.is_finite()) {
+            return Err(SagittaError::InvalidInput(format!(
+                "pixel {bad} is not a finite number"
+            )));
+        }
+        let bytes = image.pixels.len() as u64 * 4;
+        let max_binding = self.ctx.limits.max_storage_buffer_binding_size;
+        if bytes > max_binding {
+            return Err(SagittaError::InvalidInput(format!(
+                "a {w}x{h} image needs {} MiB on the GPU, more than this adapter binds ({} MiB); \
+                 downscale it first",
+                bytes >> 20,
+                max_binding >> 20
+            )));
+        }
+        self.prepare(w, h)?;
+        if bytes > self.image_buffer.size() {
+            self.image_buffer = storage_buffer(&self.ctx, "radiograph", bytes);
+            let compiled = self.compiled.as_mut().expect("prepared above");
+            compiled
+                .plan
+                .rebind(compiled.image, self.image_buffer.clone());
+        }
+        let s = self.config.input_size;
+        let compiled = self.compiled.as_mut().expect("prepared above");
+        if compiled.original != (w, h) {
+            compiled.plan.update_params(
+                compiled.resize_step,
+                &ops::resize_params(h, w, s, s).words(),
+            );
+            compiled.plan.update_params(
+                compiled.map_step,
+                &ops::map_back_params(
+                    (s, s),
+                    (w, h),
+                    CERVICAL_LANDMARKS as u32,
+                    CERVICAL_DISCS as u32,
+                )
+                .words(),
+            );
+            compiled.original = (w, h);
+        }
+        self.ctx
+            .queue
+            .write_buffer(&self.image_buffer, 0, bytemuck::cast_slice(image.pixels));
+
+        let passes = compiled.plan.pass_count() as u32;
+        if self.profiling
+            && self
+                .timestamps
+                .as_ref()
+                .is_none_or(|(q, _)| q.count() < 2 * passes)
+        {
+            let query_set = self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("stage timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * passes,
+            });
+            let resolve = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp resolve"),
+                size: 16 * passes as u64,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            self.timestamps = Some((query_set, resolve));
+        }
+        let timestamps = self.timestamps.as_ref().filter(|_| self.profiling);
+
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("cervical inference"),
+            });
+        compiled
+            .plan
+            .encode(&mut encoder, timestamps.map(|(q, _)| q));
+        encoder.copy_buffer_to_buffer(&self.result, 0, &self.staging, 0, RESULT_BYTES);
+        let ts_bytes = 16 * passes as u64;
+        if let Some((query_set, resolve)) = timestamps {
+            encoder.resolve_query_set(query_set, 0..2 * passes, resolve, 0);
+            encoder.copy_buffer_to_buffer(resolve, 0, &self.staging, RESULT_BYTES, ts_bytes);
+        }
+        self.ctx.submit(encoder);
+        let read_bytes = RESULT_BYTES + if timestamps.is_some() { ts_bytes } else { 0 };
+        let raw = self.ctx.read_buffer(&self.staging, read_bytes)?;
+
+        let floats: Vec<f32> = raw[..RESULT_BYTES as usize]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let row = |r: usize| -> [f32; 4] {
+            [
+                floats[4 * r],
+                floats[4 * r + 1],
+                floats[4 * r + 2],
+                floats[4 * r + 3],
+            ]
+        };
+        let landmarks = (0..CERVICAL_LANDMARKS)
+            .map(|i| {
+                let [x, y, sd_x, sd_y] = row(i);
+                Landmark {
+                    name: LANDMARK_NAMES[i],
+                    x,
+                    y,
+                    sd_x,
+                    sd_y,
+                    refined: is_disc_corner(i),
+                }
+            })
+            .collect();
+        let coarse_input = (0..CERVICAL_LANDMARKS)
+            .map(|i| row(CERVICAL_LANDMARKS + i))
+            .collect();
+        let boxes = (0..CERVICAL_DISCS)
+            .map(|i| row(2 * CERVICAL_LANDMARKS + i))
+            .collect();
+        let mut stage_ms = Vec::new();
+        if timestamps.is_some() {
+            let period_ns = self.ctx.queue.get_timestamp_period() as f64;
+            let ticks: Vec<u64> = raw[RESULT_BYTES as usize..]
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")))
+                .collect();
+            for (p, name) in compiled.plan.pass_names().into_iter().enumerate() {
+                let (start, end) = (ticks[2 * p], ticks[2 * p + 1]);
+                stage_ms.push((name, end.saturating_sub(start) as f64 * period_ns / 1e6));
+            }
+        }
+        Ok(Prediction {
+            landmarks,
+            coarse_input,
+            boxes,
+            stage_ms,
+        })
+    }
+
+    /// GPU memory the model holds: weights, activations (after liveness reuse) and I/O buffers.
+    pub fn gpu_memory(&self) -> GpuMemory {
+        let activations = self
+            .compiled
+            .as_ref()
+            .map_or(0, |c| c.plan.activation_bytes());
+        GpuMemory {
+            weights: self.global.weight_bytes() + self.refiners.weight_bytes(),
+            activations,
+            io: self.image_buffer.size() + self.result.size() + self.staging.size(),
+        }
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.compiled.as_ref().map_or(0, |c| c.plan.step_count())
+    }
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct GpuMemory {
+    pub weights: u64,
+    pub activations: u64,
+    pub io: u64,
+}
+
+impl GpuMemory {
+    pub fn total(&self) -> u64 {
+        self.weights + self.activations + self.io
+    }
+}

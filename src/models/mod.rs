@@ -1,0 +1,40 @@
+//! Model families, one folder each (`models/<family>/`: its configuration from the weights
+//! metadata, its loader built from `nn` blocks, its whole pipeline as one plan). The registry
+//! below maps the `arch` of a weights file to its family: adding a family adds one line here.
+
+pub mod cervical;
+
+use crate::error::{Result, SagittaError};
+use crate::nn::weights::WeightFile;
+
+/// The model families this build runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Lateral cervical radiograph -> 29 landmarks (SPEC-cervical.md).
+    Cervical,
+}
+
+/// `arch` of the weights metadata -> family. One line per architecture.
+pub const REGISTRY: &[(&str, Family)] = &[(cervical::CERVICAL_ARCH, Family::Cervical)];
+
+/// The architecture names the registry knows, for error messages and `sagitta info`.
+pub fn architecture_names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(name, _)| *name).collect()
+}
+
+/// The family of a weights file, or an error naming the `arch` field and the known ones.
+pub fn family_of(weights: &WeightFile) -> Result<Family> {
+    REGISTRY
+        .iter()
+        .find(|(name, _)| *name == weights.arch)
+        .map(|(_, family)| *family)
+        .ok_or_else(|| SagittaError::WeightsMetadata {
+            path: weights.path.clone(),
+            field: "arch".into(),
+            reason: format!(
+                "unknown architecture '{}' (supported: {})",
+                weights.arch,
+                architecture_names().join(", ")
+            ),
+        })
+}

@@ -1,0 +1,10 @@
+//! Building blocks of networks above the operators: safetensors weights, weight scopes that
+//! declare each block's tensors once, and blocks (the stacked hourglass with pre-activation
+//! bottlenecks). Knows no model family.
+
+pub mod hourglass;
+pub mod scope;
+pub mod weights;
+
+pub use scope::{DryRun, GpuLayers, LayerBuilder, WeightScope};
+pub use weights::{MetadataReader, WeightFile};

@@ -1,0 +1,550 @@
+//! What `sagitta analyze` reports for each radiograph: the record (serialised to JSON), the
+//! per-landmark confidence, the warnings, and the CSV table of a batch.
+//!
+//! A record is either an analysis ([`ImageRecord`]) or a failure ([`ErrorRecord`]: the file
+//! and a one-line reason); a batch mixes both and never stops on a failure.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+pub mod overlay;
+
+use crate::io::{Radiograph, SpacingSource};
+use crate::measure::{
+    Facing, Measurements, Parameter, PixelSpacing, LANDMARK_COUNT, PARAMETER_NAMES,
+};
+use crate::models::cervical::{Landmark, Prediction};
+
+/// The coordinate convention of every landmark, stated in each record so that a record read
+/// on its own cannot be misread.
+pub const PIXEL_CONVENTION: &str =
+    "x right, y down, in original-image pixels; the centre of the top-left pixel is (0, 0)";
+
+/// The spread that lowers a landmark's confidence to 1/e, as a fraction of the image's longer
+/// side: a heatmap whose spread is 1 % of the image (about 10 px on a 1000 px radiograph,
+/// roughly the size of a vertebral corner) is a vague answer.
+pub const CONFIDENCE_SPREAD_FRACTION: f64 = 0.01;
+
+/// Below this median landmark confidence the record warns that the image may not be a lateral
+/// cervical radiograph. 0.2 means a median spread above about 1.6 % of the image's longer side
+/// (ln(1/0.2) ≈ 1.6). Calibrated with the default model: over 200 held-out phantoms the median
+/// confidence was 0.48 (5th percentile 0.20, minimum 0.09); on the non-spine NEMA radiographs in
+/// shared/dicom it was 0.01–0.26, so the warning catches some but not all non-spine images.
+pub const LOW_CONFIDENCE_THRESHOLD: f64 = 0.2;
+
+/// The parameters measured in the record's distance unit (mm or px); all others are in
+/// degrees.
+pub const DISTANCE_PARAMETERS: [&str; 2] = ["cSVA", "RJD"];
+
+/// Corners on the anterior wall (`*_as`, `*_ai`, `T1_as`) and on the posterior wall, by index.
+const ANTERIOR_CORNERS: [usize; 13] = [0, 3, 4, 7, 8, 11, 12, 15, 16, 19, 20, 23, 24];
+const POSTERIOR_CORNERS: [usize; 13] = [1, 2, 5, 6, 9, 10, 13, 14, 17, 18, 21, 22, 25];
+
+/// The unit of the angle parameters.
+pub const ANGLE_UNIT: &str = "deg";
+
+/// The model that produced a record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// The name in the weights file's metadata.
+    pub name: String,
+    /// The weights file as it was given or found.
+    pub weights: String,
+    /// SHA-256 of the weights file, so that a result can be traced to the exact checkpoint.
+    pub sha256: String,
+    /// Storage dtype of the weights (`f32`, `f16`, `bf16`).
+    pub dtype: String,
+    /// Side of the square image the model sees.
+    pub input_size: u32,
+    /// How activations were stored on the GPU (`f32`, `f16`).
+    pub precision: crate::engine::Precision,
+}
+
+/// Where a landmark's position comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LandmarkSource {
+    /// The global model (C2_as, C2_ps, PNS, OCC, DENS).
+    Global,
+    /// One of the six disc refiners (the 24 disc corners).
+    Refined,
+}
+
+/// One landmark as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LandmarkRecord {
+    pub name: &'static str,
+    pub x: f32,
+    pub y: f32,
+    /// The heatmap's spread in original pixels: sqrt((sd_x² + sd_y²) / 2).
+    pub sd_px: f32,
+    /// exp(−sd_px / (0.01 × max(width, height))), in (0, 1]; `null` when the spread is not a
+    /// finite number.
+    pub confidence: Option<f64>,
+    pub source: LandmarkSource,
+}
+
+/// Where the time for one image went, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TimingMs {
+    /// Reading and decoding the file.
+    pub load: f64,
+    /// The GPU pipeline, upload to readback.
+    pub inference: f64,
+    /// Load, inference, measurement and building the record.
+    pub total: f64,
+}
+
+/// The analysis of one radiograph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageRecord {
+    pub image: String,
+    pub width: u32,
+    pub height: u32,
+    /// `png`, `jpeg`, `tiff` or `dicom`.
+    pub format: &'static str,
+    /// The DICOM transfer syntax UID; `null` for other formats.
+    pub transfer_syntax: Option<String>,
+    pub pixel_spacing: Option<PixelSpacing>,
+    pub spacing_source: SpacingSource,
+    /// `mm` with a pixel spacing, `px` without.
+    pub distance_unit: &'static str,
+    pub model: ModelInfo,
+    /// The GPU adapter that ran the model.
+    pub adapter: String,
+    /// The direction the patient faces; `null` only when the landmarks cannot tell.
+    pub facing: Option<Facing>,
+    pub pixel_convention: &'static str,
+    pub landmarks: Vec<LandmarkRecord>,
+    /// The nine parameters; empty when they could not be computed (a warning says why).
+    pub parameters: Vec<Parameter>,
+    pub warnings: Vec<String>,
+    pub timing_ms: TimingMs,
+}
+
+/// A file that could not be analysed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorRecord {
+    pub image: String,
+    /// One line naming the file and the reason.
+    pub error: String,
+}
+
+/// What a batch reports for one input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    Analyzed(Box<ImageRecord>),
+    Failed(ErrorRecord),
+}
+
+impl Record {
+    pub fn failed(image: &Path, error: impl Into<String>) -> Self {
+        Record::Failed(ErrorRecord {
+            image: image.display().to_string(),
+            error: error.into(),
+        })
+    }
+
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Record::Analyzed(_))
+    }
+
+    pub fn image(&self) -> &str {
+        match self {
+            Record::Analyzed(record) => &record.image,
+            Record::Failed(record) => &record.image,
+        }
+    }
+
+    /// Pretty JSON, as printed and written to files.
+    pub fn to_json(&self) -> String {
+        // Every field is a plain string, number, bool or null (non-finite numbers become
+        // null), so serialisation cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_else(|error| {
+            format!(
+                "{{\"image\": {}, \"error\": \"cannot serialise the record: {error}\"}}",
+                serde_json::Value::String(self.image().to_string())
+            )
+        })
+    }
+}
+
+/// The confidence of a landmark whose heatmap spread is `sd_px` original pixels.
+///
+/// exp(−sd_px / (0.01 × max(width, height))): 1 for a perfectly sharp heatmap, 1/e when the
+/// spread is 1 % of the image's longer side. Relative to the image so that the same heatmap
+/// gives the same confidence at any resolution. A softmax over the image cannot spread more
+/// than half the longer side, so the value stays above e^−50 (never 0); `None` for a non-finite
+/// spread.
+pub fn landmark_confidence(sd_px: f64, width: u32, height: u32) -> Option<f64> {
+    let scale = CONFIDENCE_SPREAD_FRACTION * f64::from(width.max(height).max(1));
+    (sd_px.is_finite() && sd_px >= 0.0).then(|| (-sd_px / scale).exp())
+}
+
+/// sqrt((sd_x² + sd_y²) / 2): the root-mean-square spread of the two axes.
+pub fn combined_spread(landmark: &Landmark) -> f32 {
+    let (sd_x, sd_y) = (landmark.sd_x, landmark.sd_y);
+    ((sd_x * sd_x + sd_y * sd_y) / 2.0).sqrt()
+}
+
+/// The median of the finite confidences (`None` when there are none).
+pub fn median_confidence(landmarks: &[LandmarkRecord]) -> Option<f64> {
+    let mut values: Vec<f64> = landmarks
+        .iter()
+        .filter_map(|landmark| landmark.confidence)
+        .filter(|value| value.is_finite())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        0.5 * (values[middle - 1] + values[middle])
+    })
+}
+
+/// A confidence with three significant digits: a median of 2e-7 must not read as "0.000".
+fn significant(value: f64) -> String {
+    if value >= 0.001 {
+        format!("{value:.3}")
+    } else {
+        format!("{value:.2e}")
+    }
+}
+
+/// The landmarks of a prediction as reported, with their confidences.
+pub fn landmark_records(prediction: &Prediction, width: u32, height: u32) -> Vec<LandmarkRecord> {
+    prediction
+        .landmarks
+        .iter()
+        .map(|landmark| {
+            let sd_px = combined_spread(landmark);
+            LandmarkRecord {
+                name: landmark.name,
+                x: landmark.x,
+                y: landmark.y,
+                sd_px,
+                confidence: landmark_confidence(f64::from(sd_px), width, height),
+                source: if landmark.refined {
+                    LandmarkSource::Refined
+                } else {
+                    LandmarkSource::Global
+                },
+            }
+        })
+        .collect()
+}
+
+/// The landmarks in the form [`crate::measure::cervical`] takes; `None` unless there are
+/// exactly 29.
+pub fn landmark_array(landmarks: &[LandmarkRecord]) -> Option<[[f64; 2]; LANDMARK_COUNT]> {
+    if landmarks.len() != LANDMARK_COUNT {
+        return None;
+    }
+    let mut points = [[0.0; 2]; LANDMARK_COUNT];
+    for (point, landmark) in points.iter_mut().zip(landmarks) {
+        *point = [f64::from(landmark.x), f64::from(landmark.y)];
+    }
+    Some(points)
+}
+
+/// The facing by the rule `measure` uses (anterior corners' mean x against the posterior
+/// corners'), for records whose parameters could not be computed.
+pub fn facing_from_corners(points: &[[f64; 2]; LANDMARK_COUNT]) -> Option<Facing> {
+    let mean_x = |indices: &[usize]| {
+        indices.iter().map(|&index| points[index][0]).sum::<f64>() / indices.len() as f64
+    };
+    let difference = mean_x(&ANTERIOR_CORNERS) - mean_x(&POSTERIOR_CORNERS);
+    if !difference.is_finite() || difference == 0.0 {
+        None
+    } else if difference > 0.0 {
+        Some(Facing::Right)
+    } else {
+        Some(Facing::Left)
+    }
+}
+
+/// The inputs of [`build_record`] beyond the radiograph and the prediction.
+pub struct RecordContext<'a> {
+    pub image: &'a Path,
+    pub model: &'a ModelInfo,
+    pub adapter: &'a str,
+}
+
+/// Assembles the record of one analysed radiograph, with its warnings.
+pub fn build_record(
+    context: &RecordContext<'_>,
+    radiograph: &Radiograph,
+    landmarks: Vec<LandmarkRecord>,
+    measured: Result<Measurements, impl std::fmt::Display>,
+    timing_ms: TimingMs,
+) -> ImageRecord {
+    let mut warnings = Vec::new();
+    if let Some(median) = median_confidence(&landmarks) {
+        if median < LOW_CONFIDENCE_THRESHOLD {
+            let shown = significant(median);
+            warnings.push(format!(
+                "median landmark confidence {shown} is below {LOW_CONFIDENCE_THRESHOLD}: the \
+                 image may not be a lateral cervical radiograph (or the spine is not fully in \
+                 view); the landmarks and parameters are unreliable"
+            ));
+        }
+    } else {
+        warnings.push(
+            "no landmark has a finite confidence: the landmarks and parameters are unreliable"
+                .to_string(),
+        );
+    }
+    match radiograph.spacing_source {
+        SpacingSource::None => warnings.push(
+            "no pixel spacing in the file and none given (--pixel-spacing MM): distances (cSVA, \
+             RJD) are in pixels"
+                .to_string(),
+        ),
+        SpacingSource::ImagerPixelSpacing => warnings.push(
+            "pixel spacing is the detector's (ImagerPixelSpacing), not corrected for the \
+             projection magnification: distances are slightly overstated"
+                .to_string(),
+        ),
+        SpacingSource::PixelSpacing | SpacingSource::User => {}
+    }
+    let fallback_unit = if radiograph.pixel_spacing.is_some() {
+        "mm"
+    } else {
+        "px"
+    };
+    let (facing, distance_unit, parameters) = match measured {
+        Ok(measurements) => (
+            Some(measurements.facing),
+            measurements.distance_unit,
+            measurements.parameters,
+        ),
+        Err(error) => {
+            warnings.push(format!("parameters not computed: {error}"));
+            let facing = landmark_array(&landmarks)
+                .as_ref()
+                .and_then(facing_from_corners);
+            (facing, fallback_unit, Vec::new())
+        }
+    };
+    ImageRecord {
+        image: context.image.display().to_string(),
+        width: radiograph.width,
+        height: radiograph.height,
+        format: radiograph.format,
+        transfer_syntax: radiograph.transfer_syntax.clone(),
+        pixel_spacing: radiograph.pixel_spacing,
+        spacing_source: radiograph.spacing_source,
+        distance_unit,
+        model: context.model.clone(),
+        adapter: context.adapter.to_string(),
+        facing,
+        pixel_convention: PIXEL_CONVENTION,
+        landmarks,
+        parameters,
+        warnings,
+        timing_ms,
+    }
+}
+
+/// Whether a parameter is a distance (reported in the record's distance unit).
+pub fn is_distance_parameter(name: &str) -> bool {
+    DISTANCE_PARAMETERS.contains(&name)
+}
+
+/// The CSV header: `image, status, facing, distance_unit`, then per parameter either
+/// `NAME (deg)` for angles or `NAME` and `NAME unit` for distances (their unit depends on the
+/// image), then `median_confidence`, `warnings`, `error`.
+pub fn csv_header() -> Vec<String> {
+    let mut columns: Vec<String> = ["image", "status", "facing", "distance_unit"]
+        .iter()
+        .map(|column| column.to_string())
+        .collect();
+    for name in PARAMETER_NAMES {
+        if is_distance_parameter(name) {
+            columns.push(name.to_string());
+            columns.push(format!("{name} unit"));
+        } else {
+            columns.push(format!("{name} ({ANGLE_UNIT})"));
+        }
+    }
+    columns.extend(["median_confidence", "warnings", "error"].map(String::from));
+    columns
+}
+
+/// The CSV cells of one record, in the order of [`csv_header`].
+pub fn csv_row(record: &Record) -> Vec<String> {
+    let mut cells = Vec::with_capacity(csv_header().len());
+    match record {
+        Record::Analyzed(analysis) => {
+            cells.push(analysis.image.clone());
+            cells.push("ok".to_string());
+            cells.push(match analysis.facing {
+                Some(Facing::Left) => "left".to_string(),
+                Some(Facing::Right) => "right".to_string(),
+                None => String::new(),
+            });
+            cells.push(analysis.distance_unit.to_string());
+            for name in PARAMETER_NAMES {
+                let parameter = analysis.parameters.iter().find(|p| p.name == name);
+                cells.push(parameter.map_or_else(String::new, |p| format!("{:.3}", p.value)));
+                if is_distance_parameter(name) {
+                    cells.push(parameter.map_or_else(String::new, |p| p.unit.to_string()));
+                }
+            }
+            cells
+                .push(median_confidence(&analysis.landmarks).map_or_else(String::new, significant));
+            cells.push(analysis.warnings.join("; "));
+            cells.push(String::new());
+        }
+        Record::Failed(failure) => {
+            cells.push(failure.image.clone());
+            cells.push("error".to_string());
+            // Facing, unit, the parameters, confidence and warnings stay empty.
+            let empty = csv_header().len() - 3;
+            cells.extend(std::iter::repeat_n(String::new(), empty));
+            cells.push(failure.error.clone());
+        }
+    }
+    cells
+}
+
+/// One CSV field, quoted when it holds a separator, a quote or a line break (RFC 4180).
+pub fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// Writes the CSV of a batch one row at a time, so that an interrupted batch keeps the rows
+/// written so far.
+pub struct CsvWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> CsvWriter<W> {
+    /// Writes the header.
+    pub fn new(mut out: W) -> io::Result<Self> {
+        write_csv_line(&mut out, &csv_header())?;
+        out.flush()?;
+        Ok(Self { out })
+    }
+
+    pub fn write(&mut self, record: &Record) -> io::Result<()> {
+        write_csv_line(&mut self.out, &csv_row(record))?;
+        self.out.flush()
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+fn write_csv_line(out: &mut impl Write, cells: &[String]) -> io::Result<()> {
+    let line: Vec<String> = cells.iter().map(|cell| csv_field(cell)).collect();
+    // CRLF as RFC 4180 asks; spreadsheets and CSV readers take it everywhere.
+    write!(out, "{}\r\n", line.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_is_one_for_a_sharp_heatmap_and_one_over_e_at_one_percent() {
+        assert_eq!(landmark_confidence(0.0, 800, 1000), Some(1.0));
+        let at_one_percent = landmark_confidence(10.0, 800, 1000).unwrap();
+        assert!((at_one_percent - (-1.0f64).exp()).abs() < 1e-12);
+        let widest = landmark_confidence(500.0, 800, 1000).unwrap();
+        assert!(widest > 0.0 && widest < 1e-20);
+        assert_eq!(landmark_confidence(f64::NAN, 800, 1000), None);
+        assert_eq!(landmark_confidence(f64::INFINITY, 800, 1000), None);
+    }
+
+    #[test]
+    fn median_handles_odd_even_and_missing() {
+        let landmark = |confidence| LandmarkRecord {
+            name: "C2_as",
+            x: 0.0,
+            y: 0.0,
+            sd_px: 1.0,
+            confidence,
+            source: LandmarkSource::Global,
+        };
+        assert_eq!(median_confidence(&[]), None);
+        assert_eq!(median_confidence(&[landmark(None)]), None);
+        assert_eq!(
+            median_confidence(&[landmark(Some(0.9)), landmark(Some(0.1)), landmark(None)]),
+            Some(0.5)
+        );
+        assert_eq!(
+            median_confidence(&[
+                landmark(Some(0.9)),
+                landmark(Some(0.1)),
+                landmark(Some(0.2))
+            ]),
+            Some(0.2)
+        );
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn csv_rows_match_the_header() {
+        let header = csv_header();
+        assert_eq!(
+            &header[..6],
+            &[
+                "image",
+                "status",
+                "facing",
+                "distance_unit",
+                "C2-C7 (deg)",
+                "C2-C6 (deg)"
+            ]
+        );
+        assert!(header.contains(&"cSVA".to_string()));
+        assert!(header.contains(&"cSVA unit".to_string()));
+        assert!(header.contains(&"RJD unit".to_string()));
+        assert_eq!(header.last().map(String::as_str), Some("error"));
+        let failed = Record::failed(Path::new("x.png"), "x.png: file is empty");
+        let row = csv_row(&failed);
+        assert_eq!(row.len(), header.len());
+        assert_eq!(row[1], "error");
+        assert_eq!(row.last().map(String::as_str), Some("x.png: file is empty"));
+    }
+
+    #[test]
+    fn facing_follows_the_anterior_corners() {
+        let mut points = [[0.0; 2]; LANDMARK_COUNT];
+        for vertebra in 0..6 {
+            points[4 * vertebra] = [10.0, 0.0];
+            points[4 * vertebra + 3] = [10.0, 0.0];
+        }
+        points[24] = [10.0, 0.0];
+        assert_eq!(facing_from_corners(&points), Some(Facing::Right));
+        for point in &mut points {
+            point[0] = -point[0];
+        }
+        assert_eq!(facing_from_corners(&points), Some(Facing::Left));
+        assert_eq!(
+            facing_from_corners(&[[0.0; 2]; LANDMARK_COUNT]),
+            None,
+            "all corners at the same x"
+        );
+    }
+}

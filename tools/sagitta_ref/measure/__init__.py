@@ -1,0 +1,1 @@
+"""Clinical parameters from landmarks, one module per family (pure Python, no torch)."""

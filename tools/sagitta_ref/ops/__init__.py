@@ -1,0 +1,33 @@
+"""The PyTorch twin of each WGSL kernel, one module per op family: plain functions, float32 in,
+float32 out. Every public name is re-exported here (`from sagitta_ref.ops import X`).
+
+Pixel convention (SPEC step 6): in input-image pixels the centre of the top-left pixel is (0, 0);
+pixel (i, j) covers [j - 0.5, j + 0.5] x [i - 0.5, i + 0.5]. Boxes are (x0, y0, x1, y1) in that frame.
+Normalized coordinates u in [-1, 1] span a map edge to edge (dsntnn).
+"""
+
+from ..anatomy.cervical import NUM_DISCS, disc_corner_indices
+from .boxes import boxes_from_coarse, boxes_from_points
+from .conv2d import (WINOGRAD_AT, WINOGRAD_BT, WINOGRAD_G, conv2d_fused, conv3x3_winograd,
+                     winograd_filter)
+from .dsnt import dsnt, dsnt_variance, normalized_linspace, softmax2d, softmax_dsnt
+from .map_back import (GLOBAL_POINT, box_to_input, cervical_landmarks_to_input, cervical_sources,
+                       input_to_original, landmarks_to_input, map_back, norm_to_input,
+                       refined_to_input, sources_from_groups)
+from .pool import maxpool2
+from .resize import resize_bicubic
+from .roi_align import roi_align_ours
+from .standardize import standardize
+from .upsample import upsample_add
+
+__all__ = [
+    "NUM_DISCS", "disc_corner_indices",
+    "boxes_from_coarse", "boxes_from_points",
+    "WINOGRAD_AT", "WINOGRAD_BT", "WINOGRAD_G", "conv2d_fused", "conv3x3_winograd",
+    "winograd_filter",
+    "dsnt", "dsnt_variance", "normalized_linspace", "softmax2d", "softmax_dsnt",
+    "GLOBAL_POINT", "box_to_input", "cervical_landmarks_to_input", "cervical_sources",
+    "input_to_original", "landmarks_to_input", "map_back", "norm_to_input", "refined_to_input",
+    "sources_from_groups",
+    "maxpool2", "resize_bicubic", "roi_align_ours", "standardize", "upsample_add",
+]

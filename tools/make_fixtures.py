@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write the parity fixtures in ../tests/fixtures (run from tools/: `python3 make_fixtures.py`).
+"""Write the parity fixtures in ../tests/fixtures (run from tools/: `python3 make_fixtures.py`;
+`python3 make_fixtures.py conv2d_rect concat` writes only the named files, see FIXTURES).
 
 Deterministic: fixed seeds, one CPU thread, and a writer with a fixed byte layout, so running it
 again gives byte-identical files. Each kernel fixture is a safetensors file whose metadata "cases"
@@ -9,6 +10,7 @@ All tensors are float32 and contiguous.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -127,6 +129,105 @@ def conv_fixture():
         fx.add(name, {"n": n, "in_c": ic, "out_c": oc, "h": h, "w": w, "k": k, "stride": stride,
                       "pad": pad, "per_sample": per_sample, "prologue": prologue,
                       "residual": residual, "relu": relu}, tensors)
+    fx.write()
+
+
+# --- 3b. rectangular convolutions (Inception-v3 / ResNet50 / VGG shapes) -------------------------
+
+CONV_RECT_CASES = [
+    # name, n, in_c, out_c, h, w, kh, kw, stride_y, stride_x, pad_y, pad_x,
+    #   per_sample, prologue, residual, activation
+    ("k1x7_p0x3", 1, 12, 10, 9, 17, 1, 7, 1, 1, 0, 3, False, False, False, "none"),
+    ("k7x1_p3x0_relu", 1, 10, 12, 17, 9, 7, 1, 1, 1, 3, 0, False, False, False, "relu"),
+    ("k1x3_p0x1_relu", 1, 16, 20, 7, 13, 1, 3, 1, 1, 0, 1, False, False, False, "relu"),
+    ("k3x1_p1x0", 1, 20, 16, 13, 7, 3, 1, 1, 1, 1, 0, False, False, False, "none"),
+    # Inception reduction: 3x3 stride 2, no padding
+    ("k3_s2_p0_reduction_relu", 1, 24, 30, 17, 15, 3, 3, 2, 2, 0, 0, False, False, False, "relu"),
+    ("k3_s1_p0_batch2", 2, 9, 13, 11, 10, 3, 3, 1, 1, 0, 0, False, False, False, "none"),
+    ("k5_p2_relu", 1, 14, 18, 12, 9, 5, 5, 1, 1, 2, 2, False, False, False, "relu"),
+    # ResNet50 stem: 7x7 stride 2 pad 3 on 3 (RGB) input channels
+    ("k7_s2_p3_stem_rgb_relu", 1, 3, 16, 23, 19, 7, 7, 2, 2, 3, 3, False, False, False, "relu"),
+    ("k1x7_prologue_residual_relu", 1, 17, 19, 10, 14, 1, 7, 1, 1, 0, 3, False, True, True, "relu"),
+    ("k3_p1_sigmoid", 1, 8, 11, 9, 8, 3, 3, 1, 1, 1, 1, False, False, False, "sigmoid"),
+    ("k1_residual_sigmoid_batch2", 2, 32, 40, 6, 5, 1, 1, 1, 1, 0, 0, False, False, True,
+     "sigmoid"),
+    ("k1x7_per_sample_relu", 2, 6, 9, 8, 11, 1, 7, 1, 1, 0, 3, True, False, False, "relu"),
+    ("k3x1_s2x1_p1x0", 1, 11, 7, 15, 6, 3, 1, 2, 1, 1, 0, False, False, False, "none"),
+    # control: square kernel, same stride/pad on both axes, as in conv2d.safetensors
+    ("k3_p1_square_prologue_relu", 1, 8, 8, 13, 11, 3, 3, 1, 1, 1, 1, False, True, False, "relu"),
+]
+
+
+def conv_rect_fixture():
+    fx = Fixture("conv2d_rect.safetensors")
+    g = gen(109)
+    for (name, n, ic, oc, h, w, kh, kw, sy, sx, py, px, per_sample, prologue, residual,
+         activation) in CONV_RECT_CASES:
+        groups = n if per_sample else 1
+        x = torch.randn(n, ic, h, w, generator=g)
+        weight = torch.randn(groups, oc, ic, kh, kw, generator=g) / math.sqrt(ic * kh * kw)
+        bias = torch.randn(groups, oc, generator=g) * 0.5
+        tensors = {"input": x, "weight": weight, "bias": bias}
+        scale = shift = res = None
+        if prologue:
+            scale = torch.rand(ic, generator=g) + 0.5
+            shift = torch.randn(ic, generator=g) * 0.5
+            tensors.update(prologue_scale=scale, prologue_shift=shift)
+        oh = (h + 2 * py - kh) // sy + 1
+        ow = (w + 2 * px - kw) // sx + 1
+        if residual:
+            res = torch.randn(n, oc, oh, ow, generator=g)
+            tensors["residual"] = res
+        act = None if activation == "none" else activation
+        out = ops.conv2d_fused(x, weight, bias, (sy, sx), (py, px), scale, shift, res,
+                               activation=act)
+        assert out.shape == (n, oc, oh, ow), (name, tuple(out.shape))
+        if (kh, kw, sy, sx) == (3, 3, 1, 1) and py == px and act != "sigmoid":
+            twin = ops.conv3x3_winograd(x, weight, bias, py, scale, shift, res, act == "relu")
+            assert torch.allclose(twin, out, atol=1e-4), f"{name}: Winograd twin differs"
+        tensors["output"] = out
+        fx.add(name, {"n": n, "in_c": ic, "out_c": oc, "h": h, "w": w, "kh": kh, "kw": kw,
+                      "stride_y": sy, "stride_x": sx, "pad_y": py, "pad_x": px,
+                      "per_sample": per_sample, "prologue": prologue, "residual": residual,
+                      "activation": activation}, tensors)
+    fx.write()
+
+
+# --- 3c. channel concatenation written in place by the producing convolutions ------------------
+
+CONCAT_CASES = [
+    # name, n, in_c, h, w, branches [(out_c, kh, kw, pad_y, pad_x, activation)], all stride 1
+    ("inception_1x1_3x3_1x7_relu", 1, 8, 11, 9,
+     [(8, 1, 1, 0, 0, "relu"), (12, 3, 3, 1, 1, "relu"), (4, 1, 7, 0, 3, "relu")]),
+    ("two_branches_oc5_oc7_batch2", 2, 6, 7, 10,
+     [(5, 3, 3, 1, 1, "relu"), (7, 7, 1, 3, 0, "none")]),
+    ("four_1x1_mixed_activations", 1, 13, 6, 5,
+     [(3, 1, 1, 0, 0, "none"), (4, 1, 1, 0, 0, "relu"), (5, 1, 1, 0, 0, "sigmoid"),
+      (6, 1, 1, 0, 0, "relu")]),
+]
+
+
+def concat_fixture():
+    fx = Fixture("concat.safetensors")
+    g = gen(110)
+    for name, n, ic, h, w, branches in CONCAT_CASES:
+        x = torch.randn(n, ic, h, w, generator=g)
+        tensors = {"input": x}
+        outs = []
+        params = []
+        for i, (oc, kh, kw, py, px, activation) in enumerate(branches):
+            weight = torch.randn(1, oc, ic, kh, kw, generator=g) / math.sqrt(ic * kh * kw)
+            bias = torch.randn(1, oc, generator=g) * 0.5
+            act = None if activation == "none" else activation
+            out = ops.conv2d_fused(x, weight, bias, 1, (py, px), activation=act)
+            assert out.shape == (n, oc, h, w), (name, i, tuple(out.shape))
+            outs.append(out)
+            tensors[f"branch{i}.weight"] = weight
+            tensors[f"branch{i}.bias"] = bias
+            params.append({"out_c": oc, "kh": kh, "kw": kw, "pad_y": py, "pad_x": px,
+                           "activation": activation})
+        tensors["output"] = torch.cat(outs, dim=1)
+        fx.add(name, {"n": n, "in_c": ic, "h": h, "w": w, "branches": params}, tensors)
     fx.write()
 
 
@@ -275,19 +376,38 @@ def pipeline_fixture():
     print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
 
 
-def main():
+# file stem (or group of files) -> the function that writes it, in the order of a full run
+FIXTURES = {
+    "resize_bicubic": resize_fixture,
+    "standardize": standardize_fixture,
+    "conv2d": conv_fixture,
+    "conv2d_rect": conv_rect_fixture,
+    "concat": concat_fixture,
+    "maxpool": maxpool_fixture,
+    "upsample_add": upsample_fixture,
+    "softmax_dsnt": softmax_dsnt_fixture,
+    "roi_align": roi_fixture,
+    "boxes": boxes_fixture,
+    "cervical_small": pipeline_fixture,   # cervical_small_f32 / _f16 / _io
+}
+
+
+def main(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(
+        description="Write the parity fixtures in tests/fixtures (all of them without arguments).")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="write only these fixtures: " + ", ".join(FIXTURES))
+    args = parser.parse_args(argv)
+    names = [n.removesuffix(".safetensors") for n in args.names]
+    unknown = [n for n in names if n not in FIXTURES]
+    if unknown:
+        parser.error(f"unknown fixture(s) {', '.join(unknown)}; known: {', '.join(FIXTURES)}")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     os.makedirs(OUT, exist_ok=True)
-    resize_fixture()
-    standardize_fixture()
-    conv_fixture()
-    maxpool_fixture()
-    upsample_fixture()
-    softmax_dsnt_fixture()
-    roi_fixture()
-    boxes_fixture()
-    pipeline_fixture()
+    for name, write in FIXTURES.items():
+        if not names or name in names:
+            write()
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
     print(f"total {total} bytes in {os.path.relpath(OUT)}")
 

@@ -1,8 +1,8 @@
 // The im2col gather of the implicit-GEMM convolutions (conv2d_tiled, conv2d_coop), appended to
 // them with common.wgsl: elements (k, pixel .. pixel + 3) of the virtual
 // [in_c * K * K][out_h * out_w] matrix of sample n, with the pre-activation prologue applied and
-// zero padding (as PyTorch pads the already-activated input). Their Params have
-// `k_total` = in_c * K * K as 9th word.
+// zero padding (as PyTorch pads the already-activated input). The uniform block holds
+// `k_total` = in_c * K * K.
 //
 // Each invocation gathers the same 4 output pixels for every K row it loads, so their input
 // origins are computed once (`columns`) and each K row costs one (ic, ky, kx) decomposition.
@@ -54,7 +54,7 @@ fn gather4(n: u32, k: u32, c: Columns) -> vec4<f32> {
         }
     }
     if (PROLOGUE) {
-        let ss = prologue[n * p.prologue_group_stride + ic];
+        let ss = prologue[n * p.prologue_set_stride + ic];
         // Padding stays zero: only the taps inside the map are activated.
         v = select(vec4<f32>(0.0), max(v * ss.x + ss.y, vec4<f32>(0.0)), inside);
     }

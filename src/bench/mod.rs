@@ -361,12 +361,21 @@ pub struct TorchKernel {
     pub min_ms: Option<f64>,
 }
 
-/// Runs the same weights, image and kernel shapes through PyTorch (`python3 tools/bench_torch.py`,
-/// `SAGITTA_PYTHON` to pick the interpreter, `SAGITTA_TORCH_DEVICE` cpu/cuda).
+/// How the PyTorch side of a benchmark runs.
+#[derive(Debug, Clone)]
+pub struct TorchRunner {
+    /// The interpreter with torch installed.
+    pub python: String,
+    /// `cpu` or `cuda` (None: the script's default).
+    pub device: Option<String>,
+}
+
+/// Runs the same weights, image and kernel shapes through PyTorch (`tools/bench_torch.py`).
 pub fn run_torch(
     weights: &WeightFile,
     settings: &BenchSettings,
     kernels: &[KernelRow],
+    runner: &TorchRunner,
 ) -> Result<TorchReport> {
     let dir = std::env::temp_dir().join(format!("sagitta-bench-{}", std::process::id()));
     let io_error = |e: std::io::Error| {
@@ -392,8 +401,8 @@ pub fn run_torch(
             "tools/bench_torch.py not found: run from the repository".into(),
         )
     })?;
-    let python = std::env::var("SAGITTA_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut command = std::process::Command::new(&python);
+    let python = &runner.python;
+    let mut command = std::process::Command::new(python);
     command
         .arg(&script)
         .arg("--weights")
@@ -409,7 +418,7 @@ pub fn run_torch(
         .arg(settings.runs.max(1).to_string())
         .arg("--warmup")
         .arg(settings.warmup.to_string());
-    if let Ok(device) = std::env::var("SAGITTA_TORCH_DEVICE") {
+    if let Some(device) = &runner.device {
         command.arg("--device").arg(device);
     }
     let output = command.output().map_err(|e| {

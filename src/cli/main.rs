@@ -328,7 +328,14 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         Vec::new()
     };
     let torch = if args.torch {
-        Some(sagitta::bench::run_torch(&weights, &settings, &kernels)?)
+        // SAGITTA_PYTHON picks the interpreter, SAGITTA_TORCH_DEVICE cpu or cuda.
+        let runner = sagitta::bench::TorchRunner {
+            python: std::env::var("SAGITTA_PYTHON").unwrap_or_else(|_| "python3".into()),
+            device: std::env::var("SAGITTA_TORCH_DEVICE").ok(),
+        };
+        Some(sagitta::bench::run_torch(
+            &weights, &settings, &kernels, &runner,
+        )?)
     } else {
         None
     };

@@ -68,14 +68,14 @@ impl HourglassConfig {
                 "must be at least 1".into(),
             );
         }
-        if self.features < 2 || self.features % 2 != 0 {
+        if self.features < 2 || !self.features.is_multiple_of(2) {
             return err(
                 format!("{prefix}.features"),
                 "must be an even number >= 2".into(),
             );
         }
         let unit = 4u32 << self.depth;
-        if input_side == 0 || input_side % unit != 0 {
+        if input_side == 0 || !input_side.is_multiple_of(unit) {
             return err(
                 side_field.to_string(),
                 format!(

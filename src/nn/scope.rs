@@ -91,10 +91,13 @@ impl LayerBuilder for DryRun {
     }
 }
 
+/// (name, shape) pairs, in the order a dry run asked for them.
+type Declarations = Rc<RefCell<Vec<(String, Vec<usize>)>>>;
+
 enum Source<'a> {
     File(&'a WeightFile),
     /// Every (name, shape) asked for, in order.
-    Declared(Rc<RefCell<Vec<(String, Vec<usize>)>>>),
+    Declared(Declarations),
 }
 
 impl Clone for Source<'_> {
@@ -264,7 +267,7 @@ impl WeightScope<'static, DryRun> {
 }
 
 /// What a dry run recorded.
-pub struct DeclaredTensors(Rc<RefCell<Vec<(String, Vec<usize>)>>>);
+pub struct DeclaredTensors(Declarations);
 
 impl DeclaredTensors {
     /// Every (name, shape) in the order the architecture asked for them.

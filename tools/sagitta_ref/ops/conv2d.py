@@ -1,29 +1,60 @@
 """Twins of the convolution kernels (shaders/conv2d/: direct, tiled, tensor-core, Winograd).
 
-`conv2d_fused` is what every variant computes; `conv3x3_winograd` + `winograd_filter` are the
+`conv2d_fused` is what every variant computes (square or rectangular kernels, per-axis stride and
+padding, ReLU or sigmoid epilogue); `conv3x3_winograd` + `winograd_filter` are the
 Winograd kernel's algorithm in torch (`make_fixtures.py` checks it equals `conv2d_fused`).
 """
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 
 
-def conv2d_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int, pad: int,
+ACTIVATIONS = ("relu", "sigmoid")
+
+
+def _pair(v, what: str) -> int | tuple[int, int]:
+    """An int, or a (y, x) pair of ints, checked; an int stays an int (F.conv2d gets what it got)."""
+    try:
+        if isinstance(v, (tuple, list)):
+            if len(v) == 2 and not any(isinstance(e, bool) for e in v):
+                return (operator.index(v[0]), operator.index(v[1]))
+        elif not isinstance(v, bool):
+            return operator.index(v)
+    except TypeError:
+        pass
+    raise ValueError(f"{what} must be an int or a (y, x) pair of ints, got {v!r}")
+
+
+def conv2d_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                 stride: int | tuple[int, int], pad: int | tuple[int, int],
                  prologue_scale: torch.Tensor | None = None,
                  prologue_shift: torch.Tensor | None = None,
-                 residual: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
-    """Convolution with a fused BN+ReLU prologue and a bias/residual/ReLU epilogue.
+                 residual: torch.Tensor | None = None, relu: bool = False, *,
+                 activation: str | None = None) -> torch.Tensor:
+    """Convolution with a fused BN+ReLU prologue and a bias/residual/activation epilogue.
 
-    x [N, IC, H, W]; weight [G, OC, IC, K, K], bias [G, OC] with G = 1 (shared weights) or G = N
-    (sample n uses weight[n], bias[n]). Prologue: x = relu(x * scale + shift) per input channel,
-    before the zero padding. Epilogue order: + bias, + residual, relu.
+    x [N, IC, H, W]; weight [G, OC, IC, KH, KW], bias [G, OC] with G = 1 (shared weights) or G = N
+    (sample n uses weight[n], bias[n]). `stride` and `pad` are an int or a (y, x) pair. Prologue:
+    x = relu(x * scale + shift) per input channel, before the zero padding. Epilogue order:
+    + bias, + residual, activation ("relu", "sigmoid" or None). `relu=True` is the older spelling
+    of `activation="relu"`; giving both is an error.
     """
+    stride = _pair(stride, "stride")
+    pad = _pair(pad, "pad")
+    if relu and activation is not None:
+        raise ValueError("give either relu=True or activation=..., not both")
+    if relu:
+        activation = "relu"
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS} or None, got {activation!r}")
     n = x.shape[0]
     g = weight.shape[0]
-    if g not in (1, n) or bias.shape[0] != g:
-        raise ValueError(f"weight groups {g} / bias groups {bias.shape[0]} for batch {n}")
+    if weight.dim() != 5 or g not in (1, n) or bias.shape[0] != g:
+        raise ValueError(f"weight {tuple(weight.shape)} / bias groups {bias.shape[0]} for batch {n}")
     if (prologue_scale is None) != (prologue_shift is None):
         raise ValueError("prologue needs both scale and shift")
     if prologue_scale is not None:
@@ -35,8 +66,10 @@ def conv2d_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stri
                          for i in range(n)], dim=0)
     if residual is not None:
         out = out + residual
-    if relu:
+    if activation == "relu":
         out = F.relu(out)
+    elif activation == "sigmoid":
+        out = torch.sigmoid(out)
     return out
 
 

@@ -6,7 +6,7 @@ use common::*;
 use sagitta::engine::buffers::{storage_buffer, upload, upload_f16, upload_u32};
 use sagitta::engine::{PipelineCache, Plan, Precision, TensorId};
 use sagitta::ops::boxes::BoxSpec;
-use sagitta::ops::conv2d::{Activation, WeightStorage};
+use sagitta::ops::conv2d::{Activation, ConvGeometry, WeightStorage};
 use sagitta::ops::{self, BatchNorm, ConvAlgorithm, ConvLayer, ConvWeights};
 
 fn bound(plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]) -> TensorId {
@@ -75,8 +75,52 @@ fn standardize_of_a_constant_image_is_zero_not_nan() {
     assert_close("constant", &got[0], &[0.0; 35], 0.0);
 }
 
-/// The layer of a conv2d fixture case (its weight groups, prologue, stride, padding, ReLU) run
-/// by `algorithm`.
+/// A fixture case's geometry: `k`, `stride`, `pad` (conv2d.safetensors) or their y/x pairs
+/// (conv2d_rect.safetensors).
+fn case_geometry(case: &serde_json::Value) -> ConvGeometry {
+    let pair = |square: &str, y: &str, x: &str| match case.get(square) {
+        Some(v) => (v.as_u64().unwrap() as u32, v.as_u64().unwrap() as u32),
+        None => (param_u32(case, y), param_u32(case, x)),
+    };
+    ConvGeometry {
+        stride: pair("stride", "stride_y", "stride_x"),
+        pad: pair("pad", "pad_y", "pad_x"),
+    }
+}
+
+/// A fixture case's epilogue activation: `relu` (bool) or `activation` (none, relu, sigmoid).
+fn case_activation(case: &serde_json::Value) -> Activation {
+    match case.get("activation").and_then(|a| a.as_str()) {
+        Some("relu") => Activation::Relu,
+        Some("sigmoid") => Activation::Sigmoid,
+        Some("none") => Activation::None,
+        Some(other) => panic!("unknown activation {other}"),
+        None if param_bool(case, "relu") => Activation::Relu,
+        None => Activation::None,
+    }
+}
+
+/// Weight sets from a fixture's `[G, OC, IC, KH, KW]` weight and `[G, OC]` bias.
+fn fixture_weight_sets(fx: &Fixture, prefix: &str, storage: WeightStorage) -> Vec<ConvWeights> {
+    let (w_shape, weight) = fx.get(&format!("{prefix}.weight"));
+    let (_, bias) = fx.get(&format!("{prefix}.bias"));
+    let (sets, oc, ic, kh, kw) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3], w_shape[4]);
+    let per_set = oc * ic * kh * kw;
+    (0..sets)
+        .map(|g| ConvWeights {
+            out_c: oc,
+            in_c: ic,
+            kh,
+            kw,
+            weight: weight[g * per_set..(g + 1) * per_set].to_vec(),
+            bias: bias[g * oc..(g + 1) * oc].to_vec(),
+            storage,
+        })
+        .collect()
+}
+
+/// The layer of a conv2d fixture case (its weight sets, prologue, geometry, activation) run by
+/// `algorithm`.
 fn fixture_conv_layer(
     ctx: &sagitta::GpuContext,
     fx: &Fixture,
@@ -85,36 +129,18 @@ fn fixture_conv_layer(
     storage: WeightStorage,
 ) -> ConvLayer {
     let name = case["name"].as_str().unwrap();
-    let (w_shape, weight) = fx.get(&format!("{name}.weight"));
-    let (_, bias) = fx.get(&format!("{name}.bias"));
-    let (groups, oc, ic, k) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
-    let per_group = oc * ic * k * k;
-    let convs: Vec<ConvWeights> = (0..groups)
-        .map(|g| ConvWeights {
-            out_c: oc,
-            in_c: ic,
-            k,
-            weight: weight[g * per_group..(g + 1) * per_group].to_vec(),
-            bias: bias[g * oc..(g + 1) * oc].to_vec(),
-            storage,
-        })
-        .collect();
+    let convs = fixture_weight_sets(fx, name, storage);
     let prologue: Option<Vec<BatchNorm>> = param_bool(case, "prologue").then(|| {
         let scale = fx.get(&format!("{name}.prologue_scale")).1.clone();
         let shift = fx.get(&format!("{name}.prologue_shift")).1.clone();
-        vec![BatchNorm { scale, shift }; groups]
+        vec![BatchNorm { scale, shift }; convs.len()]
     });
     ConvLayer::with_algorithm(
         ctx,
         name,
         &convs,
-        param_u32(case, "stride"),
-        param_u32(case, "pad"),
-        if param_bool(case, "relu") {
-            Activation::Relu
-        } else {
-            Activation::None
-        },
+        case_geometry(case),
+        case_activation(case),
         prologue.as_deref(),
         algorithm,
     )
@@ -133,7 +159,17 @@ fn check_conv_cases_on(
     storage: WeightStorage,
     tolerance: impl Fn(usize, f32) -> f32,
 ) {
-    let fx = Fixture::load("conv2d.safetensors");
+    check_conv_fixture(ctx, "conv2d.safetensors", precision, storage, tolerance)
+}
+
+fn check_conv_fixture(
+    ctx: std::sync::Arc<sagitta::GpuContext>,
+    fixture: &str,
+    precision: Precision,
+    storage: WeightStorage,
+    tolerance: impl Fn(usize, f32) -> f32,
+) {
+    let fx = Fixture::load(fixture);
     let cases = fx.cases();
     assert!(cases.len() >= 8, "conv2d fixture lost cases");
     let store = |plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]| {
@@ -148,10 +184,14 @@ fn check_conv_cases_on(
         let (in_shape, input) = fx.get(&format!("{name}.input"));
         let (_, expected) = fx.get(&format!("{name}.output"));
         let w_shape = &fx.get(&format!("{name}.weight")).0;
-        let (ic, k) = (w_shape[2], w_shape[3]);
-        let stride = param_u32(&case, "stride");
-        let mut algorithms = vec![ConvAlgorithm::Direct, ConvAlgorithm::Tiled];
-        if k == 3 && stride == 1 {
+        let (ic, kh, kw) = (w_shape[2], w_shape[3], w_shape[4]);
+        let geometry = case_geometry(&case);
+        let mut algorithms = vec![ConvAlgorithm::Tiled];
+        // The direct kernel holds 3 * stride + kw input columns in 16 registers.
+        if 3 * geometry.stride.1 as usize + kw <= 16 {
+            algorithms.push(ConvAlgorithm::Direct);
+        }
+        if (kh, kw, geometry.stride) == (3, 3, (1, 1)) {
             algorithms.push(ConvAlgorithm::Winograd);
         }
         for algorithm in algorithms {
@@ -173,7 +213,7 @@ fn check_conv_cases_on(
                 }
             );
             let got = run_on(&ctx, plan, &[y]);
-            let tol = tolerance(ic * k * k, max_abs(expected));
+            let tol = tolerance(ic * kh * kw, max_abs(expected));
             let what = format!("{name} {algorithm:?} {precision:?}");
             let d = assert_close(&what, &got[0], expected, tol);
             if precision == Precision::F16 || storage == WeightStorage::F16 {
@@ -204,17 +244,126 @@ fn f16_weight_storage_halves_the_weight_buffer() {
         let conv = ConvWeights {
             out_c: 64,
             in_c: 32,
-            k: 3,
+            kh: 3,
+            kw: 3,
             weight: vec![0.01; 64 * 32 * 9],
             bias: vec![0.0; 64],
             storage,
         };
-        ConvLayer::new(&ctx, "w", &[conv], 1, 1, Activation::Relu, None).unwrap()
+        let geometry = ConvGeometry::square(1, 1);
+        ConvLayer::new(&ctx, "w", &[conv], geometry, Activation::Relu, None).unwrap()
     };
     let (f32_layer, f16_layer) = (layer(WeightStorage::F32), layer(WeightStorage::F16));
     let bias = 64 * 4;
     assert_eq!(f32_layer.weight_bytes(), (64 * 32 * 9 * 4 + bias) as u64);
     assert_eq!(f16_layer.weight_bytes(), (64 * 32 * 9 * 2 + bias) as u64);
+}
+
+/// Rectangular kernels (1x7, 7x1, 1x3, 3x1), separate strides and paddings, unpadded and strided
+/// reductions, 5x5, the RGB 7x7 stem, and the sigmoid epilogue (Inception-v3, ResNet50, VGG
+/// shapes) against PyTorch, by every kernel that runs them.
+#[test]
+fn rectangular_convolutions_and_sigmoid_match_pytorch() {
+    check_conv_fixture(
+        gpu(),
+        "conv2d_rect.safetensors",
+        Precision::F32,
+        WeightStorage::F32,
+        |fan_in, magnitude| 1e-5 * (1.0 + magnitude) * fan_in as f32,
+    );
+}
+
+/// A channel concatenation written in place: each branch convolution writes its channels of one
+/// tensor through a channel view (no copy pass), equal to `torch.cat` of the branches.
+#[test]
+fn concatenation_written_in_place_matches_torch_cat() {
+    let ctx = gpu();
+    let fx = Fixture::load("concat.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 3, "concat fixture lost cases");
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let (in_shape, input) = fx.get(&format!("{name}.input"));
+        let (out_shape, expected) = fx.get(&format!("{name}.output"));
+        let branches = case["branches"].as_array().unwrap();
+        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Tiled] {
+            let mut plan = Plan::new();
+            let unused = plan.bound("unused", &[4], storage_buffer(&ctx, "unused", 16));
+            let x = bound(&mut plan, "input", in_shape, input);
+            let channels: Vec<u32> = branches
+                .iter()
+                .map(|b| b["out_c"].as_u64().unwrap() as u32)
+                .collect();
+            let (n, h, w) = (
+                out_shape[0] as u32,
+                out_shape[2] as u32,
+                out_shape[3] as u32,
+            );
+            let (whole, views) =
+                sagitta::ops::conv2d::concat_outputs(&mut plan, name, n, (h, w), &channels)
+                    .unwrap();
+            for (i, (branch, view)) in branches.iter().zip(&views).enumerate() {
+                let sets =
+                    fixture_weight_sets(&fx, &format!("{name}.branch{i}"), WeightStorage::F32);
+                let geometry = ConvGeometry {
+                    stride: (1, 1),
+                    pad: (param_u32(branch, "pad_y"), param_u32(branch, "pad_x")),
+                };
+                let layer = ConvLayer::with_algorithm(
+                    &ctx,
+                    &format!("{name}.{i}"),
+                    &sets,
+                    geometry,
+                    case_activation(branch),
+                    None,
+                    algorithm,
+                )
+                .unwrap();
+                layer
+                    .apply_into(&mut plan, &format!("{name}.{i}"), x, None, unused, *view)
+                    .unwrap();
+            }
+            let got = run(plan, &[whole]);
+            let what = format!("{name} {algorithm:?}");
+            assert_close(&what, &got[0], expected, 1e-4 * (1.0 + max_abs(expected)));
+        }
+    }
+}
+
+/// A view is read through its parent, and a producer cannot write a view of another shape.
+#[test]
+fn channel_views_are_checked() {
+    let ctx = gpu();
+    let mut plan = Plan::new();
+    let whole = plan.activation("whole", &[1, 10, 4, 4]);
+    assert!(plan.channel_view("too far", whole, 8, 3).is_err());
+    let view = plan.channel_view("v", whole, 4, 6).unwrap();
+    assert_eq!(plan.shape(view), &[1, 6, 4, 4]);
+    assert_eq!(plan.view_of(view), Some((whole, 4)));
+    let conv = ConvWeights {
+        out_c: 5,
+        in_c: 2,
+        kh: 1,
+        kw: 1,
+        weight: vec![0.5; 10],
+        bias: vec![0.0; 5],
+        storage: WeightStorage::F32,
+    };
+    let layer = ConvLayer::new(
+        &ctx,
+        "c",
+        &[conv],
+        ConvGeometry::square(1, 0),
+        Activation::None,
+        None,
+    )
+    .unwrap();
+    let unused = plan.bound("unused", &[4], storage_buffer(&ctx, "unused", 16));
+    let x = plan.activation("x", &[1, 2, 4, 4]);
+    let err = layer
+        .apply_into(&mut plan, "c", x, None, unused, view)
+        .unwrap_err();
+    assert!(err.to_string().contains("output"), "{err}");
 }
 
 #[test]
@@ -358,7 +507,8 @@ fn cooperative_matrix_kernel_replaces_tiled_only_in_allowed_f16_plans() {
     let conv = ConvWeights {
         out_c: 64,
         in_c: 32,
-        k: 1,
+        kh: 1,
+        kw: 1,
         weight: vec![0.01; 64 * 32],
         bias: vec![0.0; 64],
         storage: WeightStorage::F32,
@@ -367,8 +517,7 @@ fn cooperative_matrix_kernel_replaces_tiled_only_in_allowed_f16_plans() {
         &ctx,
         "coop",
         std::slice::from_ref(&conv),
-        1,
-        0,
+        ConvGeometry::square(1, 0),
         Activation::None,
         None,
         ConvAlgorithm::Tiled,

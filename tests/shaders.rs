@@ -6,30 +6,53 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 use sagitta::engine::Precision;
 use sagitta::ops::ALL_KERNELS;
 
-/// Override sets the engine uses (conv2d gets the shapes of the hourglass).
+/// Override sets the engine uses: every fusion combination on the hourglass's 3x3, and the other
+/// geometries (1x1, strided, the 7x7 stem, Inception's 1x7 / 7x1 / 3x1 with stride (2, 1), 5x5,
+/// unpadded reductions) with no fusion and with all of them.
 fn specialisations(kernel: &str) -> Vec<Vec<(&'static str, f64)>> {
     if !kernel.starts_with("conv2d") {
         return vec![vec![]];
     }
-    let mut sets = Vec::new();
-    for (k, stride, pad) in [
-        (1.0, 1.0, 0.0),
-        (3.0, 1.0, 1.0),
-        (3.0, 2.0, 1.0),
-        (7.0, 2.0, 3.0),
-    ] {
-        for flags in 0..4u32 {
+    let geometry = |(kh, kw, sy, sx, py, px): (u32, u32, u32, u32, u32, u32)| {
+        vec![
+            ("KH", f64::from(kh)),
+            ("KW", f64::from(kw)),
+            ("STRIDE_Y", f64::from(sy)),
+            ("STRIDE_X", f64::from(sx)),
+            ("PAD_Y", f64::from(py)),
+            ("PAD_X", f64::from(px)),
+        ]
+    };
+    let fusions = |prologue: bool, residual: bool, activation: u32| {
+        vec![
+            ("PROLOGUE", f64::from(u8::from(prologue))),
+            ("RESIDUAL", f64::from(u8::from(residual))),
             // 0 none, 1 ReLU, 2 sigmoid.
-            for activation in 0..3u32 {
-                sets.push(vec![
-                    ("K", k),
-                    ("STRIDE", stride),
-                    ("PAD", pad),
-                    ("PROLOGUE", f64::from(flags & 1)),
-                    ("RESIDUAL", f64::from((flags >> 1) & 1)),
-                    ("ACTIVATION", f64::from(activation)),
-                ]);
-            }
+            ("ACTIVATION", f64::from(activation)),
+        ]
+    };
+    let mut sets = Vec::new();
+    for flags in 0..4u32 {
+        for activation in 0..3u32 {
+            let mut set = geometry((3, 3, 1, 1, 1, 1));
+            set.extend(fusions(flags & 1 == 1, flags & 2 == 2, activation));
+            sets.push(set);
+        }
+    }
+    for shape in [
+        (1, 1, 1, 1, 0, 0),
+        (3, 3, 2, 2, 1, 1),
+        (7, 7, 2, 2, 3, 3),
+        (1, 7, 1, 1, 0, 3),
+        (7, 1, 1, 1, 3, 0),
+        (3, 1, 2, 1, 1, 0),
+        (5, 5, 1, 1, 2, 2),
+        (3, 3, 2, 2, 0, 0),
+    ] {
+        for all in [false, true] {
+            let mut set = geometry(shape);
+            set.extend(fusions(all, all, if all { 2 } else { 0 }));
+            sets.push(set);
         }
     }
     sets

@@ -41,7 +41,7 @@ fn tuning_times_every_convolution_and_models_follow_the_table() {
             .entries
             .get(&key.to_string())
             .unwrap_or_else(|| panic!("{key} was not measured"));
-        let winograd_fits = key.k == 3 && key.stride == 1;
+        let winograd_fits = key.winograd_fits();
         assert_eq!(
             key.candidates().len(),
             entry.times_ms.len(),

@@ -80,27 +80,30 @@ def kernel_workload(row: dict, device: torch.device, gen: torch.Generator):
         return torch.rand(*shape, generator=gen).mul_(2).sub_(1).to(device)
 
     if k.startswith("conv2d"):
-        n, ic, oc, kk = s["n"], s["in_c"], s["out_c"], int(s["k"])
+        n, ic, oc, kh, kw = s["n"], s["in_c"], s["out_c"], int(s["kh"]), int(s["kw"])
         groups = n if s["per_sample"] else 1
         x = rand(n, ic, s["h"], s["w"])
-        w = rand(groups, oc, ic, kk, kk) / (ic * kk * kk) ** 0.5
+        w = rand(groups, oc, ic, kh, kw) / (ic * kh * kw) ** 0.5
         b = rand(groups, oc)
         scale, shift = (rand(ic), rand(ic)) if s["prologue"] else (None, None)
         res = rand(n, oc, s["oh"], s["ow"]) if s["residual"] else None
-        return lambda: ops.conv2d_fused(x, w, b, int(s["stride"]), int(s["pad"]), scale, shift, res, s["relu"])
+        stride, pad = tuple(s["stride"]), tuple(s["pad"])
+        return lambda: ops.conv2d_fused(x, w, b, stride, pad, scale, shift, res,
+                                        activation=s["activation"])
+    # Other kernels: the fields of their uniform block (the Rust params struct).
     if k == "maxpool2":
-        x = rand(1, s["planes"], s["h"], s["w"])
+        x = rand(1, s["planes"], s["in_h"], s["in_w"])
         return lambda: ops.maxpool2(x)
     if k == "upsample_add":
         low = rand(1, s["planes"], s["low_h"], s["low_w"])
         skip = rand(1, s["planes"], 2 * s["low_h"], 2 * s["low_w"])
         return lambda: ops.upsample_add(low, skip)
     if k == "softmax_dsnt":
-        h = rand(1, s["heatmaps"], s["h"], s["w"]) * 10
+        h = rand(1, s["heatmaps"], s["height"], s["width"]) * 10
         return lambda: ops.softmax_dsnt(h)
     if k == "roi_align":
-        img = rand(1, s["c"], s["h"], s["w"])
-        side = s["h"] / 4
+        img = rand(1, s["channels"], s["height"], s["width"])
+        side = s["height"] / 4
         boxes = torch.tensor([[100.0 + 50 * i, 100.0 + 80 * i, 100.0 + 50 * i + side, 100.0 + 80 * i + side]
                               for i in range(s["boxes"])], device=device)
         return lambda: ops.roi_align_ours(img, boxes, s["out_size"], s["sampling_ratio"])

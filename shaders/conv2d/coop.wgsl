@@ -15,8 +15,8 @@ enable wgpu_cooperative_matrix;
 
 alias act = f16;
 
-// K, STRIDE, PAD, PROLOGUE, RESIDUAL, ACTIVATION, the bindings, `Params` and the epilogue
-// `store_output`: common.wgsl.
+// KH, KW, STRIDE_*, PAD_*, PROLOGUE, RESIDUAL, ACTIVATION, the bindings, `Params` and the
+// epilogue `store_output`: common.wgsl.
 
 const TILE_K: u32 = 16u;
 // [k][64 output channels] and [k][64 pixels] of one K tile, f16.
@@ -114,8 +114,6 @@ fn main(
         if (pixel >= pixels) {
             break;
         }
-        let at = (n * p.out_c + oc) * pixels + pixel;
-        var value = c_tile[oc_local * 64u + local_pixel] + b;
-        store_output(at, value);
+        store_output(n, oc, pixel, c_tile[oc_local * 64u + local_pixel] + b);
     }
 }

@@ -10,19 +10,19 @@
 // of the weights, biases and prologue tables.
 
 // `act` is the activation storage type and `mul` the type of the products and of each input
-// channel's sum over its K*K taps: both f32, or both f16 in the f16 precision variant (see
+// channel's sum over its KH*KW taps: both f32, or both f16 in the f16 precision variant (see
 // plan::Precision). The sum across input channels, the epilogue and the output stay f32 until
 // stored, so f16 rounding does not grow with the channel count.
 alias act = f32;
 alias mul = f32;
 
-// K, STRIDE, PAD, PROLOGUE, RESIDUAL, ACTIVATION, the bindings, `Params` and the epilogue
-// `store_output`: common.wgsl.
+// KH, KW, STRIDE_*, PAD_*, PROLOGUE, RESIDUAL, ACTIVATION, the bindings, `Params` and the
+// epilogue `store_output`: common.wgsl.
 
-// Input columns under one invocation's 4 outputs: 3 * STRIDE + K, at most 13 (7x7 stride 2);
+// Input columns under one invocation's 4 outputs: 3 * STRIDE_X + KW, at most 13 (7x7 stride 2);
 // ConvLayer rejects larger combinations for this kernel.
 const MAX_SPAN: u32 = 16u;
-override SPAN: u32 = 3u * STRIDE + K;
+override SPAN: u32 = 3u * STRIDE_X + KW;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -43,8 +43,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var acc2 = b;
     var acc3 = b;
     let ox0 = xb * 4u;
-    let x_origin = i32(ox0 * STRIDE) - i32(PAD);
-    let y_origin = i32(oy * STRIDE) - i32(PAD);
+    let x_origin = i32(ox0 * STRIDE_X) - i32(PAD_X);
+    let y_origin = i32(oy * STRIDE_Y) - i32(PAD_Y);
     let weight_base = n * p.weight_set_stride;
     for (var ic = 0u; ic < p.in_c; ic++) {
         var scale_shift = vec2<f32>(1.0, 0.0);
@@ -56,13 +56,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         var part1 = vec4<mul>(0.0);
         var part2 = vec4<mul>(0.0);
         var part3 = vec4<mul>(0.0);
-        for (var ky = 0u; ky < K; ky++) {
+        for (var ky = 0u; ky < KH; ky++) {
             let iy = y_origin + i32(ky);
             if (iy < 0 || iy >= i32(p.in_h)) {
                 continue;
             }
             let row = plane + u32(iy) * p.in_w;
-            // The input span under the 4 outputs, loaded (and activated) once for all K taps.
+            // The input span under the 4 outputs, loaded (and activated) once for all KW taps.
             var xs: array<mul, MAX_SPAN>;
             for (var i = 0u; i < SPAN; i++) {
                 let ix = x_origin + i32(i);
@@ -75,9 +75,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 }
                 xs[i] = mul(x);
             }
-            for (var kx = 0u; kx < K; kx++) {
-                let w = vec4<mul>(weight[weight_base + ((ic * K + ky) * K + kx) * p.out_c4 + ocb]);
-                let v = vec4<mul>(xs[kx], xs[kx + STRIDE], xs[kx + 2u * STRIDE], xs[kx + 3u * STRIDE]);
+            for (var kx = 0u; kx < KW; kx++) {
+                let w = vec4<mul>(weight[weight_base + ((ic * KH + ky) * KW + kx) * p.out_c4 + ocb]);
+                let v = vec4<mul>(xs[kx], xs[kx + STRIDE_X], xs[kx + 2u * STRIDE_X], xs[kx + 3u * STRIDE_X]);
                 part0 += v.x * w;
                 part1 += v.y * w;
                 part2 += v.z * w;
@@ -90,7 +90,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         acc3 += vec4<f32>(part3);
     }
 
-    let out_plane = p.out_h * p.out_w;
     for (var j = 0u; j < 4u; j++) {
         let ox = ox0 + j;
         if (ox >= p.out_w) {
@@ -109,9 +108,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             if (oc >= p.out_c) {
                 break;
             }
-            let at = (n * p.out_c + oc) * out_plane + oy * p.out_w + ox;
-            var value = acc[c];
-            store_output(at, value);
+            store_output(n, oc, oy * p.out_w + ox, acc[c]);
         }
     }
 }

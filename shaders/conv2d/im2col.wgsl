@@ -1,8 +1,8 @@
 // The im2col gather of the implicit-GEMM convolutions (conv2d_tiled, conv2d_coop), appended to
 // them with common.wgsl: elements (k, pixel .. pixel + 3) of the virtual
-// [in_c * K * K][out_h * out_w] matrix of sample n, with the pre-activation prologue applied and
+// [in_c * KH * KW][out_h * out_w] matrix of sample n, with the pre-activation prologue applied and
 // zero padding (as PyTorch pads the already-activated input). The uniform block holds
-// `k_total` = in_c * K * K.
+// `k_total` = in_c * KH * KW.
 //
 // Each invocation gathers the same 4 output pixels for every K row it loads, so their input
 // origins are computed once (`columns`) and each K row costs one (ic, ky, kx) decomposition.
@@ -22,8 +22,8 @@ fn columns(first_pixel: u32) -> Columns {
     for (var j = 0u; j < 4u; j++) {
         let pixel = first_pixel + j;
         c.valid[j] = pixel < p.out_h * p.out_w;
-        c.y[j] = i32((pixel / p.out_w) * STRIDE) - i32(PAD);
-        c.x[j] = i32((pixel % p.out_w) * STRIDE) - i32(PAD);
+        c.y[j] = i32((pixel / p.out_w) * STRIDE_Y) - i32(PAD_Y);
+        c.x[j] = i32((pixel % p.out_w) * STRIDE_X) - i32(PAD_X);
     }
     return c;
 }
@@ -34,11 +34,11 @@ fn gather4(n: u32, k: u32, c: Columns) -> vec4<f32> {
         return v;
     }
     // 1x1 layers: the im2col matrix is the activation itself, [ic][pixel] (a plain GEMM).
-    let plain = K == 1u && STRIDE == 1u && PAD == 0u;
-    let ic = select(k / (K * K), k, plain);
-    let r = select(k % (K * K), 0u, plain);
-    let ky = i32(r / K);
-    let kx = i32(r % K);
+    let plain = KH == 1u && KW == 1u && STRIDE_Y == 1u && STRIDE_X == 1u && PAD_Y == 0u && PAD_X == 0u;
+    let ic = select(k / (KH * KW), k, plain);
+    let r = select(k % (KH * KW), 0u, plain);
+    let ky = i32(r / KW);
+    let kx = i32(r % KW);
     let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
     var inside = vec4<bool>(false);
     for (var j = 0u; j < 4u; j++) {

@@ -12,8 +12,8 @@
 alias act = f32;
 alias mul = f32;
 
-// K, STRIDE, PAD, PROLOGUE, RESIDUAL, ACTIVATION, the bindings, `Params` and the epilogue
-// `store_output`: common.wgsl.
+// KH, KW, STRIDE_*, PAD_*, PROLOGUE, RESIDUAL, ACTIVATION, the bindings, `Params` and the
+// epilogue `store_output`: common.wgsl.
 
 const TILE_K: u32 = 16u;
 // [k][16 vec4] each: 16 x 64 floats.
@@ -90,9 +90,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if (pixel >= pixels) {
                 break;
             }
-            let at = (n * p.out_c + oc) * pixels + pixel;
-            var value = row[j] + b[i];
-            store_output(at, value);
+            store_output(n, oc, pixel, row[j] + b[i]);
         }
     }
 }

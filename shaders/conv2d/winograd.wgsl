@@ -14,9 +14,9 @@
 
 alias act = f32;
 
-// K, STRIDE, PAD, PROLOGUE, RESIDUAL, ACTIVATION, the bindings, `Params` and the epilogue
-// `store_output`: common.wgsl. K and STRIDE are
-// always 3 and 1 here (every convolution step names its geometry the same way).
+// KH, KW, STRIDE_*, PAD_*, PROLOGUE, RESIDUAL, ACTIVATION, the bindings, `Params` and the
+// epilogue `store_output`: common.wgsl. KH, KW are always 3 and the strides 1 here (every
+// convolution step names its geometry the same way).
 
 const IC_CHUNK: u32 = 8u;
 // During the channel loop: U at [0, 512) as [xi][ic][oc/4], V at [512, 1024) as [xi][ic][tile/4].
@@ -61,8 +61,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // Input-transform role (threads 0..127): one input channel of the chunk and one tile.
     let patch_ic = t / 16u;
     let patch_tile = tile0 + t % 16u;
-    let patch_y = i32((patch_tile / p.tiles_w) * 2u) - i32(PAD);
-    let patch_x = i32((patch_tile % p.tiles_w) * 2u) - i32(PAD);
+    let patch_y = i32((patch_tile / p.tiles_w) * 2u) - i32(PAD_Y);
+    let patch_x = i32((patch_tile % p.tiles_w) * 2u) - i32(PAD_X);
 
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
@@ -149,15 +149,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let b = bias[n * p.bias_set_stride + oc / 4u][oc % 4u];
     let oy0 = (tile / p.tiles_w) * 2u;
     let ox0 = (tile % p.tiles_w) * 2u;
-    let pixels = p.out_h * p.out_w;
     for (var dy = 0u; dy < 2u; dy++) {
         for (var dx = 0u; dx < 2u; dx++) {
             let oy = oy0 + dy;
             let ox = ox0 + dx;
             if (oy < p.out_h && ox < p.out_w) {
-                let at = (n * p.out_c + oc) * pixels + oy * p.out_w + ox;
-                var value = y[dy][dx] + b;
-                store_output(at, value);
+                store_output(n, oc, oy * p.out_w + ox, y[dy][dx] + b);
             }
         }
     }

@@ -245,9 +245,13 @@ pub fn describe(step: &Step) -> serde_json::Value {
         let p = &conv.params;
         return json!({
             "n": p.batch, "in_c": p.in_c, "h": p.in_h, "w": p.in_w, "out_c": p.out_c,
-            "oh": p.out_h, "ow": p.out_w, "k": conv.key.k, "stride": conv.key.stride,
-            "pad": conv.pad, "prologue": conv.prologue, "residual": conv.residual,
-            "relu": conv.activation == Activation::Relu,
+            "oh": p.out_h, "ow": p.out_w, "kh": conv.key.kh, "kw": conv.key.kw,
+            "stride": [conv.key.stride.0, conv.key.stride.1], "pad": [conv.pad.0, conv.pad.1], "prologue": conv.prologue, "residual": conv.residual,
+            "activation": match conv.activation {
+                Activation::None => None,
+                Activation::Relu => Some("relu"),
+                Activation::Sigmoid => Some("sigmoid"),
+            },
             "per_sample": conv.key.weight_sets > 1,
         });
     }
@@ -270,8 +274,8 @@ pub fn flops(step: &Step) -> u64 {
         return 0;
     };
     let p = &conv.params;
-    let k = conv.key.k as u64;
-    2 * p.batch as u64 * p.out_c as u64 * p.out_h as u64 * p.out_w as u64 * p.in_c as u64 * k * k
+    let taps = conv.key.kh as u64 * conv.key.kw as u64;
+    2 * p.batch as u64 * p.out_c as u64 * p.out_h as u64 * p.out_w as u64 * p.in_c as u64 * taps
 }
 
 /// Times every distinct kernel shape of the cervical pipeline in isolation: `repeats` dispatches
@@ -471,27 +475,44 @@ fn short_shape(row: &KernelRow) -> String {
             for (flag, tag) in [
                 ("prologue", "+bnrelu"),
                 ("residual", "+res"),
-                ("relu", "+relu"),
                 ("per_sample", " x6w"),
             ] {
                 if s[flag].as_bool().unwrap_or(false) {
                     extra.push_str(tag);
                 }
             }
+            if let Some(activation) = s["activation"].as_str() {
+                extra.push_str(&format!("+{activation}"));
+            }
+            let pair = |key: &str| {
+                let (a, b) = (
+                    s[key][0].as_u64().unwrap_or(0),
+                    s[key][1].as_u64().unwrap_or(0),
+                );
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}x{b}")
+                }
+            };
+            let kernel = if g("kh") == g("kw") {
+                g("kh").to_string()
+            } else {
+                format!("{}x{}", g("kh"), g("kw"))
+            };
             format!(
-                "{}x{}x{}x{} -> {} k{} s{}{extra}",
+                "{}x{}x{}x{} -> {} k{kernel} s{}{extra}",
                 g("n"),
                 g("in_c"),
                 g("h"),
                 g("w"),
                 g("out_c"),
-                s["k"].as_f64().unwrap_or(0.0),
-                s["stride"].as_f64().unwrap_or(0.0)
+                pair("stride")
             )
         }
-        "maxpool2" => format!("{}x{}x{}", g("planes"), g("h"), g("w")),
+        "maxpool2" => format!("{}x{}x{}", g("planes"), g("in_h"), g("in_w")),
         "upsample_add" => format!("{}x{}x{} -> x2", g("planes"), g("low_h"), g("low_w")),
-        "softmax_dsnt" => format!("{} maps {}x{}", g("heatmaps"), g("h"), g("w")),
+        "softmax_dsnt" => format!("{} maps {}x{}", g("heatmaps"), g("height"), g("width")),
         "roi_align" => format!(
             "{} boxes -> {}x{}",
             g("boxes"),

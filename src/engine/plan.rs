@@ -26,6 +26,12 @@ enum Storage {
     Activation,
     /// A buffer the model owns (weights, inputs, outputs).
     Bound(Arc<wgpu::Buffer>),
+    /// Channels `channel_offset ..` of the [N, C, H, W] tensor `parent` (never itself a view):
+    /// producers write a concatenation in place. Lives and is placed with its parent.
+    View {
+        parent: TensorId,
+        channel_offset: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +189,53 @@ impl Plan {
         &self.tensors[id.0].shape
     }
 
+    /// A view of `channels` channels of the [N, C, H, W] tensor `parent` starting at channel
+    /// `offset`: a step that writes the view writes those channels of the parent, so a
+    /// concatenation is written in place by its producers (kernels that take an output channel
+    /// offset; see [`Self::view_of`]).
+    pub fn channel_view(
+        &mut self,
+        label: impl Into<String>,
+        parent: TensorId,
+        offset: u32,
+        channels: u32,
+    ) -> Result<TensorId> {
+        let (root, base) = self.view_of(parent).unwrap_or((parent, 0));
+        let info = &self.tensors[root.0];
+        let shape = info.shape.clone();
+        let parent_channels = self.tensors[parent.0].shape.get(1).copied().unwrap_or(0);
+        if shape.len() != 4 || channels == 0 || offset + channels > parent_channels {
+            return Err(SagittaError::InvalidInput(format!(
+                "channel view {offset}..{} of a tensor of shape {:?}",
+                offset + channels,
+                self.tensors[parent.0].shape
+            )));
+        }
+        let storage = Storage::View {
+            parent: root,
+            channel_offset: base + offset,
+        };
+        let bytes = info.bytes_per_element;
+        let view_shape = [shape[0], channels, shape[2], shape[3]];
+        Ok(self.push(label.into(), &view_shape, storage, bytes))
+    }
+
+    /// For a channel view: the tensor it views and the channel it starts at.
+    pub fn view_of(&self, id: TensorId) -> Option<(TensorId, u32)> {
+        match self.tensors[id.0].storage {
+            Storage::View {
+                parent,
+                channel_offset,
+            } => Some((parent, channel_offset)),
+            _ => None,
+        }
+    }
+
+    /// The tensor that owns the memory of `id` (itself, or the parent of a view).
+    fn root(&self, id: TensorId) -> TensorId {
+        self.view_of(id).map_or(id, |(parent, _)| parent)
+    }
+
     pub fn begin_stage(&mut self, name: impl Into<String>) {
         self.stages.push(Stage {
             name: name.into(),
@@ -267,6 +320,11 @@ impl Plan {
             ctx: ctx.clone(),
             shapes: self.tensors.iter().map(|t| t.shape.clone()).collect(),
             element_bytes: self.tensors.iter().map(|t| t.bytes_per_element).collect(),
+            views: self
+                .tensors
+                .iter()
+                .map(|t| matches!(t.storage, Storage::View { .. }))
+                .collect(),
             buffers,
             uniform,
             steps: compiled_steps,
@@ -296,11 +354,12 @@ impl Plan {
         let mut first_write = vec![usize::MAX; n];
         let mut last_use = vec![0usize; n];
         for (i, step) in self.steps.iter().enumerate() {
-            for t in &step.writes {
+            // A view is born and dies with its parent.
+            for t in step.writes.iter().map(|&t| self.root(t)) {
                 first_write[t.0] = first_write[t.0].min(i);
                 last_use[t.0] = last_use[t.0].max(i);
             }
-            for t in &step.reads {
+            for t in step.reads.iter().map(|&t| self.root(t)) {
                 last_use[t.0] = last_use[t.0].max(i);
             }
         }
@@ -396,14 +455,15 @@ impl Plan {
                 },
             )));
         }
-        let assigned: Vec<Option<Arc<wgpu::Buffer>>> = self
-            .tensors
-            .iter()
-            .zip(&memory.slot_of)
-            .map(|(info, slot)| match (&info.storage, slot) {
-                (Storage::Bound(buffer), _) => Some(buffer.clone()),
-                (Storage::Activation, Some(slot)) => Some(slots[*slot].clone()),
-                (Storage::Activation, None) => None,
+        let own = |info: &TensorInfo, slot: &Option<usize>| match (&info.storage, slot) {
+            (Storage::Bound(buffer), _) => Some(buffer.clone()),
+            (Storage::Activation, Some(slot)) => Some(slots[*slot].clone()),
+            (Storage::Activation, None) | (Storage::View { .. }, _) => None,
+        };
+        let assigned: Vec<Option<Arc<wgpu::Buffer>>> = (0..self.tensors.len())
+            .map(|t| {
+                let root = self.root(TensorId(t)).0;
+                own(&self.tensors[root], &memory.slot_of[root])
             })
             .collect();
         let placeholder = Arc::new(ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -469,6 +529,8 @@ pub struct CompiledPlan {
     ctx: Arc<GpuContext>,
     shapes: Vec<Vec<u32>>,
     element_bytes: Vec<u32>,
+    /// Which tensors are channel views (read their parent instead).
+    views: Vec<bool>,
     buffers: Vec<Arc<wgpu::Buffer>>,
     uniform: wgpu::Buffer,
     steps: Vec<CompiledStep>,
@@ -632,6 +694,11 @@ impl CompiledPlan {
     /// Runs the plan once and reads the given tensors back (kernel tests and debugging; the
     /// models read their single result table instead).
     pub fn run_and_read(&self, outputs: &[TensorId]) -> Result<Vec<Vec<f32>>> {
+        if outputs.iter().any(|t| self.views[t.0]) {
+            return Err(SagittaError::InvalidInput(
+                "a channel view is read through the tensor it views".into(),
+            ));
+        }
         let device = &self.ctx.device;
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("run_and_read"),
@@ -695,7 +762,7 @@ impl Plan {
             let info = &self.tensors[t.0];
             let storage = match &info.storage {
                 Storage::Bound(buffer) => Storage::Bound(buffer.clone()),
-                Storage::Activation => {
+                Storage::Activation | Storage::View { .. } => {
                     let data: Vec<f32> = (0..info.elements())
                         .map(|i| ((i.wrapping_mul(2654435761) % 2001) as f32 / 1000.0) - 1.0)
                         .collect();
@@ -715,15 +782,35 @@ impl Plan {
             remap.insert(t, id);
         }
         for &t in &step.writes {
-            let info = &self.tensors[t.0];
-            remap.entry(t).or_insert_with(|| {
-                plan.push(
-                    info.label.clone(),
-                    &info.shape,
-                    Storage::Activation,
-                    info.bytes_per_element,
-                )
-            });
+            if remap.contains_key(&t) {
+                continue;
+            }
+            // A written view stays a view (its kernel writes at the view's channel offset) of a
+            // fresh tensor shaped like its parent.
+            let root = self.root(t);
+            let info = &self.tensors[root.0];
+            let parent = plan.push(
+                info.label.clone(),
+                &info.shape,
+                Storage::Activation,
+                info.bytes_per_element,
+            );
+            let id = match self.tensors[t.0].storage {
+                Storage::View { channel_offset, .. } => {
+                    let view = &self.tensors[t.0];
+                    plan.push(
+                        view.label.clone(),
+                        &view.shape,
+                        Storage::View {
+                            parent,
+                            channel_offset,
+                        },
+                        view.bytes_per_element,
+                    )
+                }
+                _ => parent,
+            };
+            remap.insert(t, id);
         }
         plan.begin_stage(step.label.clone());
         for _ in 0..repeats.max(1) {

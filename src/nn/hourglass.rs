@@ -15,7 +15,7 @@ use super::scope::{GpuLayers, LayerBuilder, WeightScope};
 use super::weights::MetadataReader;
 use crate::engine::{Plan, TensorId};
 use crate::error::Result;
-use crate::ops::conv2d::Activation;
+use crate::ops::conv2d::{Activation, ConvGeometry};
 use crate::ops::{self, ConvLayer};
 
 /// One stacked-hourglass network (bearpaw/pytorch-pose layout, pre-activation bottlenecks).
@@ -110,8 +110,7 @@ fn conv_bn_relu<B: LayerBuilder>(
     s.builder.conv(
         &s.label(conv),
         &convs,
-        stride,
-        pad,
+        ConvGeometry::square(stride, pad),
         Activation::Relu,
         None,
         pixels,
@@ -130,8 +129,7 @@ fn plain_conv<B: LayerBuilder>(
     s.builder.conv(
         &s.label(conv),
         &convs,
-        1,
-        0,
+        ConvGeometry::square(1, 0),
         Activation::None,
         None,
         side * side,
@@ -185,14 +183,27 @@ impl<C> Bottleneck<C> {
             conv1: b.conv(
                 &s.label("conv1"),
                 &c1,
-                1,
-                0,
+                ConvGeometry::square(1, 0),
                 Activation::Relu,
                 Some(&bn1),
                 pixels,
             )?,
-            conv2: b.conv(&s.label("conv2"), &c2, 1, 1, Activation::Relu, None, pixels)?,
-            conv3: b.conv(&s.label("conv3"), &c3, 1, 0, Activation::None, None, pixels)?,
+            conv2: b.conv(
+                &s.label("conv2"),
+                &c2,
+                ConvGeometry::square(1, 1),
+                Activation::Relu,
+                None,
+                pixels,
+            )?,
+            conv3: b.conv(
+                &s.label("conv3"),
+                &c3,
+                ConvGeometry::square(1, 0),
+                Activation::None,
+                None,
+                pixels,
+            )?,
             downsample,
         })
     }

@@ -16,7 +16,7 @@ use super::weights::WeightFile;
 use crate::engine::GpuContext;
 use crate::error::Result;
 use crate::ops::conv2d::{
-    Activation, BatchNorm, ConvLayer, ConvSelection, ConvWeights, WeightStorage,
+    Activation, BatchNorm, ConvGeometry, ConvLayer, ConvSelection, ConvWeights, WeightStorage,
 };
 
 /// What a block's `load` builds its layers with: GPU layers, or nothing (a dry run).
@@ -30,8 +30,7 @@ pub trait LayerBuilder {
         &self,
         label: &str,
         weight_sets: &[ConvWeights],
-        stride: u32,
-        pad: u32,
+        geometry: ConvGeometry,
         activation: Activation,
         prologue: Option<&[BatchNorm]>,
         out_pixels: u32,
@@ -51,8 +50,7 @@ impl LayerBuilder for GpuLayers<'_> {
         &self,
         label: &str,
         weight_sets: &[ConvWeights],
-        stride: u32,
-        pad: u32,
+        geometry: ConvGeometry,
         activation: Activation,
         prologue: Option<&[BatchNorm]>,
         out_pixels: u32,
@@ -61,8 +59,7 @@ impl LayerBuilder for GpuLayers<'_> {
             self.ctx,
             label,
             weight_sets,
-            stride,
-            pad,
+            geometry,
             activation,
             prologue,
             out_pixels,
@@ -81,8 +78,7 @@ impl LayerBuilder for DryRun {
         &self,
         _: &str,
         _: &[ConvWeights],
-        _: u32,
-        _: u32,
+        _: ConvGeometry,
         _: Activation,
         _: Option<&[BatchNorm]>,
         _: u32,
@@ -213,8 +209,19 @@ impl<'a, B: LayerBuilder> WeightScope<'a, B> {
         out_c: usize,
         k: usize,
     ) -> Result<Vec<ConvWeights>> {
+        self.conv_weights_rect(name, in_c, out_c, (k, k))
+    }
+
+    /// [`Self::conv_weights`] of a kh x kw kernel (Inception's 1x7, 7x1, ...).
+    pub fn conv_weights_rect(
+        &self,
+        name: &str,
+        in_c: usize,
+        out_c: usize,
+        (kh, kw): (usize, usize),
+    ) -> Result<Vec<ConvWeights>> {
         let weight_name = format!("{name}.weight");
-        let weights = self.tensor(&weight_name, &[out_c, in_c, k, k])?;
+        let weights = self.tensor(&weight_name, &[out_c, in_c, kh, kw])?;
         let biases = self.tensor(&format!("{name}.bias"), &[out_c])?;
         let storage = if self.is_f16(&weight_name) {
             WeightStorage::F16
@@ -227,7 +234,8 @@ impl<'a, B: LayerBuilder> WeightScope<'a, B> {
             .map(|(weight, bias)| ConvWeights {
                 out_c,
                 in_c,
-                k,
+                kh,
+                kw,
                 weight: weight.into_owned(),
                 bias: bias.into_owned(),
                 storage,

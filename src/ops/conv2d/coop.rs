@@ -22,7 +22,8 @@ pub fn cooperative_matrix_self_check(ctx: &Arc<GpuContext>) -> Result<Option<Str
     let conv = ConvWeights {
         out_c,
         in_c,
-        k: 3,
+        kh: 3,
+        kw: 3,
         storage: super::WeightStorage::F32,
         weight: filler(out_c * in_c * 9, 1)
             .iter()
@@ -38,8 +39,7 @@ pub fn cooperative_matrix_self_check(ctx: &Arc<GpuContext>) -> Result<Option<Str
         ctx,
         "coop self-check",
         &[conv],
-        1,
-        1,
+        super::ConvGeometry::square(1, 1),
         super::Activation::Relu,
         Some(&[bn]),
         ConvAlgorithm::Tiled,

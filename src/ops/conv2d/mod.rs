@@ -17,6 +17,29 @@ pub mod tune;
 pub mod winograd;
 
 pub use select::{ConvAlgorithm, ConvKey, ConvSelection};
+
+/// Output channel views for a channel concatenation written in place: a tensor [n, sum of
+/// `channels`, h, w] and one view per part, in order, for the producers to write.
+pub fn concat_outputs(
+    plan: &mut Plan,
+    label: &str,
+    n: u32,
+    (h, w): (u32, u32),
+    channels: &[u32],
+) -> Result<(TensorId, Vec<TensorId>)> {
+    let total: u32 = channels.iter().sum();
+    invariant(n > 0 && h > 0 && w > 0 && total > 0, || {
+        format!("{label}: empty concatenation")
+    })?;
+    let whole = plan.activation(label, &[n, total, h, w]);
+    let mut views = Vec::with_capacity(channels.len());
+    let mut offset = 0;
+    for (i, &c) in channels.iter().enumerate() {
+        views.push(plan.channel_view(format!("{label}.{i}"), whole, offset, c)?);
+        offset += c;
+    }
+    Ok((whole, views))
+}
 pub use winograd::winograd_filter;
 
 uniform_params! {
@@ -42,6 +65,10 @@ uniform_params! {
         pub prologue_set_stride: u32,
         /// Direct kernel: invocations.
         pub total: u32,
+        /// Channels of the output tensor and this convolution's first channel in it (a channel
+        /// view: a concatenation written in place); `out_c` and 0 otherwise.
+        pub out_c_total: u32,
+        pub out_c_offset: u32,
     }
 }
 
@@ -129,13 +156,32 @@ pub enum WeightStorage {
     F16,
 }
 
+/// Strides and zero padding of a convolution, each (y, x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub stride: (u32, u32),
+    pub pad: (u32, u32),
+}
+
+impl ConvGeometry {
+    /// The same stride and padding along y and x.
+    pub fn square(stride: u32, pad: u32) -> Self {
+        Self {
+            stride: (stride, stride),
+            pad: (pad, pad),
+        }
+    }
+}
+
 /// CPU-side convolution weights in PyTorch layout, BatchNorm already folded.
 #[derive(Debug, Clone)]
 pub struct ConvWeights {
     pub out_c: usize,
     pub in_c: usize,
-    pub k: usize,
-    /// [out_c, in_c, k, k]
+    /// Kernel height and width.
+    pub kh: usize,
+    pub kw: usize,
+    /// [out_c, in_c, kh, kw]
     pub weight: Vec<f32>,
     /// `[out_c]`
     pub bias: Vec<f32>,
@@ -146,7 +192,7 @@ pub struct ConvWeights {
 impl ConvWeights {
     /// Folds a BatchNorm that follows this convolution: y = (conv(x) - mean) / sqrt(var + eps) * g + b.
     pub fn fold_batchnorm(&mut self, bn: &BatchNorm) {
-        let per_oc = self.in_c * self.k * self.k;
+        let per_oc = self.in_c * self.kh * self.kw;
         for oc in 0..self.out_c {
             let (scale, shift) = (bn.scale[oc], bn.shift[oc]);
             for w in &mut self.weight[oc * per_oc..(oc + 1) * per_oc] {
@@ -186,9 +232,10 @@ impl BatchNorm {
 pub struct ConvLayer {
     pub in_c: u32,
     pub out_c: u32,
-    pub k: u32,
-    pub stride: u32,
-    pub pad: u32,
+    /// Kernel height and width.
+    pub kh: u32,
+    pub kw: u32,
+    pub geometry: ConvGeometry,
     pub activation: Activation,
     /// 1: one set shared by the batch; n > 1: sample i uses set i (batch size n).
     pub weight_sets: u32,
@@ -208,8 +255,7 @@ impl ConvLayer {
         ctx: &GpuContext,
         label: &str,
         weight_sets: &[ConvWeights],
-        stride: u32,
-        pad: u32,
+        geometry: ConvGeometry,
         activation: Activation,
         prologue: Option<&[BatchNorm]>,
     ) -> Result<Self> {
@@ -217,8 +263,7 @@ impl ConvLayer {
             ctx,
             label,
             weight_sets,
-            stride,
-            pad,
+            geometry,
             activation,
             prologue,
             ConvAlgorithm::Auto,
@@ -233,8 +278,7 @@ impl ConvLayer {
         ctx: &GpuContext,
         label: &str,
         weight_sets: &[ConvWeights],
-        stride: u32,
-        pad: u32,
+        geometry: ConvGeometry,
         activation: Activation,
         prologue: Option<&[BatchNorm]>,
         out_pixels: u32,
@@ -242,8 +286,9 @@ impl ConvLayer {
     ) -> Result<Self> {
         let first = weight_sets.first();
         let key = ConvKey {
-            k: first.map_or(0, |g| g.k as u32),
-            stride,
+            kh: first.map_or(0, |g| g.kh as u32),
+            kw: first.map_or(0, |g| g.kw as u32),
+            stride: geometry.stride,
             in_c: first.map_or(0, |g| g.in_c as u32),
             out_c: first.map_or(0, |g| g.out_c as u32),
             out_pixels,
@@ -254,8 +299,7 @@ impl ConvLayer {
             ctx,
             label,
             weight_sets,
-            stride,
-            pad,
+            geometry,
             activation,
             prologue,
             algorithm,
@@ -270,8 +314,7 @@ impl ConvLayer {
         ctx: &GpuContext,
         label: &str,
         weight_sets: &[ConvWeights],
-        stride: u32,
-        pad: u32,
+        geometry: ConvGeometry,
         activation: Activation,
         prologue: Option<&[BatchNorm]>,
         algorithm: ConvAlgorithm,
@@ -279,41 +322,48 @@ impl ConvLayer {
         let first = weight_sets
             .first()
             .ok_or_else(|| SagittaError::Config(format!("{label}: no weights")))?;
-        let (out_c, in_c, k, storage) = (first.out_c, first.in_c, first.k, first.storage);
+        let (out_c, in_c, kh, kw) = (first.out_c, first.in_c, first.kh, first.kw);
+        let storage = first.storage;
+        let ConvGeometry { stride, .. } = geometry;
         // The kernels divide by these sizes and run without division checks.
-        invariant(out_c > 0 && in_c > 0 && k > 0 && stride > 0, || {
-            format!("{label}: empty convolution ({out_c}x{in_c}x{k}x{k}, stride {stride})")
-        })?;
-        if algorithm == ConvAlgorithm::Winograd && (k != 3 || stride != 1) {
+        invariant(
+            out_c > 0 && in_c > 0 && kh > 0 && kw > 0 && stride.0 > 0 && stride.1 > 0,
+            || format!("{label}: empty convolution ({out_c}x{in_c}x{kh}x{kw}, stride {stride:?})"),
+        )?;
+        if algorithm == ConvAlgorithm::Winograd && (kh, kw, stride) != (3, 3, (1, 1)) {
             return Err(SagittaError::Config(format!(
-                "{label}: Winograd runs 3x3 stride-1 convolutions only, not {k}x{k} stride {stride}"
+                "{label}: Winograd runs 3x3 stride-1 convolutions only, not {kh}x{kw} stride \
+                 {stride:?}"
             )));
         }
         let out_c4 = out_c.div_ceil(4);
-        // Taps per (ic, oc): k*k filter weights, or the 16 of the transformed 4x4 filter.
+        // Taps per (ic, oc): kh*kw filter weights, or the 16 of the transformed 4x4 filter.
         let taps = if algorithm == ConvAlgorithm::Winograd {
             16
         } else {
-            k * k
+            kh * kw
         };
         let set_len = in_c * taps * out_c4 * 4;
         let mut packed = vec![0.0f32; weight_sets.len() * set_len];
         let mut biases = vec![0.0f32; weight_sets.len() * out_c4 * 4];
         for (g, w) in weight_sets.iter().enumerate() {
             invariant(
-                w.out_c == out_c && w.in_c == in_c && w.k == k && w.storage == storage,
+                w.out_c == out_c
+                    && w.in_c == in_c
+                    && (w.kh, w.kw) == (kh, kw)
+                    && w.storage == storage,
                 || format!("{label}: weight sets have different shapes or storage"),
             )?;
             for oc in 0..out_c {
                 for ic in 0..in_c {
-                    let filter = &w.weight[(oc * in_c + ic) * k * k..][..k * k];
+                    let filter = &w.weight[(oc * in_c + ic) * kh * kw..][..kh * kw];
                     if algorithm == ConvAlgorithm::Winograd {
                         for (xi, u) in winograd_filter(filter).into_iter().enumerate() {
                             packed[g * set_len + ((xi * in_c + ic) * out_c4) * 4 + oc] = u;
                         }
                     } else {
                         for (t, &v) in filter.iter().enumerate() {
-                            packed[g * set_len + ((ic * k * k + t) * out_c4) * 4 + oc] = v;
+                            packed[g * set_len + ((ic * kh * kw + t) * out_c4) * 4 + oc] = v;
                         }
                     }
                 }
@@ -340,9 +390,9 @@ impl ConvLayer {
         Ok(Self {
             in_c: in_c as u32,
             out_c: out_c as u32,
-            k: k as u32,
-            stride,
-            pad,
+            kh: kh as u32,
+            kw: kw as u32,
+            geometry,
             activation,
             weight_sets: weight_sets.len() as u32,
             algorithm,
@@ -353,9 +403,11 @@ impl ConvLayer {
         })
     }
 
+    /// The output map of an `h` x `w` input, None when the kernel does not fit.
     pub fn output_size(&self, h: u32, w: u32) -> Option<(u32, u32)> {
-        let oh = (h + 2 * self.pad).checked_sub(self.k)? / self.stride + 1;
-        let ow = (w + 2 * self.pad).checked_sub(self.k)? / self.stride + 1;
+        let ConvGeometry { stride, pad } = self.geometry;
+        let oh = (h + 2 * pad.0).checked_sub(self.kh)? / stride.0 + 1;
+        let ow = (w + 2 * pad.1).checked_sub(self.kw)? / stride.1 + 1;
         Some((oh, ow))
     }
 
@@ -368,7 +420,8 @@ impl ConvLayer {
         self.storage
     }
 
-    /// Adds the convolution to the plan. `unused` is bound where an optional input is absent.
+    /// Adds the convolution to the plan, writing a new activation. `unused` is bound where an
+    /// optional input is absent.
     pub fn apply(
         &self,
         plan: &mut Plan,
@@ -377,6 +430,33 @@ impl ConvLayer {
         residual: Option<TensorId>,
         unused: TensorId,
     ) -> Result<TensorId> {
+        let shape = plan.shape(input).to_vec();
+        invariant(shape.len() == 4, || {
+            format!("{label}: expected [N, {}, H, W], got {shape:?}", self.in_c)
+        })?;
+        let (oh, ow) = self.output_size(shape[2], shape[3]).ok_or_else(|| {
+            SagittaError::InvalidInput(format!(
+                "{label}: input {}x{} smaller than the kernel",
+                shape[2], shape[3]
+            ))
+        })?;
+        let output = plan.activation(label, &[shape[0], self.out_c, oh, ow]);
+        self.apply_into(plan, label, input, residual, unused, output)?;
+        Ok(output)
+    }
+
+    /// Adds the convolution to the plan, writing `output`: a tensor of the output's shape, or a
+    /// channel view of a larger one ([`Plan::channel_view`]: the branches of a concatenation
+    /// write their channels in place).
+    pub fn apply_into(
+        &self,
+        plan: &mut Plan,
+        label: &str,
+        input: TensorId,
+        residual: Option<TensorId>,
+        unused: TensorId,
+        output: TensorId,
+    ) -> Result<()> {
         let shape = plan.shape(input).to_vec();
         invariant(shape.len() == 4 && shape[1] == self.in_c, || {
             format!("{label}: expected [N, {}, H, W], got {shape:?}", self.in_c)
@@ -395,6 +475,16 @@ impl ConvLayer {
             SagittaError::InvalidInput(format!("{label}: input {h}x{w} smaller than the kernel"))
         })?;
         let out_shape = [n, self.out_c, oh, ow];
+        invariant(plan.shape(output) == out_shape, || {
+            format!(
+                "{label}: output {:?} is not the convolution's {out_shape:?}",
+                plan.shape(output)
+            )
+        })?;
+        let (out_c_total, out_c_offset) = match plan.view_of(output) {
+            Some((parent, offset)) => (plan.shape(parent)[1], offset),
+            None => (self.out_c, 0),
+        };
         if let Some(r) = residual {
             invariant(plan.shape(r) == out_shape, || {
                 format!(
@@ -403,7 +493,6 @@ impl ConvLayer {
                 )
             })?;
         }
-        let output = plan.activation(label, &out_shape);
         let weight = plan.bound(
             format!("{label}.weight"),
             &[self.weight.size() as u32 / 4],
@@ -431,12 +520,16 @@ impl ConvLayer {
         let taps = if algorithm == ConvAlgorithm::Winograd {
             16
         } else {
-            self.k * self.k
+            self.kh * self.kw
         };
+        let ConvGeometry { stride, pad } = self.geometry;
         let overrides = vec![
-            ("K", self.k as f64),
-            ("STRIDE", self.stride as f64),
-            ("PAD", self.pad as f64),
+            ("KH", self.kh as f64),
+            ("KW", self.kw as f64),
+            ("STRIDE_Y", stride.0 as f64),
+            ("STRIDE_X", stride.1 as f64),
+            ("PAD_Y", pad.0 as f64),
+            ("PAD_X", pad.1 as f64),
             ("PROLOGUE", f64::from(u8::from(self.prologue.is_some()))),
             ("RESIDUAL", f64::from(u8::from(residual.is_some()))),
             ("ACTIVATION", f64::from(self.activation.code())),
@@ -458,6 +551,8 @@ impl ConvLayer {
             },
             bias_set_stride: if per_sample { out_c4 } else { 0 },
             prologue_set_stride: if per_sample { self.in_c } else { 0 },
+            out_c_total,
+            out_c_offset,
             ..ConvParams::default()
         };
         let (kernel, threads) = match algorithm {
@@ -468,7 +563,7 @@ impl ConvLayer {
                 (CONV2D_WINOGRAD, Threads::Grid(grid))
             }
             ConvAlgorithm::Tiled => {
-                params.k_total = self.in_c * self.k * self.k;
+                params.k_total = self.in_c * self.kh * self.kw;
                 let grid = [(oh * ow).div_ceil(64), self.out_c.div_ceil(64), n];
                 // Same tiles, weights and uniform block on tensor cores where allowed.
                 let kernel = if plan.cooperative_matrix() {
@@ -479,13 +574,13 @@ impl ConvLayer {
                 (kernel, Threads::Grid(grid))
             }
             _ => {
-                // The direct kernel caches the 3 * stride + k input columns of a row in 16
+                // The direct kernel caches the 3 * stride + kw input columns of a row in 16
                 // registers.
-                invariant(3 * self.stride + self.k <= 16, || {
+                invariant(3 * stride.1 + self.kw <= 16, || {
                     format!(
-                        "{label}: the direct kernel runs kernels up to 3 * stride + k = 16, not \
-                         k {} stride {}; use the tiled algorithm",
-                        self.k, self.stride
+                        "{label}: the direct kernel runs kernels up to 3 * stride + kw = 16 \
+                         columns, not kw {} stride {}; use the tiled algorithm",
+                        self.kw, stride.1
                     )
                 })?;
                 params.x_blocks = ow.div_ceil(4);
@@ -507,7 +602,7 @@ impl ConvLayer {
                 WeightStorage::F16 => &["weight"],
             },
         });
-        Ok(output)
+        Ok(())
     }
 }
 
@@ -517,7 +612,8 @@ impl ConvLayer {
 pub struct ConvStep {
     pub params: ConvParams,
     pub key: ConvKey,
-    pub pad: u32,
+    /// Zero padding (y, x).
+    pub pad: (u32, u32),
     pub prologue: bool,
     pub residual: bool,
     pub activation: Activation,
@@ -539,15 +635,16 @@ impl ConvStep {
         let per_sample = params.weight_set_stride != 0;
         Some(Self {
             key: ConvKey {
-                k: o("K"),
-                stride: o("STRIDE"),
+                kh: o("KH"),
+                kw: o("KW"),
+                stride: (o("STRIDE_Y"), o("STRIDE_X")),
                 in_c: params.in_c,
                 out_c: params.out_c,
                 out_pixels: params.out_h * params.out_w,
                 weight_sets: if per_sample { params.batch } else { 1 },
             },
             params,
-            pad: o("PAD"),
+            pad: (o("PAD_Y"), o("PAD_X")),
             prologue: o("PROLOGUE") != 0,
             residual: o("RESIDUAL") != 0,
             activation: Activation::from_code(o("ACTIVATION")),

@@ -29,7 +29,7 @@ impl ConvAlgorithm {
         let pixels = key.out_pixels.saturating_mul(key.weight_sets);
         if device == wgpu::DeviceType::Cpu {
             let wide = (key.in_c >= 128 && pixels >= 4096) || (key.in_c >= 64 && pixels >= 65536);
-            return if key.k == 1 && wide {
+            return if (key.kh, key.kw) == (1, 1) && wide {
                 ConvAlgorithm::Tiled
             } else {
                 ConvAlgorithm::Direct
@@ -71,8 +71,11 @@ impl ConvAlgorithm {
 /// cost the same in every kernel and are not part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConvKey {
-    pub k: u32,
-    pub stride: u32,
+    /// Kernel height and width.
+    pub kh: u32,
+    pub kw: u32,
+    /// Strides (y, x).
+    pub stride: (u32, u32),
     pub in_c: u32,
     pub out_c: u32,
     /// Output pixels per sample.
@@ -83,20 +86,36 @@ pub struct ConvKey {
 
 impl std::fmt::Display for ConvKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `g`: the key format of tuning tables written before the weight sets were renamed.
+        // Square kernels and strides keep the key format of earlier tuning tables (`g`: weight
+        // sets); rectangular ones write both sizes.
+        let kernel = if self.kh == self.kw {
+            self.kh.to_string()
+        } else {
+            format!("{}x{}", self.kh, self.kw)
+        };
+        let stride = if self.stride.0 == self.stride.1 {
+            self.stride.0.to_string()
+        } else {
+            format!("{}x{}", self.stride.0, self.stride.1)
+        };
         write!(
             f,
-            "k{} s{} {}->{} px{} g{}",
-            self.k, self.stride, self.in_c, self.out_c, self.out_pixels, self.weight_sets
+            "k{kernel} s{stride} {}->{} px{} g{}",
+            self.in_c, self.out_c, self.out_pixels, self.weight_sets
         )
     }
 }
 
 impl ConvKey {
+    /// Winograd F(2x2, 3x3) runs 3x3 stride-1 convolutions.
+    pub fn winograd_fits(&self) -> bool {
+        (self.kh, self.kw, self.stride) == (3, 3, (1, 1))
+    }
+
     /// The kernels that can run this shape.
     pub fn candidates(&self) -> Vec<ConvAlgorithm> {
         let mut all = vec![ConvAlgorithm::Direct, ConvAlgorithm::Tiled];
-        if self.k == 3 && self.stride == 1 {
+        if self.winograd_fits() {
             all.push(ConvAlgorithm::Winograd);
         }
         all
@@ -116,7 +135,7 @@ impl ConvSelection {
     pub fn choose(&self, device: wgpu::DeviceType, key: &ConvKey) -> ConvAlgorithm {
         match self.forced {
             // Decided per plan between direct and tiled, as for layers of unknown map size.
-            Some(ConvAlgorithm::Winograd) if key.k != 3 || key.stride != 1 => ConvAlgorithm::Auto,
+            Some(ConvAlgorithm::Winograd) if !key.winograd_fits() => ConvAlgorithm::Auto,
             Some(forced) => forced,
             None => self
                 .tuning

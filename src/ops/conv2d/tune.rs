@@ -19,7 +19,10 @@ use crate::engine::buffers::{storage_buffer, upload};
 use crate::engine::{GpuContext, PipelineCache, Plan};
 use crate::error::{Result, SagittaError};
 
-use super::{BatchNorm, ConvAlgorithm, ConvKey, ConvLayer, ConvStep, ConvWeights, WeightStorage};
+use super::{
+    BatchNorm, ConvAlgorithm, ConvGeometry, ConvKey, ConvLayer, ConvStep, ConvWeights,
+    WeightStorage,
+};
 
 /// One measured shape: every candidate's median time and the winner.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -120,14 +123,16 @@ fn time_site(
     samples: usize,
 ) -> Result<f64> {
     let key = site.key;
-    let (in_c, out_c, k) = (key.in_c as usize, key.out_c as usize, key.k as usize);
-    let per_set = out_c * in_c * k * k;
-    let scale = 1.0 / ((in_c * k * k) as f32).sqrt();
+    let (in_c, out_c) = (key.in_c as usize, key.out_c as usize);
+    let (kh, kw) = (key.kh as usize, key.kw as usize);
+    let per_set = out_c * in_c * kh * kw;
+    let scale = 1.0 / ((in_c * kh * kw) as f32).sqrt();
     let convs: Vec<ConvWeights> = (0..key.weight_sets as usize)
         .map(|g| ConvWeights {
             out_c,
             in_c,
-            k,
+            kh,
+            kw,
             weight: filler(per_set, g).iter().map(|w| w * scale).collect(),
             bias: filler(out_c, g + 7),
             storage: WeightStorage::F32,
@@ -144,8 +149,10 @@ fn time_site(
         ctx,
         "tune",
         &convs,
-        key.stride,
-        site.pad,
+        ConvGeometry {
+            stride: key.stride,
+            pad: site.pad,
+        },
         site.activation,
         prologue.as_deref(),
         algorithm,

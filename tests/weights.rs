@@ -247,3 +247,27 @@ fn bf16_and_f16_files_load() {
         CervicalModel::new(gpu(), &weights).unwrap();
     }
 }
+
+/// The architecture is declared once: a dry run of the loader (no file, no GPU) lists exactly the
+/// tensors, with their shapes, that a converted checkpoint holds.
+#[test]
+fn a_dry_run_of_the_loader_lists_exactly_the_files_tensors() {
+    let bytes = std::fs::read(fixture_path("cervical_small_f32.safetensors")).unwrap();
+    let weights = WeightFile::from_bytes(Path::new("small.safetensors"), &bytes).unwrap();
+    let config = sagitta::CervicalConfig::from_weights(&weights).unwrap();
+    let declared = config.tensor_shapes();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut in_file: Vec<(String, Vec<usize>)> = file
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.shape().to_vec()))
+        .collect();
+    in_file.sort();
+    let mut sorted = declared.clone();
+    sorted.sort();
+    assert_eq!(sorted, in_file);
+    // No name twice: every tensor is asked for by exactly one layer.
+    let mut names: Vec<&String> = declared.iter().map(|(n, _)| n).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), declared.len());
+}

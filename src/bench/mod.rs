@@ -55,8 +55,9 @@ pub struct BenchReport {
     pub load_s: f64,
     /// Pipelines, bind groups and activation buffers, seconds.
     pub prepare_s: f64,
-    pub first_run_s: f64,
-    pub latency_ms: Spread,
+    /// None with `runs: 0` (load and prepare only: memory, dispatches, kernels).
+    pub first_run_s: Option<f64>,
+    pub latency_ms: Option<Spread>,
     /// Per-stage GPU time (empty without timestamp queries).
     pub stages_ms: Vec<(String, Spread)>,
     pub gpu_memory: GpuMemory,
@@ -98,15 +99,18 @@ pub fn run(
     model.prepare(w, h)?;
     let prepare_s = t.elapsed().as_secs_f64();
     model.set_profiling(true);
-    let t = Instant::now();
-    model.run(image)?;
-    let first_run_s = t.elapsed().as_secs_f64();
-    for _ in 1..settings.warmup {
+    let mut first_run_s = None;
+    if settings.runs > 0 {
+        let t = Instant::now();
         model.run(image)?;
+        first_run_s = Some(t.elapsed().as_secs_f64());
+        for _ in 1..settings.warmup {
+            model.run(image)?;
+        }
     }
     let mut latencies = Vec::new();
     let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
-    for _ in 0..settings.runs.max(1) {
+    for _ in 0..settings.runs {
         let t = Instant::now();
         let prediction = model.run(image)?;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
@@ -150,7 +154,7 @@ pub fn run(
         load_s,
         prepare_s,
         first_run_s,
-        latency_ms: Spread::of(latencies),
+        latency_ms: (!latencies.is_empty()).then(|| Spread::of(latencies)),
         stages_ms: stages
             .into_iter()
             .map(|(n, v)| (n, Spread::of(v)))
@@ -180,10 +184,15 @@ impl std::fmt::Display for BenchReport {
         writeln!(f, "convolutions: {}", self.convolutions)?;
         writeln!(
             f,
-            "setup: weights to GPU {:.2} s, pipelines + buffers {:.2} s, first run {:.2} s",
-            self.load_s, self.prepare_s, self.first_run_s
+            "setup: weights to GPU {:.2} s, pipelines + buffers {:.2} s, first run {}",
+            self.load_s,
+            self.prepare_s,
+            self.first_run_s
+                .map_or("not run".to_string(), |s| format!("{s:.2} s"))
         )?;
-        if self.stages_ms.is_empty() {
+        if self.runs == 0 {
+            writeln!(f, "no timed runs (--runs 0)")?;
+        } else if self.stages_ms.is_empty() {
             writeln!(
                 f,
                 "per-stage GPU time: unavailable (no timestamp queries on this adapter)"
@@ -204,11 +213,13 @@ impl std::fmt::Display for BenchReport {
             let sum: f64 = self.stages_ms.iter().map(|(_, s)| s.median).sum();
             writeln!(f, "  {:<12} {sum:>10.2}", "sum")?;
         }
-        writeln!(
-            f,
-            "end-to-end latency, ms: median {:.2}, min {:.2}, p90 {:.2} ({} runs)",
-            self.latency_ms.median, self.latency_ms.min, self.latency_ms.p90, self.runs
-        )?;
+        if let Some(latency) = &self.latency_ms {
+            writeln!(
+                f,
+                "end-to-end latency, ms: median {:.2}, min {:.2}, p90 {:.2} ({} runs)",
+                latency.median, latency.min, latency.p90, self.runs
+            )?;
+        }
         let m = &self.gpu_memory;
         write!(
             f,
@@ -545,7 +556,7 @@ impl std::fmt::Display for Comparison {
                 c.cache_bytes / 1024
             )?;
         }
-        if let Some(t) = &self.torch {
+        if let (Some(t), Some(latency)) = (&self.torch, &self.sagitta.latency_ms) {
             writeln!(
                 f,
                 "PyTorch {} on {}: pipeline median {:.2} ms, min {:.2} ms",
@@ -554,7 +565,7 @@ impl std::fmt::Display for Comparison {
             writeln!(
                 f,
                 "end-to-end ratio sagitta/torch (median latency): {:.2}",
-                self.sagitta.latency_ms.median / t.pipeline_ms.median
+                latency.median / t.pipeline_ms.median
             )?;
             if let Some(peak) = t.peak_memory_bytes {
                 writeln!(

@@ -108,7 +108,7 @@ struct BenchArgs {
     /// Weights file; without it, random weights in the paper's configuration.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Timed runs after warm-up.
+    /// Timed runs after warm-up (0: load and prepare only, e.g. for the GPU memory).
     #[arg(long, default_value_t = 10)]
     runs: usize,
     /// Warm-up runs.

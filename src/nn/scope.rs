@@ -179,7 +179,7 @@ impl<'a, B: LayerBuilder> WeightScope<'a, B> {
             .map(|p| {
                 let full = format!("{p}{name}");
                 match &self.source {
-                    Source::File(file) => file.tensor(&full, shape).map(Cow::Borrowed),
+                    Source::File(file) => file.tensor(&full, shape),
                     Source::Declared(list) => {
                         list.borrow_mut().push((full, shape.to_vec()));
                         Ok(Cow::Owned(vec![0.0; shape.iter().product()]))

@@ -4,6 +4,7 @@
 //! fields, which its `models/<family>/config.rs` reads through [`MetadataReader`], naming a bad
 //! field in the error).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -128,11 +129,19 @@ fn parse_metadata(
     Ok((arch, json))
 }
 
-/// One tensor of a weights file, upcast to f32 on the CPU for BatchNorm folding and repacking.
+/// One tensor of a weights file: where its bytes are. It is decoded to f32 only when a layer
+/// asks for it (for BatchNorm folding and repacking), so loading holds the file and one tensor,
+/// not a second copy of every weight.
 struct Tensor {
     shape: Vec<usize>,
     dtype: Dtype,
-    data: Vec<f32>,
+    bytes: std::ops::Range<usize>,
+}
+
+impl Tensor {
+    fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
 }
 
 /// A loaded weights file: its architecture, configuration and tensors.
@@ -146,6 +155,8 @@ pub struct WeightFile {
     pub dtype: String,
     /// SHA-256 of the file, for reports.
     pub sha256: String,
+    /// The whole file; tensors are ranges of it.
+    bytes: Vec<u8>,
     tensors: HashMap<String, Tensor>,
     used: RefCell<BTreeSet<String>>,
 }
@@ -157,69 +168,63 @@ impl WeightFile {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_bytes(path, &bytes)
+        Self::from_vec(path, bytes)
     }
 
+    /// A weights file from its bytes (`path` names it in errors).
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        Self::from_vec(path, bytes.to_vec())
+    }
+
+    /// A weights file that keeps `bytes` and decodes each tensor when it is asked for.
+    pub fn from_vec(path: &Path, bytes: Vec<u8>) -> Result<Self> {
         let format_error = |reason: String| SagittaError::WeightsFormat {
             path: path.to_path_buf(),
             reason,
         };
         let (_, metadata) =
-            SafeTensors::read_metadata(bytes).map_err(|e| format_error(e.to_string()))?;
+            SafeTensors::read_metadata(&bytes).map_err(|e| format_error(e.to_string()))?;
         let (arch, metadata) = parse_metadata(path, metadata.metadata().as_ref())?;
-        let file = SafeTensors::deserialize(bytes).map_err(|e| format_error(e.to_string()))?;
+        let file = SafeTensors::deserialize(&bytes).map_err(|e| format_error(e.to_string()))?;
         let mut tensors = HashMap::new();
         let mut dtypes = BTreeSet::new();
         for (name, view) in file.iter() {
-            let data = match view.dtype() {
-                Dtype::F32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F16 => view
-                    .data()
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => view
-                    .data()
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                other => {
-                    return Err(SagittaError::TensorDtype {
-                        path: path.to_path_buf(),
-                        name: name.to_string(),
-                        found: format!("{other:?}"),
-                    })
-                }
-            };
+            if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+                return Err(SagittaError::TensorDtype {
+                    path: path.to_path_buf(),
+                    name: name.to_string(),
+                    found: format!("{:?}", view.dtype()),
+                });
+            }
+            // The view borrows `bytes`: its place in them.
+            let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
             dtypes.insert(format!("{:?}", view.dtype()).to_lowercase());
             tensors.insert(
                 name.to_string(),
                 Tensor {
                     shape: view.shape().to_vec(),
                     dtype: view.dtype(),
-                    data,
+                    bytes: start..start + view.data().len(),
                 },
             );
         }
+        let sha256 = crate::util::sha256_hex(&bytes);
         Ok(Self {
             path: path.to_path_buf(),
             arch,
             metadata,
             dtype: dtypes.into_iter().collect::<Vec<_>>().join("+"),
-            sha256: crate::util::sha256_hex(bytes),
+            sha256,
+            bytes,
             tensors,
             used: RefCell::new(BTreeSet::new()),
         })
     }
 
-    /// Fetches a tensor by its PyTorch state-dict name, checking its shape.
-    pub fn tensor(&self, name: &str, expected: &[usize]) -> Result<&[f32]> {
-        let Tensor { shape, data, .. } =
+    /// Fetches a tensor by its PyTorch state-dict name, checking its shape, as f32 (borrowed
+    /// from the file where it is stored as aligned little-endian f32, else decoded).
+    pub fn tensor(&self, name: &str, expected: &[usize]) -> Result<Cow<'_, [f32]>> {
+        let tensor @ Tensor { shape, .. } =
             self.tensors
                 .get(name)
                 .ok_or_else(|| SagittaError::MissingTensor {
@@ -236,7 +241,39 @@ impl WeightFile {
             });
         }
         self.used.borrow_mut().insert(name.to_string());
-        Ok(data)
+        Ok(self.decode(tensor))
+    }
+
+    fn decode(&self, tensor: &Tensor) -> Cow<'_, [f32]> {
+        let data = &self.bytes[tensor.bytes.clone()];
+        match tensor.dtype {
+            Dtype::F32 if cfg!(target_endian = "little") => {
+                match bytemuck::try_cast_slice::<u8, f32>(data) {
+                    Ok(floats) => Cow::Borrowed(floats),
+                    Err(_) => Cow::Owned(
+                        data.chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect(),
+                    ),
+                }
+            }
+            Dtype::F32 => Cow::Owned(
+                data.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            Dtype::F16 => Cow::Owned(
+                data.chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+            ),
+            // BF16; other dtypes are refused when the file is opened.
+            _ => Cow::Owned(
+                data.chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+            ),
+        }
     }
 
     /// Fails if the file holds tensors the architecture never asked for.
@@ -261,7 +298,7 @@ impl WeightFile {
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.tensors.values().map(|t| t.data.len()).sum()
+        self.tensors.values().map(Tensor::len).sum()
     }
 
     /// Whether the tensor is stored as f16 in the file (its layer may keep it in f16 on the GPU).
@@ -308,6 +345,7 @@ impl WeightFile {
                 - 1.0
         };
         let mut tensors = HashMap::new();
+        let mut bytes = Vec::new();
         for (name, shape) in shapes {
             let len: usize = shape.iter().product();
             let data: Vec<f32> = if name.ends_with("running_var") {
@@ -323,12 +361,14 @@ impl WeightFile {
                 let bound = 1.0 / (fan_in as f32).sqrt();
                 (0..len).map(|_| bound * uniform()).collect()
             };
+            let start = bytes.len();
+            bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
             tensors.insert(
                 name,
                 Tensor {
                     shape,
                     dtype: Dtype::F32,
-                    data,
+                    bytes: start..bytes.len(),
                 },
             );
         }
@@ -338,6 +378,7 @@ impl WeightFile {
             metadata,
             dtype: "f32".into(),
             sha256: format!("random-seed-{seed}"),
+            bytes,
             tensors,
             used: RefCell::new(BTreeSet::new()),
         }
@@ -353,10 +394,11 @@ impl WeightFile {
             .tensors
             .iter()
             .map(|(name, t)| {
+                let floats = self.decode(t);
                 (
                     name.clone(),
                     t.shape.clone(),
-                    bytemuck::cast_slice(&t.data).to_vec(),
+                    floats.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 )
             })
             .collect();

@@ -12,6 +12,7 @@ use super::buffers;
 use super::device::GpuContext;
 use super::kernel::{Kernel, Precision};
 use super::pipelines::PipelineCache;
+use super::timing::StageTimer;
 use crate::error::{Result, SagittaError};
 
 /// Threads per workgroup of every 1-D kernel in `shaders/`.
@@ -832,42 +833,21 @@ impl CompiledPlan {
             return Ok(None);
         }
         let device = &self.ctx.device;
-        let passes = self.pass_count() as u32;
-        let query_set = device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("kernel timing"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2 * passes,
-        });
-        let bytes = 16 * passes as u64;
-        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("kernel timing resolve"),
-            size: bytes,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let timer = StageTimer::new(&self.ctx, self.pass_count() as u32);
         let staging = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kernel timing readback"),
-            size: bytes,
+            size: timer.bytes(),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("kernel timing"),
         });
-        self.encode(&mut encoder, Some(&query_set));
-        encoder.resolve_query_set(&query_set, 0..2 * passes, &resolve, 0);
-        encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+        self.encode(&mut encoder, Some(timer.query_set()));
+        timer.resolve_into(&mut encoder, &staging, 0);
         self.ctx.submit(encoder);
-        let raw = self.ctx.read_buffer(&staging, bytes)?;
-        let ticks: Vec<u64> = raw
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        let period_ns = self.ctx.queue.get_timestamp_period() as f64;
-        let total: u64 = ticks
-            .chunks_exact(2)
-            .map(|p| p[1].saturating_sub(p[0]))
-            .sum();
-        Ok(Some(total as f64 * period_ns / 1e6))
+        let raw = self.ctx.read_buffer(&staging, timer.bytes())?;
+        let passes = StageTimer::milliseconds(&self.ctx, &raw, self.pass_names());
+        Ok(Some(passes.iter().map(|(_, ms)| ms).sum()))
     }
 }

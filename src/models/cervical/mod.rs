@@ -7,7 +7,9 @@ use crate::engine::kernel::UniformParams;
 
 use crate::anatomy::cervical::{disc_members, is_disc_corner, DISC_COUNT, LANDMARK_COUNT};
 use crate::engine::buffers::{storage_buffer, upload_u32};
-use crate::engine::{CompiledPlan, GpuContext, PipelineCache, Plan, Precision, TensorId};
+use crate::engine::{
+    CompiledPlan, GpuContext, PipelineCache, Plan, Precision, StageTimer, TensorId,
+};
 use crate::error::{Result, SagittaError};
 use crate::nn::hourglass::HourglassNet;
 use crate::nn::scope::{GpuLayers, WeightScope};
@@ -96,7 +98,7 @@ pub struct CervicalModel {
     image_buffer: Arc<wgpu::Buffer>,
     result: Arc<wgpu::Buffer>,
     staging: wgpu::Buffer,
-    timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+    timestamps: Option<StageTimer>,
     profiling: bool,
     precision: Precision,
 }
@@ -369,20 +371,9 @@ impl CervicalModel {
             && self
                 .timestamps
                 .as_ref()
-                .is_none_or(|(q, _)| q.count() < 2 * passes)
+                .is_none_or(|t| t.passes() != passes)
         {
-            let query_set = self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("stage timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2 * passes,
-            });
-            let resolve = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamp resolve"),
-                size: 16 * passes as u64,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            self.timestamps = Some((query_set, resolve));
+            self.timestamps = Some(StageTimer::new(&self.ctx, passes));
         }
         let timestamps = self.timestamps.as_ref().filter(|_| self.profiling);
 
@@ -394,15 +385,13 @@ impl CervicalModel {
             });
         compiled
             .plan
-            .encode(&mut encoder, timestamps.map(|(q, _)| q));
+            .encode(&mut encoder, timestamps.map(StageTimer::query_set));
         encoder.copy_buffer_to_buffer(&self.result, 0, &self.staging, 0, RESULT_BYTES);
-        let ts_bytes = 16 * passes as u64;
-        if let Some((query_set, resolve)) = timestamps {
-            encoder.resolve_query_set(query_set, 0..2 * passes, resolve, 0);
-            encoder.copy_buffer_to_buffer(resolve, 0, &self.staging, RESULT_BYTES, ts_bytes);
+        if let Some(timer) = timestamps {
+            timer.resolve_into(&mut encoder, &self.staging, RESULT_BYTES);
         }
         self.ctx.submit(encoder);
-        let read_bytes = RESULT_BYTES + if timestamps.is_some() { ts_bytes } else { 0 };
+        let read_bytes = RESULT_BYTES + timestamps.map_or(0, StageTimer::bytes);
         let raw = self.ctx.read_buffer(&self.staging, read_bytes)?;
 
         let floats: Vec<f32> = raw[..RESULT_BYTES as usize]
@@ -436,18 +425,14 @@ impl CervicalModel {
         let boxes = (0..CERVICAL_DISCS)
             .map(|i| row(2 * CERVICAL_LANDMARKS + i))
             .collect();
-        let mut stage_ms = Vec::new();
-        if timestamps.is_some() {
-            let period_ns = self.ctx.queue.get_timestamp_period() as f64;
-            let ticks: Vec<u64> = raw[RESULT_BYTES as usize..]
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")))
-                .collect();
-            for (p, name) in compiled.plan.pass_names().into_iter().enumerate() {
-                let (start, end) = (ticks[2 * p], ticks[2 * p + 1]);
-                stage_ms.push((name, end.saturating_sub(start) as f64 * period_ns / 1e6));
-            }
-        }
+        let stage_ms = match timestamps {
+            Some(_) => StageTimer::milliseconds(
+                &self.ctx,
+                &raw[RESULT_BYTES as usize..],
+                compiled.plan.pass_names(),
+            ),
+            None => Vec::new(),
+        };
         Ok(Prediction {
             landmarks,
             coarse_input,

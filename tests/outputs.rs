@@ -149,6 +149,11 @@ fn a_csv_flag_swallowing_an_input_is_refused() {
     assert_refused(&output, &["first.png", "is an input"]);
     assert_eq!(std::fs::read(&first).unwrap(), before);
     assert!(leftovers(dir.path()).is_empty());
+    // The weights are an input too.
+    let weights_before = std::fs::read(FIXTURE_WEIGHTS).unwrap();
+    let output = sagitta(&[s(&second), "--csv", FIXTURE_WEIGHTS, "--csv-append"]);
+    assert_refused(&output, &["cervical_small_f32.safetensors", "is an input"]);
+    assert_eq!(std::fs::read(FIXTURE_WEIGHTS).unwrap(), weights_before);
 }
 
 #[test]

@@ -364,6 +364,7 @@ struct PlannedOutputs {
 /// through a link), none a symbolic link, no two the same file. Returns the paths per image.
 fn plan_outputs(
     args: &AnalyzeArgs,
+    weights: &Path,
     items: &[InputItem],
     stems: &[String],
     overlay_target: Option<&OverlayTarget>,
@@ -373,7 +374,7 @@ fn plan_outputs(
             .iter()
             .map(|item| item.path.as_path())
             .chain(args.list.as_deref().filter(|list| *list != Path::new("-")))
-            .chain(args.weights.as_deref()),
+            .chain(std::iter::once(weights)),
     );
     let json: Vec<Option<PathBuf>> = stems
         .iter()
@@ -655,14 +656,21 @@ pub fn run(
     }
     let paths: Vec<PathBuf> = inputs.items.iter().map(|item| item.path.clone()).collect();
     let stems = unique_stems(&paths);
-    let planned = plan_outputs(args, &inputs.items, &stems, overlay_target.as_ref())?;
+    // Found (not read) before the outputs are checked: it is an input too.
+    let weights = resolve_weights(args.weights.as_deref())?;
+    let planned = plan_outputs(
+        args,
+        &weights,
+        &inputs.items,
+        &stems,
+        overlay_target.as_ref(),
+    )?;
     let _locks = lock_outputs(args, overlay_target.as_ref())?;
     let mut csv = match &args.csv {
         None => None,
         Some(path) => Some(CsvOutput::open(path, args.csv_append)?),
     };
 
-    let weights = resolve_weights(args.weights.as_deref())?;
     let mut analyzer = Analyzer::new(&weights, gpu, options)?;
     for note in analyzer.notes() {
         eprintln!("sagitta: {note}");

@@ -255,8 +255,8 @@ impl OutputLock {
                         }
                         None => {
                             return Err(format!(
-                                "{}: a lock that names no running process and was not left \
-                                 by sagitta just now; remove it if no sagitta writes to {}",
+                                "{}: a lock that holds no pid (not written by sagitta, or cut \
+                                 short); remove it if no sagitta writes to {}",
                                 path.display(),
                                 what.display()
                             ))

@@ -61,6 +61,16 @@ pub enum SagittaError {
         names: String,
     },
 
+    #[error(
+        "{path}: tensor '{name}' {reason}; the checkpoint is damaged (re-export and convert it \
+         again)"
+    )]
+    TensorValues {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
+
     #[error("invalid input: {0}")]
     InvalidInput(String),
 

@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::sync_channel;
@@ -24,7 +24,9 @@ use crate::api::{Analysis, AnalyzeError, Analyzer, EngineOptions, WEIGHTS_ENV};
 use crate::engine::{AdapterChoice, Precision};
 use crate::io::load_radiograph;
 use crate::report::overlay;
-use crate::report::{CsvWriter, Record};
+use crate::report::{csv_field, csv_header, csv_row, Record};
+
+use super::output::{self, AtomicFile, InputIdentities, OutputLock};
 
 /// The default weights, looked for in the current directory and then in the source tree.
 pub const DEFAULT_WEIGHTS: &str = "weights/cervical_default.safetensors";
@@ -47,9 +49,14 @@ pub struct AnalyzeArgs {
     /// Write one JSON record per image to DIR/<file stem>.json instead of printing to stdout.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Write a CSV table with one row per image.
+    /// Write a CSV table with one row per image (a new file: an existing one is refused unless
+    /// --csv-append is given). It appears whole when the batch ends.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Add the rows to the --csv file if it exists (its header must be this version's); the
+    /// header is written only to a new or empty file.
+    #[arg(long, requires = "csv")]
+    pub csv_append: bool,
     /// Draw overlays: a .png file for a single image, else a folder of <file stem>.png.
     #[arg(long, value_name = "FILE|DIR")]
     pub overlay: Option<PathBuf>,
@@ -347,9 +354,249 @@ pub fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// Where one image's files go.
+struct PlannedOutputs {
+    json: Vec<Option<PathBuf>>,
+    overlay: Vec<Option<PathBuf>>,
+}
+
+/// Checks every output path before anything is written: none may be an input of the run (also
+/// through a link), none a symbolic link, no two the same file. Returns the paths per image.
+fn plan_outputs(
+    args: &AnalyzeArgs,
+    weights: &Path,
+    items: &[InputItem],
+    stems: &[String],
+    overlay_target: Option<&OverlayTarget>,
+) -> Result<PlannedOutputs, AnalyzeError> {
+    let inputs = InputIdentities::new(
+        items
+            .iter()
+            .map(|item| item.path.as_path())
+            .chain(args.list.as_deref().filter(|list| *list != Path::new("-")))
+            .chain(std::iter::once(weights)),
+    );
+    let json: Vec<Option<PathBuf>> = stems
+        .iter()
+        .map(|stem| {
+            args.out
+                .as_ref()
+                .map(|folder| folder.join(format!("{stem}.json")))
+        })
+        .collect();
+    let overlay: Vec<Option<PathBuf>> = stems
+        .iter()
+        .map(|stem| match overlay_target {
+            None => None,
+            Some(OverlayTarget::File(path)) => Some(path.clone()),
+            Some(OverlayTarget::Folder(folder)) => Some(folder.join(format!("{stem}.png"))),
+        })
+        .collect();
+    let mut written = HashSet::new();
+    let mut check = |path: &Path, flag: &str| -> Result<(), AnalyzeError> {
+        let refuse = |reason: String| {
+            Err(AnalyzeError::Usage(format!(
+                "{flag} {}: {reason}; nothing was written",
+                path.display()
+            )))
+        };
+        if inputs.contains(path) {
+            return refuse(
+                "is an input of this run (or leads to one) and would be overwritten; choose \
+                 another output"
+                    .into(),
+            );
+        }
+        if let Err(error) = output::refuse_symlink(path) {
+            return refuse(error.to_string());
+        }
+        if let Some(identity) = output::identity(path) {
+            if !written.insert(identity) {
+                return refuse("is also another output of this run".into());
+            }
+        }
+        Ok(())
+    };
+    if let Some(csv) = &args.csv {
+        check(csv, "--csv")?;
+    }
+    for path in json.iter().flatten() {
+        check(path, "--out")?;
+    }
+    for path in overlay.iter().flatten() {
+        check(path, "--overlay")?;
+    }
+    Ok(PlannedOutputs { json, overlay })
+}
+
+/// The locks of the run's output folders and CSV file, one per folder (an overlay folder that
+/// is the --out folder is locked once).
+fn lock_outputs(
+    args: &AnalyzeArgs,
+    overlay_target: Option<&OverlayTarget>,
+) -> Result<Vec<OutputLock>, AnalyzeError> {
+    let mut locks = Vec::new();
+    let mut folders: Vec<&Path> = args.out.iter().map(PathBuf::as_path).collect();
+    if let Some(OverlayTarget::Folder(folder)) = overlay_target {
+        folders.push(folder);
+    }
+    let mut seen = HashSet::new();
+    for folder in folders {
+        if seen.insert(output::identity(folder).unwrap_or_else(|| folder.to_path_buf())) {
+            let lock = OutputLock::acquire(&output::folder_lock_path(folder), folder)
+                .map_err(AnalyzeError::Usage)?;
+            locks.push(lock);
+        }
+    }
+    let files = args.csv.iter().chain(match overlay_target {
+        Some(OverlayTarget::File(path)) => Some(path),
+        _ => None,
+    });
+    for file in files {
+        let lock = OutputLock::acquire(&output::file_lock_path(file), file)
+            .map_err(AnalyzeError::Usage)?;
+        locks.push(lock);
+    }
+    Ok(locks)
+}
+
+/// The CSV file, written under a temporary name and renamed into place when the batch ends:
+/// an existing table is refused without `--csv-append`; with it, its rows are kept (its header
+/// must be this version's) and the new ones follow.
+struct CsvOutput {
+    file: AtomicFile,
+}
+
+impl CsvOutput {
+    fn open(path: &Path, append: bool) -> Result<Self, AnalyzeError> {
+        let refuse =
+            |reason: String| AnalyzeError::Usage(format!("--csv {}: {reason}", path.display()));
+        let header = csv_line(&csv_header());
+        let existing = match std::fs::symlink_metadata(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(output_error(path, error)),
+            Ok(metadata) => {
+                if let Some(kind) = crate::util::special_file_kind(&metadata.file_type()) {
+                    return Err(refuse(format!("{kind}, not a regular file; choose a file")));
+                }
+                if metadata.len() == 0 {
+                    None
+                } else if !append {
+                    return Err(refuse(
+                        "exists; give --csv-append to add this run's rows to it, or choose \
+                         another file"
+                            .into(),
+                    ));
+                } else {
+                    Some(
+                        crate::util::read_regular_file(path, 1 << 30, "CSV tables")
+                            .map_err(|error| refuse(format!("cannot read it: {error}")))?,
+                    )
+                }
+            }
+        };
+        if let Some(bytes) = &existing {
+            if !bytes.starts_with(header.as_bytes()) {
+                return Err(refuse(
+                    "does not start with the header of sagitta's table; rows are only added to \
+                     such a table (choose another file)"
+                        .into(),
+                ));
+            }
+        }
+        let mut file = AtomicFile::create(path).map_err(|error| output_error(path, error))?;
+        let start = match &existing {
+            Some(bytes) if !bytes.ends_with(b"\n") => {
+                // A table without a final line end: its last row is kept whole.
+                let mut bytes = bytes.clone();
+                bytes.extend_from_slice(b"\r\n");
+                bytes
+            }
+            Some(bytes) => bytes.clone(),
+            None => header.into_bytes(),
+        };
+        file.write_all(&start)
+            .map_err(|error| output_error(path, error))?;
+        Ok(Self { file })
+    }
+
+    fn write(&mut self, record: &Record) -> std::io::Result<()> {
+        self.file.write_all(csv_line(&csv_row(record)).as_bytes())
+    }
+
+    fn finish(self) -> Result<(), AnalyzeError> {
+        let path = self.file.target().to_path_buf();
+        self.file
+            .commit()
+            .map_err(|error| output_error(&path, error))
+    }
+}
+
+fn csv_line(cells: &[String]) -> String {
+    let cells: Vec<String> = cells.iter().map(|cell| csv_field(cell)).collect();
+    // CRLF as RFC 4180 asks.
+    format!("{}\r\n", cells.join(","))
+}
+
+enum OverlayFailure {
+    /// No space left: the batch stops.
+    DiskFull(std::io::Error),
+    /// This overlay only (e.g. a folder in the way): the image counts as failed.
+    Other(String),
+}
+
+/// Draws an image's overlay and writes it as PNG through a temporary file.
+fn write_overlay(
+    path: &Path,
+    radiograph: &crate::io::Radiograph,
+    record: &crate::report::ImageRecord,
+) -> Result<(), OverlayFailure> {
+    let picture = overlay::render(
+        &radiograph.pixels,
+        radiograph.width,
+        radiograph.height,
+        record,
+    )
+    .map_err(|error| OverlayFailure::Other(error.to_string()))?;
+    let cannot = |error: &dyn std::fmt::Display| {
+        OverlayFailure::Other(format!(
+            "{}: cannot write the overlay: {error}",
+            path.display()
+        ))
+    };
+    let mut png = std::io::Cursor::new(Vec::new());
+    picture
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|error| cannot(&error))?;
+    output::write_atomic(path, png.get_ref()).map_err(|error| {
+        if output::is_disk_full(&error) {
+            OverlayFailure::DiskFull(error)
+        } else {
+            cannot(&error)
+        }
+    })
+}
+
+/// A write that failed for lack of space stops the batch: the error for [`run`].
+fn disk_full(path: &Path, error: &std::io::Error, done: usize, total: usize) -> AnalyzeError {
+    AnalyzeError::Output {
+        path: path.to_path_buf(),
+        reason: format!(
+            "cannot write: {error} (the disk is full or a size limit was reached); the run \
+             stopped after {done} of {total} image(s); the files already written are whole, \
+             this one was not written"
+        ),
+    }
+}
+
 /// Runs the whole batch: inputs, weights, model, then per image the record (stdout or
 /// `--out`), the CSV row and the overlay. One image's failure gives its error record and the
-/// batch goes on.
+/// batch goes on; a full disk stops it.
+///
+/// Outputs cannot hurt: an output path that is an input (also through a link), a symbolic
+/// link, or another output of the run refuses the batch before anything is written; every
+/// file is written under a temporary name and renamed into place; each output folder and the
+/// CSV file are locked for the run (a second writer is refused).
 pub fn run(
     args: &AnalyzeArgs,
     gpu: &AdapterChoice,
@@ -399,25 +646,37 @@ pub fn run(
     if let Some(out) = &args.out {
         create_folder(out)?;
     }
+    if let Some(parent) = args
+        .csv
+        .as_ref()
+        .and_then(|path| path.parent())
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        create_folder(parent)?;
+    }
+    let paths: Vec<PathBuf> = inputs.items.iter().map(|item| item.path.clone()).collect();
+    let stems = unique_stems(&paths);
+    // Found (not read) before the outputs are checked: it is an input too.
     let weights = resolve_weights(args.weights.as_deref())?;
+    let planned = plan_outputs(
+        args,
+        &weights,
+        &inputs.items,
+        &stems,
+        overlay_target.as_ref(),
+    )?;
+    let _locks = lock_outputs(args, overlay_target.as_ref())?;
+    let mut csv = match &args.csv {
+        None => None,
+        Some(path) => Some(CsvOutput::open(path, args.csv_append)?),
+    };
+
     let mut analyzer = Analyzer::new(&weights, gpu, options)?;
     for note in analyzer.notes() {
         eprintln!("sagitta: {note}");
     }
     analyzer.set_precision(args.precision)?;
-    let mut csv = match &args.csv {
-        None => None,
-        Some(path) => {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                create_folder(parent)?;
-            }
-            let file = File::create(path).map_err(|error| output_error(path, error))?;
-            Some(CsvWriter::new(BufWriter::new(file)).map_err(|error| output_error(path, error))?)
-        }
-    };
 
-    let paths: Vec<PathBuf> = inputs.items.iter().map(|item| item.path.clone()).collect();
-    let stems = unique_stems(&paths);
     let single = inputs.items.len() == 1;
     let progress = if args.quiet || single {
         ProgressBar::hidden()
@@ -439,9 +698,10 @@ pub fn run(
         write_stdout(&mut stdout, "[\n");
     }
     let mut summary = BatchSummary::default();
+    let total = inputs.items.len();
 
     // Decoding (DICOM especially) runs on its own thread, one image ahead of the GPU.
-    std::thread::scope(|scope| {
+    let outcome = std::thread::scope(|scope| -> Result<(), AnalyzeError> {
         let (sender, receiver) = sync_channel(1);
         let items = &inputs.items;
         let loader = scope.spawn(move || {
@@ -472,36 +732,35 @@ pub fn run(
             // A requested file that could not be written makes the image count as failed,
             // though its record (with a warning saying so) is kept.
             let mut output_failed = false;
-            if let (Some(target), Record::Analyzed(image_record), Some(radiograph)) =
-                (&overlay_target, &mut record, &analysis.radiograph)
+            if let (Some(overlay_path), Record::Analyzed(image_record), Some(radiograph)) =
+                (&planned.overlay[index], &mut record, &analysis.radiograph)
             {
-                let overlay_path = match target {
-                    OverlayTarget::File(path) => path.clone(),
-                    OverlayTarget::Folder(folder) => folder.join(format!("{}.png", stems[index])),
-                };
-                let drawn = overlay::render(
-                    &radiograph.pixels,
-                    radiograph.width,
-                    radiograph.height,
-                    image_record,
-                )
-                .and_then(|picture| overlay::write_png(&picture, &overlay_path));
-                if let Err(error) = drawn {
-                    progress.suspend(|| eprintln!("sagitta: {error}"));
-                    image_record
-                        .warnings
-                        .push(format!("overlay not written: {error}"));
-                    output_failed = true;
+                match write_overlay(overlay_path, radiograph, image_record) {
+                    Ok(()) => {}
+                    Err(OverlayFailure::DiskFull(error)) => {
+                        progress.finish_and_clear();
+                        return Err(disk_full(overlay_path, &error, index, total));
+                    }
+                    Err(OverlayFailure::Other(error)) => {
+                        progress.suspend(|| eprintln!("sagitta: {error}"));
+                        image_record
+                            .warnings
+                            .push(format!("overlay not written: {error}"));
+                        output_failed = true;
+                    }
                 }
             }
             if let Record::Failed(failure) = &record {
                 progress.suspend(|| eprintln!("sagitta: {}", failure.error));
             }
             let json = record.to_json();
-            match &args.out {
-                Some(folder) => {
-                    let file = folder.join(format!("{}.json", stems[index]));
-                    if let Err(error) = std::fs::write(&file, format!("{json}\n")) {
+            match &planned.json[index] {
+                Some(file) => {
+                    if let Err(error) = output::write_atomic(file, format!("{json}\n").as_bytes()) {
+                        if output::is_disk_full(&error) {
+                            progress.finish_and_clear();
+                            return Err(disk_full(file, &error, index, total));
+                        }
                         progress.suspend(|| {
                             eprintln!("sagitta: {}: cannot write: {error}", file.display())
                         });
@@ -509,11 +768,7 @@ pub fn run(
                     }
                 }
                 None if stream_array => {
-                    let separator = if index + 1 < inputs.items.len() {
-                        ",\n"
-                    } else {
-                        "\n"
-                    };
+                    let separator = if index + 1 < total { ",\n" } else { "\n" };
                     write_stdout(&mut stdout, &format!("{json}{separator}"));
                 }
                 None => write_stdout(&mut stdout, &format!("{json}\n")),
@@ -525,13 +780,19 @@ pub fn run(
             }
             if let Some(writer) = &mut csv {
                 if let Err(error) = writer.write(&record) {
-                    progress.suspend(|| eprintln!("sagitta: CSV: cannot write: {error}"));
+                    progress.finish_and_clear();
+                    let path = args.csv.as_deref().unwrap_or(Path::new(""));
+                    return Err(if output::is_disk_full(&error) {
+                        disk_full(path, &error, index, total)
+                    } else {
+                        output_error(path, error)
+                    });
                 }
             }
             progress.inc(1);
         }
         let loader_failed = loader.join().is_err();
-        if received < inputs.items.len() {
+        if received < total {
             // Only a panic in the loader gets here; the rest still get their records.
             let reason = if loader_failed {
                 "the loader stopped unexpectedly"
@@ -546,15 +807,12 @@ pub fn run(
                     let _ = writer.write(&record);
                 }
                 let json = record.to_json();
-                match &args.out {
-                    Some(folder) => {
-                        let _ = std::fs::write(
-                            folder.join(format!("{}.json", stems[index])),
-                            format!("{json}\n"),
-                        );
+                match &planned.json[index] {
+                    Some(file) => {
+                        let _ = output::write_atomic(file, format!("{json}\n").as_bytes());
                     }
                     None => {
-                        let separator = if stream_array && index + 1 < inputs.items.len() {
+                        let separator = if stream_array && index + 1 < total {
                             ",\n"
                         } else {
                             "\n"
@@ -564,16 +822,15 @@ pub fn run(
                 }
             }
         }
+        Ok(())
     });
     if stream_array {
         write_stdout(&mut stdout, "]\n");
     }
     progress.finish_and_clear();
-    if let Some(writer) = csv {
-        writer
-            .into_inner()
-            .flush()
-            .map_err(|error| output_error(args.csv.as_deref().unwrap_or(Path::new("")), error))?;
+    outcome?;
+    if let Some(csv) = csv {
+        csv.finish()?;
     }
     if !args.quiet && !single {
         let seconds = started.elapsed().as_secs_f64();

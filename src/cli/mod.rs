@@ -3,3 +3,4 @@
 
 pub mod analyze;
 pub mod env;
+pub mod output;

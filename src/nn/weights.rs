@@ -101,6 +101,21 @@ impl MetadataReader<'_> {
     }
 }
 
+/// The largest weights file read (the paper-size model is ~100 MB in f32): a longer file is
+/// refused before it is read.
+pub const MAX_WEIGHTS_BYTES: u64 = 2 << 30;
+
+/// Reads a weights file: a regular file of at most [`MAX_WEIGHTS_BYTES`], its type and size
+/// checked before it is read (a FIFO, a device or a folder is refused, never opened).
+fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
+    crate::util::read_regular_file(path, MAX_WEIGHTS_BYTES, "weights files").map_err(|source| {
+        SagittaError::WeightsIo {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
 /// The version of the metadata schema this sagitta reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -164,10 +179,7 @@ pub struct WeightFile {
 impl WeightFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| SagittaError::WeightsIo {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_weights_file(path)?;
         Self::from_vec(path, bytes)
     }
 
@@ -209,7 +221,7 @@ impl WeightFile {
             );
         }
         let sha256 = crate::util::sha256_hex(&bytes);
-        Ok(Self {
+        let file = Self {
             path: path.to_path_buf(),
             arch,
             metadata,
@@ -218,7 +230,41 @@ impl WeightFile {
             bytes,
             tensors,
             used: RefCell::new(BTreeSet::new()),
-        })
+        };
+        file.check_values()?;
+        Ok(file)
+    }
+
+    /// What the numbers must mean, whatever the family: every value finite (one NaN spreads
+    /// through every later layer), and every BatchNorm `running_var` above 0 (a variance; its
+    /// square root divides). The first bad tensor in name order is named.
+    fn check_values(&self) -> Result<()> {
+        let mut names: Vec<&String> = self.tensors.keys().collect();
+        names.sort();
+        for name in names {
+            let values = self.decode(&self.tensors[name]);
+            let bad = |reason: String| SagittaError::TensorValues {
+                path: self.path.clone(),
+                name: name.clone(),
+                reason,
+            };
+            if let Some((index, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                let count = values.iter().filter(|v| !v.is_finite()).count();
+                return Err(bad(format!(
+                    "holds {count} value(s) that are not finite numbers (the first: {value} at \
+                     index {index}); every weight must be finite"
+                )));
+            }
+            if name.ends_with("running_var") {
+                if let Some((index, value)) = values.iter().enumerate().find(|(_, v)| **v <= 0.0) {
+                    return Err(bad(format!(
+                        "is a BatchNorm variance but holds {value} at index {index}; every \
+                         running_var must be above 0"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fetches a tensor by its PyTorch state-dict name, checking its shape, as f32 (borrowed
@@ -314,10 +360,7 @@ impl WeightFile {
         path: impl AsRef<Path>,
     ) -> Result<(String, Value, HashMap<String, String>)> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| SagittaError::WeightsIo {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_weights_file(path)?;
         let (_, metadata) =
             SafeTensors::read_metadata(&bytes).map_err(|e| SagittaError::WeightsFormat {
                 path: path.to_path_buf(),

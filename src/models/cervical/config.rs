@@ -12,6 +12,40 @@ use crate::nn::weights::{MetadataReader, WeightFile};
 /// The architecture name in the weights metadata.
 pub const CERVICAL_ARCH: &str = "cervical-hourglass-dsnt";
 
+/// The longest model name read from metadata.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// The documented range of each metadata field (inclusive; floats `(low, low excluded, high)`).
+pub struct ConfigLimits {
+    pub input_size: (i64, i64),
+    pub crop_size: (i64, i64),
+    pub depth: (i64, i64),
+    pub stacks: (i64, i64),
+    pub blocks: (i64, i64),
+    pub features: (i64, i64),
+    pub roi_sampling_ratio: (i64, i64),
+    pub box_margin: (f32, bool, f32),
+    pub box_min_side: (f32, bool, f32),
+    pub eps: (f32, bool, f32),
+}
+
+/// The ranges [`CervicalConfig::check`] enforces: sizes up to 4096 px (and a multiple of
+/// 4 * 2^depth), hourglass depth 1..=8, 1..=8 stacks and blocks, 2..=1024 features, ROIAlign
+/// sampling ratio -1..=16 (<= 0: adaptive), box margin in [0, 10] (a fraction of the box),
+/// box minimum side in (0, 4096] px, both epsilons in (0, 0.01].
+pub const LIMITS: ConfigLimits = ConfigLimits {
+    input_size: (1, 4096),
+    crop_size: (1, 4096),
+    depth: (1, 8),
+    stacks: (1, 8),
+    blocks: (1, 8),
+    features: (2, 1024),
+    roi_sampling_ratio: (-1, 16),
+    box_margin: (0.0, false, 10.0),
+    box_min_side: (0.0, true, 4096.0),
+    eps: (0.0, true, 1e-2),
+};
+
 /// The cervical model of SPEC-cervical.md.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CervicalConfig {
@@ -63,15 +97,35 @@ impl CervicalConfig {
         }
     }
 
-    /// The invariants the engine relies on; a violation names the field.
+    /// The invariants the engine relies on; a violation names the field and its range. Every
+    /// field is bounded before anything is computed from it, so no arithmetic on metadata can
+    /// overflow or divide by zero (the ranges are in [`LIMITS`]).
     pub fn check(&self) -> std::result::Result<(), (String, String)> {
         let err = |f: &str, r: String| Err((f.to_string(), r));
+        if self.name.chars().count() > MAX_NAME_CHARS {
+            return err("name", format!("longer than {MAX_NAME_CHARS} characters"));
+        }
         if self.landmarks.len() != LANDMARK_COUNT {
             return err(
                 "landmarks",
                 format!(
                     "expected {LANDMARK_COUNT} names, found {}",
                     self.landmarks.len()
+                ),
+            );
+        }
+        if let Some((index, (found, expected))) = self
+            .landmarks
+            .iter()
+            .zip(LANDMARK_NAMES)
+            .enumerate()
+            .find(|(_, (found, expected))| found.as_str() != *expected)
+        {
+            return err(
+                &format!("landmarks[{index}]"),
+                format!(
+                    "expected '{expected}', found '{found}' (the {LANDMARK_COUNT} names of \
+                     SPEC-cervical.md, in that order: the heatmap channels are read by position)"
                 ),
             );
         }
@@ -87,6 +141,18 @@ impl CervicalConfig {
         if self.refiner_count as usize != DISC_COUNT {
             return err("refiner.count", "must be 6 (discs C2-C3 .. C7-T1)".into());
         }
+        let in_range = |field: &str, value: i64, (low, high): (i64, i64)| {
+            if (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err((
+                    field.to_string(),
+                    format!("{value} is outside the range {low}..={high}"),
+                ))
+            }
+        };
+        in_range("input_size", self.input_size.into(), LIMITS.input_size)?;
+        in_range("crop_size", self.crop_size.into(), LIMITS.crop_size)?;
         for (prefix, net, size, size_field) in [
             ("global", &self.global, self.input_size, "input_size"),
             ("refiner", &self.refiner, self.crop_size, "crop_size"),
@@ -97,20 +163,45 @@ impl CervicalConfig {
                     "must be 1 (grey radiographs)".into(),
                 );
             }
+            in_range(&format!("{prefix}.depth"), net.depth.into(), LIMITS.depth)?;
+            in_range(
+                &format!("{prefix}.stacks"),
+                net.stacks.into(),
+                LIMITS.stacks,
+            )?;
+            in_range(
+                &format!("{prefix}.blocks"),
+                net.blocks.into(),
+                LIMITS.blocks,
+            )?;
+            in_range(
+                &format!("{prefix}.features"),
+                net.features.into(),
+                LIMITS.features,
+            )?;
             net.check(prefix, size, size_field)?;
         }
-        if !(self.box_margin.is_finite() && self.box_margin >= 0.0) {
-            return err("box_margin", "must be a finite number >= 0".into());
-        }
-        if !(self.box_min_side.is_finite() && self.box_min_side > 0.0) {
-            return err("box_min_side", "must be a finite number > 0".into());
-        }
-        if !(self.bn_eps.is_finite() && self.bn_eps > 0.0) {
-            return err("bn_eps", "must be > 0".into());
-        }
-        if !(self.standardize_eps.is_finite() && self.standardize_eps > 0.0) {
-            return err("standardize_eps", "must be > 0".into());
-        }
+        in_range(
+            "roi_sampling_ratio",
+            self.roi_sampling_ratio.into(),
+            LIMITS.roi_sampling_ratio,
+        )?;
+        let float_range = |field: &str, value: f32, (low, low_open, high): (f32, bool, f32)| {
+            let above_low = if low_open { value > low } else { value >= low };
+            if value.is_finite() && above_low && value <= high {
+                Ok(())
+            } else {
+                let open = if low_open { "(" } else { "[" };
+                Err((
+                    field.to_string(),
+                    format!("{value} is outside the range {open}{low}, {high}]"),
+                ))
+            }
+        };
+        float_range("box_margin", self.box_margin, LIMITS.box_margin)?;
+        float_range("box_min_side", self.box_min_side, LIMITS.box_min_side)?;
+        float_range("bn_eps", self.bn_eps, LIMITS.eps)?;
+        float_range("standardize_eps", self.standardize_eps, LIMITS.eps)?;
         Ok(())
     }
 

@@ -39,6 +39,40 @@ pub struct TuningTable {
     pub entries: BTreeMap<String, TunedConv>,
 }
 
+/// The largest tuning table read (a measured table is a few KiB).
+pub const MAX_TUNING_BYTES: u64 = 1 << 20;
+
+/// A tuning key as [`ConvKey`]'s `Display` writes it (`k3 s1 64->64 px1024 g1`, `k1x7 s2x1 ...`).
+pub fn parse_key(text: &str) -> Option<ConvKey> {
+    let pair = |field: &str| -> Option<(u32, u32)> {
+        match field.split_once('x') {
+            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+            None => {
+                let v = field.parse().ok()?;
+                Some((v, v))
+            }
+        }
+    };
+    let mut parts = text.split(' ');
+    let (kh, kw) = pair(parts.next()?.strip_prefix('k')?)?;
+    let stride = pair(parts.next()?.strip_prefix('s')?)?;
+    let (in_c, out_c) = parts.next()?.split_once("->")?;
+    let out_pixels = parts.next()?.strip_prefix("px")?.parse().ok()?;
+    let weight_sets = parts.next()?.strip_prefix('g')?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(ConvKey {
+        kh,
+        kw,
+        stride,
+        in_c: in_c.parse().ok()?,
+        out_c: out_c.parse().ok()?,
+        out_pixels,
+        weight_sets,
+    })
+}
+
 pub fn algorithm_name(a: ConvAlgorithm) -> &'static str {
     a.name()
 }
@@ -64,18 +98,59 @@ impl TuningTable {
     }
 
     /// The table in `path`: `Ok(None)` when the file is missing or was measured on another
-    /// adapter or driver, `Err` with the reason when it cannot be read.
+    /// adapter or driver, `Err` with the reason when it cannot be read. Entries that name a
+    /// kernel which cannot run their shape are dropped (see [`Self::read_with_notes`]).
     pub fn read(
         path: &Path,
         info: &wgpu::AdapterInfo,
     ) -> std::result::Result<Option<Self>, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        Ok(Self::read_with_notes(path, info)?.map(|(table, _)| table))
+    }
+
+    /// As [`Self::read`], with one line per dropped entry: an entry that names an unknown
+    /// kernel, or one that cannot run its shape (Winograd for anything but a 3x3 stride-1
+    /// convolution), is ignored, and the heuristic chooses for that shape. The file must be a
+    /// regular file of at most [`MAX_TUNING_BYTES`] (checked before it is read).
+    pub fn read_with_notes(
+        path: &Path,
+        info: &wgpu::AdapterInfo,
+    ) -> std::result::Result<Option<(Self, Vec<String>)>, String> {
+        let bytes = match crate::util::read_regular_file(path, MAX_TUNING_BYTES, "tuning tables") {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.to_string()),
         };
-        let table: Self = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        Ok((table.adapter == info.name && table.driver == info.driver_info).then_some(table))
+        let mut table: Self = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if table.adapter != info.name || table.driver != info.driver_info {
+            return Ok(None);
+        }
+        let notes = table.drop_unusable();
+        Ok(Some((table, notes)))
+    }
+
+    /// Removes the entries whose kernel is unknown or cannot run their shape; says which.
+    pub fn drop_unusable(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        self.entries.retain(|key, tuned| {
+            let problem = match (parse_algorithm(&tuned.algorithm), parse_key(key)) {
+                (None, _) => Some(format!(
+                    "'{key}' names the unknown kernel '{}'",
+                    tuned.algorithm
+                )),
+                (Some(algorithm), Some(parsed)) if !parsed.candidates().contains(&algorithm) => {
+                    Some(format!(
+                        "'{key}' names {}, which cannot run that shape",
+                        tuned.algorithm
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(problem) = &problem {
+                notes.push(problem.clone());
+            }
+            problem.is_none()
+        });
+        notes
     }
 
     /// Writes the table to `path` (its folder is created).
@@ -94,10 +169,13 @@ impl TuningTable {
         Ok(path.to_path_buf())
     }
 
+    /// The measured kernel for `key`; `None` (the heuristic chooses) when the table has no
+    /// entry for it or its entry names a kernel that cannot run it.
     pub fn algorithm(&self, key: &ConvKey) -> Option<ConvAlgorithm> {
         self.entries
             .get(&key.to_string())
             .and_then(|t| parse_algorithm(&t.algorithm))
+            .filter(|algorithm| key.candidates().contains(algorithm))
     }
 }
 

@@ -8,8 +8,14 @@ use sagitta::ops::ALL_KERNELS;
 
 /// Override sets the engine uses: every fusion combination on the hourglass's 3x3, and the other
 /// geometries (1x1, strided, the 7x7 stem, Inception's 1x7 / 7x1 / 3x1 with stride (2, 1), 5x5,
-/// unpadded reductions) with no fusion and with all of them.
+/// unpadded reductions) with no fusion and with all of them; the linear layer with each activation.
 fn specialisations(kernel: &str) -> Vec<Vec<(&'static str, f64)>> {
+    if kernel == "linear" {
+        // 0 none, 1 ReLU, 2 sigmoid.
+        return (0..3u32)
+            .map(|a| vec![("ACTIVATION", f64::from(a))])
+            .collect();
+    }
     if !kernel.starts_with("conv2d") {
         return vec![vec![]];
     }

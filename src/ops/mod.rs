@@ -47,24 +47,34 @@ macro_rules! uniform_params {
 }
 
 pub mod boxes;
+pub mod channel_affine;
 pub mod conv2d;
 pub mod dsnt;
+pub mod global_avg_pool;
+pub mod linear;
 pub mod map_back;
+pub mod minmax;
 pub mod pool;
 pub mod resize;
+pub mod resize_area;
 pub mod roi_align;
 pub mod standardize;
 pub mod upsample;
 
 pub use boxes::{boxes, BOXES};
+pub use channel_affine::{channel_affine_expand, CHANNEL_AFFINE};
 pub use conv2d::{
     BatchNorm, ConvAlgorithm, ConvKey, ConvLayer, ConvSelection, ConvWeights, CONV2D, CONV2D_COOP,
     CONV2D_TILED, CONV2D_WINOGRAD,
 };
 pub use dsnt::{softmax_dsnt, SOFTMAX_DSNT};
+pub use global_avg_pool::{global_avg_pool, GLOBAL_AVG_POOL};
+pub use linear::{LinearLayer, LinearWeights, LINEAR};
 pub use map_back::{map_back, map_back_params, MAP_BACK};
+pub use minmax::{minmax_normalize, MINMAX_APPLY, MINMAX_STATS};
 pub use pool::{maxpool2, MAXPOOL2};
 pub use resize::{resize_bicubic, resize_params, RESIZE_BICUBIC};
+pub use resize_area::{resize_area, resize_area_params, RESIZE_AREA};
 pub use roi_align::{roi_align, ROI_ALIGN};
 pub use standardize::{standardize, STANDARDIZE_APPLY, STANDARDIZE_STATS};
 pub use upsample::{upsample_add, UPSAMPLE_ADD};
@@ -84,6 +94,12 @@ pub const ALL_KERNELS: &[Kernel] = &[
     BOXES,
     ROI_ALIGN,
     MAP_BACK,
+    RESIZE_AREA,
+    MINMAX_STATS,
+    MINMAX_APPLY,
+    CHANNEL_AFFINE,
+    GLOBAL_AVG_POOL,
+    LINEAR,
 ];
 
 fn invariant(ok: bool, message: impl FnOnce() -> String) -> Result<()> {

@@ -128,8 +128,8 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// The `ACTIVATION` override constant of `shaders/conv2d/common.wgsl`.
-    fn code(self) -> u32 {
+    /// The `ACTIVATION` override constant of `shaders/conv2d/common.wgsl` and `shaders/linear.wgsl`.
+    pub(crate) fn code(self) -> u32 {
         match self {
             Activation::None => 0,
             Activation::Relu => 1,

@@ -7,7 +7,9 @@ use sagitta::engine::buffers::{storage_buffer, upload, upload_f16, upload_u32};
 use sagitta::engine::{PipelineCache, Plan, Precision, TensorId};
 use sagitta::ops::boxes::BoxSpec;
 use sagitta::ops::conv2d::{Activation, ConvGeometry, WeightStorage};
-use sagitta::ops::{self, BatchNorm, ConvAlgorithm, ConvLayer, ConvWeights};
+use sagitta::ops::{
+    self, BatchNorm, ConvAlgorithm, ConvLayer, ConvWeights, LinearLayer, LinearWeights,
+};
 
 fn bound(plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]) -> TensorId {
     let ctx = gpu();
@@ -670,4 +672,513 @@ fn cooperative_matrix_kernel_logic_matches_pytorch_when_emulated() {
         checked += 1;
     }
     assert!(checked >= 8, "only {checked} cases checked");
+}
+
+// --- The CSM classifier's operators: area resize, min-max, channel expansion, global average
+// pool, linear; and a tiny VGG behind them. -------------------------------------------------------
+
+/// The activation storages every kernel test below runs: f32, f16 where the adapter has
+/// shader-f16, and f16 packed two to a u32 (forced on a context of its own).
+fn activation_variants() -> Vec<(&'static str, std::sync::Arc<sagitta::GpuContext>, Precision)> {
+    static PACKED: std::sync::OnceLock<std::sync::Arc<sagitta::GpuContext>> =
+        std::sync::OnceLock::new();
+    let packed = PACKED
+        .get_or_init(|| {
+            let ctx = sagitta::GpuContext::new(&sagitta::cli::env::adapter_choice()).unwrap();
+            ctx.set_packed_f16(true);
+            ctx
+        })
+        .clone();
+    let mut variants = vec![("f32", gpu(), Precision::F32)];
+    if gpu().features.contains(wgpu::Features::SHADER_F16) {
+        variants.push(("f16", gpu(), Precision::F16));
+    } else {
+        eprintln!("adapter has no shader-f16: f16 kernels run packed only");
+    }
+    variants.push(("packed f16", packed, Precision::F16));
+    variants
+}
+
+/// A caller-owned activation in the plan's precision.
+fn store_activation(
+    ctx: &sagitta::GpuContext,
+    plan: &mut Plan,
+    label: &str,
+    shape: &[usize],
+    data: &[f32],
+) -> TensorId {
+    let dims: Vec<u32> = shape.iter().map(|&d| d as u32).collect();
+    let buffer = match plan.precision() {
+        Precision::F32 => upload(ctx, label, data),
+        Precision::F16 => upload_f16(ctx, label, data),
+    };
+    plan.bound_activation(label, &dims, buffer)
+}
+
+/// An f32 tensor the plan reads whatever its precision (images before normalisation).
+fn store_f32(
+    ctx: &sagitta::GpuContext,
+    plan: &mut Plan,
+    label: &str,
+    shape: &[usize],
+    data: &[f32],
+) -> TensorId {
+    let dims: Vec<u32> = shape.iter().map(|&d| d as u32).collect();
+    plan.bound(label, &dims, upload(ctx, label, data))
+}
+
+/// The largest difference per storage over all cases, printed for the record.
+fn report(op: &str, worst: &[(&str, f32)]) {
+    let line: Vec<String> = worst.iter().map(|(v, d)| format!("{v} {d:.3e}")).collect();
+    eprintln!("{op}: max |diff| vs PyTorch: {}", line.join(", "));
+}
+
+/// `f32` tolerance when the storage is f32, `f16` (relative to 1 + max |expected|) otherwise.
+fn tolerance(precision: Precision, expected: &[f32], f32_tol: f32, f16_rel: f32) -> f32 {
+    match precision {
+        Precision::F32 => f32_tol * (1.0 + max_abs(expected)),
+        Precision::F16 => f16_rel * (1.0 + max_abs(expected)),
+    }
+}
+
+#[test]
+fn resize_area_matches_pytorch() {
+    let fx = Fixture::load("resize_area.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 5, "resize_area fixture lost cases");
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        let mut max = 0.0f32;
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let (shape, input) = fx.get(&format!("{name}.input"));
+            let (_, expected) = fx.get(&format!("{name}.output"));
+            let mut plan = Plan::with_precision(precision);
+            let x = store_f32(&ctx, &mut plan, "image", shape, input);
+            let (oh, ow) = (param_u32(case, "out_h"), param_u32(case, "out_w"));
+            let y = ops::resize_area(&mut plan, x, oh, ow).unwrap();
+            assert_eq!(plan.shape(y), &[1, 1, oh, ow]);
+            let got = run_on(&ctx, plan, &[y]);
+            // Values span [0, 4095] and the output stays f32 in every precision: only the
+            // order of the f32 window sums differs from PyTorch's.
+            let identity = shape == &[oh as usize, ow as usize];
+            let tol = if identity { 0.0 } else { 1e-3 };
+            max = max.max(assert_close(
+                &format!("{name} {variant}"),
+                &got[0],
+                expected,
+                tol,
+            ));
+        }
+        worst.push((variant, max));
+    }
+    report("resize_area", &worst);
+}
+
+#[test]
+fn resize_area_refuses_empty_and_overflowing_sizes() {
+    let ctx = gpu();
+    let mut plan = Plan::new();
+    let x = store_f32(&ctx, &mut plan, "image", &[4, 5], &[0.0; 20]);
+    assert!(ops::resize_area(&mut plan, x, 0, 3).is_err());
+    let flat = plan.bound("flat", &[20], upload(&ctx, "flat", &[0.0; 20]));
+    assert!(ops::resize_area(&mut plan, flat, 2, 2).is_err());
+    assert!(ops::resize_area_params(70_000, 10, 70_000, 10).is_err());
+    assert!(ops::resize_area_params(4000, 3000, 224, 224).is_ok());
+}
+
+#[test]
+fn minmax_normalize_matches_pytorch() {
+    let fx = Fixture::load("minmax.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 4, "minmax fixture lost cases");
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        let mut max = 0.0f32;
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let (shape, input) = fx.get(&format!("{name}.input"));
+            let (_, expected) = fx.get(&format!("{name}.output"));
+            let mut plan = Plan::with_precision(precision);
+            let x = store_f32(&ctx, &mut plan, "input", shape, input);
+            let y = ops::minmax_normalize(&mut plan, x).unwrap();
+            let got = run_on(&ctx, plan, &[y]);
+            let tol = tolerance(precision, expected, 1e-6, 5e-4);
+            max = max.max(assert_close(
+                &format!("{name} {variant}"),
+                &got[0],
+                expected,
+                tol,
+            ));
+            if expected.iter().all(|&v| v == 0.0) {
+                assert!(
+                    got[0].iter().all(|&v| v == 0.0),
+                    "{name}: constant -> zeros"
+                );
+            }
+        }
+        worst.push((variant, max));
+    }
+    report("minmax_normalize", &worst);
+}
+
+#[test]
+fn channel_affine_expand_matches_pytorch() {
+    let fx = Fixture::load("channel_affine.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 4, "channel_affine fixture lost cases");
+    let floats = |case: &serde_json::Value, key: &str| -> Vec<f32> {
+        case[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        let mut max = 0.0f32;
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let (shape, input) = fx.get(&format!("{name}.input"));
+            let (out_shape, expected) = fx.get(&format!("{name}.output"));
+            let (mean, std) = (floats(case, "mean"), floats(case, "std"));
+            let mut plan = Plan::with_precision(precision);
+            let x = store_activation(&ctx, &mut plan, "input", shape, input);
+            let y = ops::channel_affine_expand(&mut plan, name, x, &mean, &std).unwrap();
+            let dims: Vec<u32> = out_shape.iter().map(|&d| d as u32).collect();
+            assert_eq!(plan.shape(y), dims.as_slice());
+            let got = run_on(&ctx, plan, &[y]);
+            // f16: the input in [0, 1] rounds by up to 2^-12, amplified by 1/std (255 for the
+            // caffe case), and the output by 2^-11 relative.
+            let min_std = std.iter().fold(f32::MAX, |m, s| m.min(s.abs()));
+            let tol = match precision {
+                Precision::F32 => 1e-6 * (1.0 + max_abs(expected)),
+                Precision::F16 => 2.5e-4 / min_std + 1e-3 * (1.0 + max_abs(expected)),
+            };
+            max = max.max(assert_close(
+                &format!("{name} {variant}"),
+                &got[0],
+                expected,
+                tol,
+            ));
+        }
+        worst.push((variant, max));
+    }
+    report("channel_affine_expand", &worst);
+}
+
+#[test]
+fn channel_affine_expand_checks_its_parameters() {
+    let mut plan = Plan::new();
+    let x = plan.activation("x", &[1, 1, 4, 4]);
+    let wide = plan.activation("wide", &[1, 2, 4, 4]);
+    let m3 = [0.485, 0.456, 0.406];
+    let s3 = [0.229, 0.224, 0.225];
+    assert!(ops::channel_affine_expand(&mut plan, "ok", x, &m3, &s3).is_ok());
+    assert!(ops::channel_affine_expand(&mut plan, "two in", wide, &m3, &s3).is_err());
+    assert!(ops::channel_affine_expand(&mut plan, "lengths", x, &m3, &s3[..2]).is_err());
+    assert!(ops::channel_affine_expand(&mut plan, "five", x, &[0.0; 5], &[1.0; 5]).is_err());
+    assert!(ops::channel_affine_expand(&mut plan, "none", x, &[], &[]).is_err());
+    assert!(ops::channel_affine_expand(&mut plan, "zero std", x, &[0.0], &[0.0]).is_err());
+    assert!(ops::channel_affine_expand(&mut plan, "nan", x, &[f32::NAN], &[1.0]).is_err());
+}
+
+#[test]
+fn global_avg_pool_matches_pytorch() {
+    let fx = Fixture::load("global_avg_pool.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 4, "global_avg_pool fixture lost cases");
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        let mut max = 0.0f32;
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let (shape, input) = fx.get(&format!("{name}.input"));
+            let (_, expected) = fx.get(&format!("{name}.output"));
+            let mut plan = Plan::with_precision(precision);
+            let x = store_activation(&ctx, &mut plan, "input", shape, input);
+            let y = ops::global_avg_pool(&mut plan, name, x).unwrap();
+            assert_eq!(plan.shape(y), &[shape[0] as u32, shape[1] as u32]);
+            let got = run_on(&ctx, plan, &[y]);
+            let tol = tolerance(precision, expected, 1e-6, 2e-3);
+            max = max.max(assert_close(
+                &format!("{name} {variant}"),
+                &got[0],
+                expected,
+                tol,
+            ));
+        }
+        worst.push((variant, max));
+    }
+    report("global_avg_pool", &worst);
+    let mut plan = Plan::new();
+    let flat = plan.activation("flat", &[2, 3]);
+    assert!(ops::global_avg_pool(&mut plan, "flat", flat).is_err());
+    let empty = plan.activation("empty", &[1, 3, 0, 4]);
+    assert!(ops::global_avg_pool(&mut plan, "empty", empty).is_err());
+}
+
+fn fixture_linear(
+    ctx: &sagitta::GpuContext,
+    fx: &Fixture,
+    prefix: &str,
+    activation: Activation,
+    storage: WeightStorage,
+) -> LinearLayer {
+    let (w_shape, weight) = fx.get(&format!("{prefix}.weight"));
+    let (_, bias) = fx.get(&format!("{prefix}.bias"));
+    let weights = LinearWeights {
+        out_features: w_shape[0],
+        in_features: w_shape[1],
+        weight: weight.clone(),
+        bias: bias.clone(),
+        storage,
+    };
+    LinearLayer::new(ctx, prefix, &weights, activation).unwrap()
+}
+
+#[test]
+fn linear_matches_pytorch() {
+    let fx = Fixture::load("linear.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 5, "linear fixture lost cases");
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        for storage in [WeightStorage::F32, WeightStorage::F16] {
+            let mut max = 0.0f32;
+            for case in &cases {
+                let name = case["name"].as_str().unwrap();
+                let (shape, input) = fx.get(&format!("{name}.input"));
+                let (_, expected) = fx.get(&format!("{name}.output"));
+                let layer = fixture_linear(&ctx, &fx, name, case_activation(case), storage);
+                let mut plan = Plan::with_precision(precision);
+                let x = store_activation(&ctx, &mut plan, "input", shape, input);
+                let y = layer.apply(&mut plan, name, x).unwrap();
+                assert_eq!(plan.steps().last().unwrap().kernel.name, "linear");
+                let got = run_on(&ctx, plan, &[y]);
+                let f16_anywhere = precision == Precision::F16 || storage == WeightStorage::F16;
+                let tol = if f16_anywhere {
+                    4e-3 * (1.0 + max_abs(expected))
+                } else {
+                    1e-5 * (1.0 + max_abs(expected))
+                };
+                let what = format!("{name} {variant} {storage:?} weights");
+                max = max.max(assert_close(&what, &got[0], expected, tol));
+            }
+            let label = match storage {
+                WeightStorage::F32 => variant,
+                WeightStorage::F16 => match variant {
+                    "f32" => "f32 + f16 weights",
+                    "f16" => "f16 + f16 weights",
+                    _ => "packed f16 + f16 weights",
+                },
+            };
+            worst.push((label, max));
+        }
+    }
+    report("linear", &worst);
+}
+
+#[test]
+fn linear_checks_shapes_and_halves_f16_weights() {
+    let ctx = gpu();
+    let weights = |storage| LinearWeights {
+        in_features: 64,
+        out_features: 8,
+        weight: vec![0.01; 512],
+        bias: vec![0.0; 8],
+        storage,
+    };
+    let f32_layer =
+        LinearLayer::new(&ctx, "l", &weights(WeightStorage::F32), Activation::Relu).unwrap();
+    let f16_layer =
+        LinearLayer::new(&ctx, "l", &weights(WeightStorage::F16), Activation::Relu).unwrap();
+    assert_eq!(f32_layer.weight_bytes(), 512 * 4 + 8 * 4);
+    assert_eq!(f16_layer.weight_bytes(), 512 * 2 + 8 * 4);
+    let mut bad = weights(WeightStorage::F32);
+    bad.bias.pop();
+    assert!(LinearLayer::new(&ctx, "bad", &bad, Activation::None).is_err());
+    let empty = LinearWeights {
+        in_features: 0,
+        out_features: 0,
+        weight: vec![],
+        bias: vec![],
+        storage: WeightStorage::F32,
+    };
+    assert!(LinearLayer::new(&ctx, "empty", &empty, Activation::None).is_err());
+    let mut plan = Plan::new();
+    let pooled = plan.activation("pooled", &[1, 64, 1, 1]);
+    let y = f32_layer.apply(&mut plan, "ok", pooled).unwrap();
+    assert_eq!(plan.shape(y), &[1, 8]);
+    let wrong = plan.activation("wrong", &[1, 63]);
+    assert!(f32_layer.apply(&mut plan, "wrong", wrong).is_err());
+    let map = plan.activation("map", &[1, 64, 2, 2]);
+    assert!(f32_layer.apply(&mut plan, "map", map).is_err());
+}
+
+/// The tensors of the tiny VGG after each stage, in order (tools/make_fixtures.py VGG_TINY_KEYS).
+const VGG_TINY_STAGES: [&str; 11] = [
+    "resized",
+    "normalized",
+    "expanded",
+    "features.1",
+    "features.3",
+    "features.4",
+    "features.6",
+    "pooled",
+    "classifier.1",
+    "logit",
+    "probability",
+];
+
+/// torchvision's VGG layout at toy width behind the CSM preprocessing: area resize, min-max,
+/// ImageNet affine to 3 channels, conv 3->8, conv 8->8 (3x3/1 pad 1, bias, ReLU), max-pool 2x2,
+/// conv 8->16, global average pool, Linear(16, 4) + ReLU, Linear(4, 1), sigmoid. The plan stops
+/// after `stages` tensors (a prefix: liveness reuse would overwrite earlier tensors otherwise).
+fn vgg_tiny_plan(
+    ctx: &sagitta::GpuContext,
+    fx: &Fixture,
+    precision: Precision,
+    algorithm: ConvAlgorithm,
+    stages: usize,
+) -> (Plan, TensorId) {
+    let case = &fx.cases()[0];
+    let floats = |key: &str| -> Vec<f32> {
+        case[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let size = param_u32(case, "size");
+    let mut plan = Plan::with_precision(precision);
+    let unused = plan.bound("unused", &[4], storage_buffer(ctx, "unused", 16));
+    let (shape, image) = fx.get("tiny.image");
+    let mut t = store_f32(ctx, &mut plan, "image", shape, image);
+    let conv = |key: &str| {
+        let (w_shape, weight) = fx.get(&format!("tiny.features.{key}.weight"));
+        let (_, bias) = fx.get(&format!("tiny.features.{key}.bias"));
+        let weights = ConvWeights {
+            out_c: w_shape[0],
+            in_c: w_shape[1],
+            kh: w_shape[2],
+            kw: w_shape[3],
+            weight: weight.clone(),
+            bias: bias.clone(),
+            storage: WeightStorage::F32,
+        };
+        ConvLayer::with_algorithm(
+            ctx,
+            key,
+            &[weights],
+            ConvGeometry::square(1, 1),
+            Activation::Relu,
+            None,
+            algorithm,
+        )
+        .unwrap()
+    };
+    for (stage, name) in VGG_TINY_STAGES.iter().enumerate().take(stages) {
+        // The logit and the probability are the last layer without and with its sigmoid
+        // epilogue: a plan that goes on to the probability skips the logit.
+        if *name == "logit" && stages > stage + 1 {
+            continue;
+        }
+        t = match *name {
+            "resized" => ops::resize_area(&mut plan, t, size, size).unwrap(),
+            "normalized" => ops::minmax_normalize(&mut plan, t).unwrap(),
+            "expanded" => {
+                let (mean, std) = (floats("mean"), floats("std"));
+                ops::channel_affine_expand(&mut plan, "expand", t, &mean, &std).unwrap()
+            }
+            "features.1" => conv("0")
+                .apply(&mut plan, "conv0", t, None, unused)
+                .unwrap(),
+            "features.3" => conv("2")
+                .apply(&mut plan, "conv2", t, None, unused)
+                .unwrap(),
+            "features.4" => ops::maxpool2(&mut plan, "pool", t).unwrap(),
+            "features.6" => conv("5")
+                .apply(&mut plan, "conv5", t, None, unused)
+                .unwrap(),
+            "pooled" => ops::global_avg_pool(&mut plan, "avgpool", t).unwrap(),
+            "classifier.1" => {
+                let fc0 = fixture_linear(
+                    ctx,
+                    fx,
+                    "tiny.classifier.0",
+                    Activation::Relu,
+                    WeightStorage::F32,
+                );
+                fc0.apply(&mut plan, "fc0", t).unwrap()
+            }
+            _ => {
+                let activation = if *name == "logit" {
+                    Activation::None
+                } else {
+                    Activation::Sigmoid
+                };
+                let fc2 =
+                    fixture_linear(ctx, fx, "tiny.classifier.2", activation, WeightStorage::F32);
+                fc2.apply(&mut plan, "fc2", t).unwrap()
+            }
+        };
+    }
+    (plan, t)
+}
+
+/// VGG16's layer kinds (3x3/1 pad 1 conv + bias + ReLU by the direct, tiled and Winograd
+/// kernels, 2x2 max-pool) in a tiny stack with the CSM preprocessing and head, every
+/// intermediate tensor and the final probability against torch (nn.Sequential in torchvision's
+/// VGG layout), in f32 and with f16 activations.
+#[test]
+fn vgg_tiny_matches_pytorch_at_every_stage() {
+    let fx = Fixture::load("vgg_tiny.safetensors");
+    let mut runs: Vec<(
+        String,
+        std::sync::Arc<sagitta::GpuContext>,
+        Precision,
+        ConvAlgorithm,
+    )> = [
+        ConvAlgorithm::Direct,
+        ConvAlgorithm::Tiled,
+        ConvAlgorithm::Winograd,
+    ]
+    .into_iter()
+    .map(|a| (format!("f32 {a:?}"), gpu(), Precision::F32, a))
+    .collect();
+    for (variant, ctx, precision) in activation_variants().into_iter().skip(1) {
+        runs.push((
+            format!("{variant} Direct"),
+            ctx,
+            precision,
+            ConvAlgorithm::Direct,
+        ));
+    }
+    for (what, ctx, precision, algorithm) in runs {
+        let mut cache = PipelineCache::default();
+        let mut worst = Vec::new();
+        for (stage, key) in VGG_TINY_STAGES.iter().enumerate() {
+            let (plan, t) = vgg_tiny_plan(&ctx, &fx, precision, algorithm, stage + 1);
+            let (shape, expected) = fx.get(&format!("tiny.{key}"));
+            let dims: Vec<u32> = shape.iter().map(|&d| d as u32).collect();
+            assert_eq!(plan.shape(t), dims.as_slice(), "{key}");
+            let compiled = plan.compile(&ctx, &mut cache).expect("plan compiles");
+            let got = compiled.run_and_read(&[t]).expect("plan runs");
+            // f16: every stored activation rounds by 2^-11 relative, through 3 convolutions.
+            let tol = tolerance(precision, expected, 1e-5, 1e-2);
+            let d = assert_close(&format!("{key} {what}"), &got[0], expected, tol);
+            worst.push(format!("{key} {d:.1e}"));
+            if *key == "probability" {
+                eprintln!(
+                    "vgg_tiny {what}: p = {} (torch {}), max |diff| per stage: {}",
+                    got[0][0],
+                    expected[0],
+                    worst.join(", ")
+                );
+            }
+        }
+    }
 }

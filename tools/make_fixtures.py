@@ -338,6 +338,139 @@ def boxes_fixture():
     fx.write()
 
 
+# --- 10. CSM classifier operators: area resize, min-max, channel expansion, global pool, linear --
+
+def resize_area_fixture():
+    fx = Fixture("resize_area.safetensors")
+    g = gen(111)
+    for in_h, in_w, out_h, out_w in [(301, 257, 224, 224), (410, 130, 40, 12), (37, 53, 24, 32),
+                                     (13, 17, 32, 32), (100, 30, 33, 71), (64, 48, 64, 48)]:
+        x = torch.rand(in_h, in_w, generator=g) * 4095.0
+        out = ops.resize_area(x, out_h, out_w)
+        if (in_h, in_w) == (out_h, out_w):
+            assert torch.equal(out, x), "area resize to the same size is the identity"
+        fx.add(f"a{in_h}x{in_w}_to_{out_h}x{out_w}",
+               {"in_h": in_h, "in_w": in_w, "out_h": out_h, "out_w": out_w},
+               {"input": x, "output": out})
+    fx.write()
+
+
+def minmax_fixture():
+    fx = Fixture("minmax.safetensors")
+    g = gen(112)
+    cases = [
+        ("m31x47_offset", 1000.0 + 300.0 * torch.randn(31, 47, generator=g)),
+        ("m224x224", torch.rand(1, 1, 224, 224, generator=g) * 4095.0),
+        ("m2x3x5x7_negative", torch.randn(2, 3, 5, 7, generator=g) - 4.0),
+        ("m6x5_constant", torch.full((6, 5), 42.5)),
+    ]
+    for name, x in cases:
+        fx.add(name, {"shape": list(x.shape)}, {"input": x, "output": ops.minmax_normalize(x)})
+    fx.write()
+
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def channel_affine_fixture():
+    fx = Fixture("channel_affine.safetensors")
+    g = gen(113)
+    for name, shape, mean, std in [
+        ("imagenet_1x1x13x17", (1, 1, 13, 17), IMAGENET_MEAN, IMAGENET_STD),
+        ("four_2x1x5x7", (2, 1, 5, 7), [0.1, -0.2, 0.3, 0.0], [0.5, 2.0, 0.25, 1.5]),
+        ("caffe_bgr_1x1x8x9", (1, 1, 8, 9), [103.939 / 255, 116.779 / 255, 123.68 / 255],
+         [1 / 255] * 3),
+        ("one_1x1x4x4", (1, 1, 4, 4), [0.5], [0.25]),
+    ]:
+        x = torch.rand(*shape, generator=g)
+        fx.add(name, {"mean": mean, "std": std},
+               {"input": x, "output": ops.channel_affine_expand(x, mean, std)})
+    fx.write()
+
+
+def global_avg_pool_fixture():
+    fx = Fixture("global_avg_pool.safetensors")
+    g = gen(114)
+    for n, c, h, w, offset in [(1, 2, 224, 224, 3.0), (2, 3, 7, 9, 0.0), (1, 5, 1, 1, 0.0),
+                               (1, 16, 14, 14, 0.5)]:
+        x = torch.randn(n, c, h, w, generator=g) + offset
+        fx.add(f"g{n}x{c}x{h}x{w}", {"n": n, "c": c, "h": h, "w": w},
+               {"input": x, "output": ops.global_avg_pool(x)})
+    fx.write()
+
+
+def linear_fixture():
+    fx = Fixture("linear.safetensors")
+    g = gen(115)
+    for name, n, inf, outf, activation in [
+        ("l512to128_relu", 1, 512, 128, "relu"),
+        ("l128to64_relu_batch2", 2, 128, 64, "relu"),
+        ("l64to1_sigmoid", 1, 64, 1, "sigmoid"),
+        ("l13to7_none_batch3", 3, 13, 7, "none"),
+        ("l6to5_sigmoid_batch2", 2, 6, 5, "sigmoid"),
+    ]:
+        x = torch.randn(n, inf, generator=g)
+        weight = torch.randn(outf, inf, generator=g) / math.sqrt(inf)
+        bias = torch.randn(outf, generator=g) * 0.5
+        act = None if activation == "none" else activation
+        fx.add(name, {"n": n, "in_features": inf, "out_features": outf, "activation": activation},
+               {"input": x, "weight": weight, "bias": bias,
+                "output": ops.linear(x, weight, bias, act)})
+    fx.write()
+
+
+# --- 11. a tiny VGG (torchvision layout) behind the CSM preprocessing --------------------------
+
+VGG_TINY_KEYS = ["resized", "normalized", "expanded", "features.1", "features.3", "features.4",
+                 "features.6", "pooled", "classifier.1", "logit", "probability"]
+
+
+def vgg_tiny_fixture():
+    """torchvision's VGG layout at toy width: features = conv 3->8, ReLU, conv 8->8, ReLU,
+    max-pool, conv 8->16, ReLU; global average pool; classifier = Linear(16, 4), ReLU,
+    Linear(4, 1); sigmoid. Input: an image through area resize, min-max and ImageNet affine."""
+    import torch.nn as nn
+    g = gen(116)
+    torch.manual_seed(116)
+    features = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=False),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=False),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=False))
+    classifier = nn.Sequential(nn.Linear(16, 4), nn.ReLU(inplace=False), nn.Linear(4, 1))
+    size = 20
+    image = torch.rand(45, 37, generator=g) * 4095.0
+    t = {"image": image}
+    with torch.no_grad():
+        t["resized"] = ops.resize_area(image, size, size)[None, None]
+        t["normalized"] = ops.minmax_normalize(t["resized"])
+        t["expanded"] = ops.channel_affine_expand(t["normalized"], IMAGENET_MEAN, IMAGENET_STD)
+        x = t["expanded"]
+        for i, layer in enumerate(features):
+            x = layer(x)
+            if f"features.{i}" in VGG_TINY_KEYS:
+                t[f"features.{i}"] = x
+        t["pooled"] = ops.global_avg_pool(x)
+        h = classifier[1](classifier[0](t["pooled"]))
+        t["classifier.1"] = h
+        t["logit"] = classifier[2](h)
+        t["probability"] = torch.sigmoid(t["logit"])
+        # the ops' twins compute the same head
+        twin = ops.linear(ops.linear(t["pooled"], classifier[0].weight, classifier[0].bias,
+                                     "relu"), classifier[2].weight, classifier[2].bias, "sigmoid")
+        assert torch.allclose(twin, t["probability"], atol=1e-6)
+    p = t["probability"].item()
+    assert 0.05 < p < 0.95, f"tiny VGG probability {p} saturated"
+    for prefix, module in (("features", features), ("classifier", classifier)):
+        for key, value in module.state_dict().items():
+            t[f"{prefix}.{key}"] = value
+    fx = Fixture("vgg_tiny.safetensors")
+    fx.add("tiny", {"image_h": 45, "image_w": 37, "size": size, "mean": IMAGENET_MEAN,
+                    "std": IMAGENET_STD, "convs": [0, 2, 5], "linears": [0, 2]}, t)
+    fx.write()
+
+
 # --- 9. the whole pipeline ---------------------------------------------------------------------
 
 PIPELINE_KEYS = ["standardized", "coarse_norm", "boxes", "crops", "refined_norm",
@@ -389,6 +522,12 @@ FIXTURES = {
     "roi_align": roi_fixture,
     "boxes": boxes_fixture,
     "cervical_small": pipeline_fixture,   # cervical_small_f32 / _f16 / _io
+    "resize_area": resize_area_fixture,
+    "minmax": minmax_fixture,
+    "channel_affine": channel_affine_fixture,
+    "global_avg_pool": global_avg_pool_fixture,
+    "linear": linear_fixture,
+    "vgg_tiny": vgg_tiny_fixture,
 }
 
 

@@ -8,14 +8,19 @@ Normalized coordinates u in [-1, 1] span a map edge to edge (dsntnn).
 
 from ..anatomy.cervical import NUM_DISCS, disc_corner_indices
 from .boxes import boxes_from_coarse, boxes_from_points
+from .channel_affine import channel_affine_expand
 from .conv2d import (WINOGRAD_AT, WINOGRAD_BT, WINOGRAD_G, conv2d_fused, conv3x3_winograd,
                      winograd_filter)
 from .dsnt import dsnt, dsnt_variance, normalized_linspace, softmax2d, softmax_dsnt
+from .global_avg_pool import global_avg_pool
+from .linear import linear
 from .map_back import (GLOBAL_POINT, box_to_input, cervical_landmarks_to_input, cervical_sources,
                        input_to_original, landmarks_to_input, map_back, norm_to_input,
                        refined_to_input, sources_from_groups)
+from .minmax import minmax_normalize
 from .pool import maxpool2
 from .resize import resize_bicubic
+from .resize_area import resize_area
 from .roi_align import roi_align_ours
 from .standardize import standardize
 from .upsample import upsample_add
@@ -30,4 +35,5 @@ __all__ = [
     "input_to_original", "landmarks_to_input", "map_back", "norm_to_input", "refined_to_input",
     "sources_from_groups",
     "maxpool2", "resize_bicubic", "roi_align_ours", "standardize", "upsample_add",
+    "channel_affine_expand", "global_avg_pool", "linear", "minmax_normalize", "resize_area",
 ]

@@ -321,10 +321,13 @@ impl Plan {
             ctx: ctx.clone(),
             shapes: self.tensors.iter().map(|t| t.shape.clone()).collect(),
             element_bytes: self.tensors.iter().map(|t| t.bytes_per_element).collect(),
-            views: self
+            view_parents: self
                 .tensors
                 .iter()
-                .map(|t| matches!(t.storage, Storage::View { .. }))
+                .map(|t| match t.storage {
+                    Storage::View { parent, .. } => Some(parent),
+                    _ => None,
+                })
                 .collect(),
             buffers,
             uniform,
@@ -530,8 +533,8 @@ pub struct CompiledPlan {
     ctx: Arc<GpuContext>,
     shapes: Vec<Vec<u32>>,
     element_bytes: Vec<u32>,
-    /// Which tensors are channel views (read their parent instead).
-    views: Vec<bool>,
+    /// The parent of each channel view (None for other tensors).
+    view_parents: Vec<Option<TensorId>>,
     buffers: Vec<Arc<wgpu::Buffer>>,
     uniform: wgpu::Buffer,
     steps: Vec<CompiledStep>,
@@ -594,9 +597,16 @@ impl CompiledPlan {
     /// Points a bound tensor at a new buffer (e.g. a larger input image) and rebuilds only the
     /// bind groups that use it.
     pub fn rebind(&mut self, id: TensorId, buffer: Arc<wgpu::Buffer>) {
-        self.buffers[id.0] = buffer;
+        // Views of the tensor share its buffer.
+        let affected: Vec<TensorId> = (0..self.buffers.len())
+            .map(TensorId)
+            .filter(|&t| t == id || self.view_parents[t.0] == Some(id))
+            .collect();
+        for &t in &affected {
+            self.buffers[t.0] = buffer.clone();
+        }
         for i in 0..self.steps.len() {
-            if self.steps[i].bindings.contains(&id) {
+            if self.steps[i].bindings.iter().any(|b| affected.contains(b)) {
                 self.rebuild_bind_group(i);
             }
         }
@@ -695,7 +705,7 @@ impl CompiledPlan {
     /// Runs the plan once and reads the given tensors back (kernel tests and debugging; the
     /// models read their single result table instead).
     pub fn run_and_read(&self, outputs: &[TensorId]) -> Result<Vec<Vec<f32>>> {
-        if outputs.iter().any(|t| self.views[t.0]) {
+        if outputs.iter().any(|t| self.view_parents[t.0].is_some()) {
             return Err(SagittaError::InvalidInput(
                 "a channel view is read through the tensor it views".into(),
             ));

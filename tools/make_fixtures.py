@@ -509,6 +509,97 @@ def pipeline_fixture():
     print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
 
 
+# --- 10. the CSM classifier --------------------------------------------------------------------
+
+CSM_KEYS = ["resized", "normalized", "expanded", "logit", "p"]
+
+
+def keras_layout_h5(model, path: str):
+    """Write `model`'s weights as Keras VGG16 would (layer groups block1_conv1 .. block5_conv3
+    with HWIO kernels, dense layers with [in, out] kernels, pooling layers without weights)."""
+    import h5py
+
+    from sagitta_ref.models import csm
+    sd = model.state_dict()
+    names, convs = [], iter(csm.feature_layers(model.config["width"]))
+    with h5py.File(path, "w") as f:
+        def layer(name, kernel, bias):
+            g = f.create_group(name)
+            g.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
+            g.create_dataset(f"{name}/kernel:0", data=kernel.numpy())
+            g.create_dataset(f"{name}/bias:0", data=bias.numpy())
+            names.append(name)
+        f.create_group("input_1")
+        names.append("input_1")
+        for b, (n, _) in enumerate(csm.STAGES, start=1):
+            for c in range(1, n + 1):
+                i = next(convs)[0]
+                layer(f"block{b}_conv{c}", sd[f"features.{i}.weight"].permute(2, 3, 1, 0),
+                      sd[f"features.{i}.bias"])
+            f.create_group(f"block{b}_pool")
+            names.append(f"block{b}_pool")
+        f.create_group("global_average_pooling2d")
+        names.append("global_average_pooling2d")
+        for k, key in enumerate(k for k in sd if k.startswith("classifier.") and
+                                k.endswith(".weight")):
+            layer(f"dense_{k}" if k else "dense", sd[key].t(), sd[key[:-len("weight")] + "bias"])
+        f.attrs["layer_names"] = [n.encode() for n in names]
+
+
+def csm_fixture():
+    """The CSM classifier at 1/8 width (64 px input, FC 16 and 8) with He-initialised convs, on a
+    non-square synthetic radiograph; weights in f32 and f16 through the converter, expectations
+    from each file's own values. Also round-trips the weights through a Keras-layout .h5."""
+    import tempfile
+
+    from sagitta_ref.convert import keras_h5_state_dict
+    from sagitta_ref.models.csm import CsmModel
+    from sagitta_ref.models.csm import small_config as csm_small_config
+    config = csm_small_config()
+    g = gen(11)
+    image = testdata.synthetic_radiograph(150, 97, g, testdata.spine_targets(g))
+    torch.manual_seed(11)
+    model = CsmModel(config)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = m.weight[0].numel()
+                m.weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=g)
+                m.bias.uniform_(-0.1, 0.1, generator=g)
+        # a logit of order 1 that depends on the image: centre the last layer on this image
+        out = model(image)
+        last = model.classifier[-1]
+        last.bias -= out["logit"][0, 0] - 0.4
+    out = model(image)
+    p = out["p"].item()
+    assert 0.1 < p < 0.9, f"csm small p {p}"
+    other = model(torch.flip(image, [0]))["logit"].item()
+    assert abs(other - out["logit"].item()) > 1e-3, "logit does not depend on the image"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        h5 = os.path.join(tmp, "vgg16_keras_layout.h5")
+        keras_layout_h5(model, h5)
+        sd = keras_h5_state_dict(h5, config)
+        ref = model.state_dict()
+        assert sorted(sd) == sorted(ref), (sorted(sd), sorted(ref))
+        assert all(torch.equal(sd[k], ref[k]) for k in ref)
+        print(f"  Keras-layout .h5 -> {len(sd)} tensors, identical to the torch state dict")
+
+    io = {"image": image}
+    for dtype in ("f32", "f16"):
+        path = os.path.join(OUT, f"csm_small_{dtype}.safetensors")
+        save_model(model, config, path, dtype)
+        print(f"{os.path.relpath(path)}: {os.path.getsize(path)} bytes")
+        reloaded, _ = load_model(path, torch.float32)
+        res = reloaded(image)
+        for key in CSM_KEYS:
+            io[f"{dtype}.{key}"] = res[key].float().contiguous()
+        print(f"  {dtype}: logit {res['logit'].item():.6f}, p {res['p'].item():.6f}")
+    path = os.path.join(OUT, "csm_small_io.safetensors")
+    st_io.save_file(io, path, {"config": json.dumps(config)})
+    print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
+
+
 # file stem (or group of files) -> the function that writes it, in the order of a full run
 FIXTURES = {
     "resize_bicubic": resize_fixture,
@@ -528,6 +619,7 @@ FIXTURES = {
     "global_avg_pool": global_avg_pool_fixture,
     "linear": linear_fixture,
     "vgg_tiny": vgg_tiny_fixture,
+    "csm_small": csm_fixture,             # csm_small_f32 / _f16 / _io
 }
 
 

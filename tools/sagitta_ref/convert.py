@@ -9,6 +9,12 @@ state_dict, or a dict holding one under "state_dict" or "model"; a leading "modu
 (DataParallel) is stripped and BatchNorm's num_batches_tracked dropped. The keys must be exactly
 those of the model built from the config (cervical: "global_net.*", "refiners.{k}.*"). The config
 goes into the file's metadata as JSON under "sagitta", with "format" = "pt".
+
+A Keras `.h5` file (VGG16-style layer names, needs h5py; "csm-vgg16" only) converts by layer
+name: `block{b}_conv{c}` -> torchvision's `features.N` with kernels HWIO -> OIHW, and the dense
+layers in file order -> `classifier.{0,2,4}` with kernels [in, out] transposed. Keras "same"
+padding of a 3x3 stride-1 conv is padding 1, as in torchvision. The file's metadata then says
+"format" = "keras-h5".
 """
 
 from __future__ import annotations
@@ -88,15 +94,17 @@ def to_file_tensors(sd: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.
     return out
 
 
-def file_metadata(config: dict) -> dict[str, str]:
-    """The weights file's metadata: "format" = "pt" and the arch's entries for `config`."""
-    return {"format": "pt", **architecture(config.get("arch")).config_to_metadata(config)}
+def file_metadata(config: dict, fmt: str = "pt") -> dict[str, str]:
+    """The weights file's metadata: "format" (the source: "pt", "keras-h5") and the arch's
+    entries for `config`."""
+    return {"format": fmt, **architecture(config.get("arch")).config_to_metadata(config)}
 
 
-def save_state_dict(sd: dict[str, torch.Tensor], config: dict, path: str, dtype: str = "f32"):
+def save_state_dict(sd: dict[str, torch.Tensor], config: dict, path: str, dtype: str = "f32",
+                    fmt: str = "pt"):
     sd = clean_state_dict(sd)
     check_keys(sd, config)
-    metadata = file_metadata(config)
+    metadata = file_metadata(config, fmt)
     st_io.save_file(to_file_tensors(sd, dtype), path, metadata)
 
 
@@ -122,6 +130,65 @@ def load_model(path: str, dtype: torch.dtype = torch.float32) -> tuple[nn.Module
     return model, config
 
 
+def keras_h5_state_dict(path: str, config: dict) -> dict[str, torch.Tensor]:
+    """The torchvision-named state dict of a Keras VGG16-style `.h5` weights file (a whole model
+    saved with `model.save` or weights only with `save_weights`)."""
+    import h5py
+
+    from .models import csm
+
+    if config.get("arch") != csm.ARCH:
+        raise CheckpointError(f"Keras .h5 conversion knows only {csm.ARCH!r}, not "
+                              f"{config.get('arch')!r}")
+    conv_index = {}
+    layers = iter(csm.feature_layers(config["width"]))
+    for b, (convs, _) in enumerate(csm.STAGES, start=1):
+        for c in range(1, convs + 1):
+            conv_index[f"block{b}_conv{c}"] = next(layers)[0]
+
+    def weights_of(group) -> dict[str, torch.Tensor]:
+        names = [n.decode() if isinstance(n, bytes) else n
+                 for n in group.attrs.get("weight_names", [])]
+        if not names:
+            found = []
+            group.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) else None)
+            names = found
+        out = {}
+        for n in names:
+            leaf = n.split("/")[-1].split(":")[0]
+            out[leaf] = torch.from_numpy(group[n][()].copy()).float()
+        return out
+
+    sd: dict[str, torch.Tensor] = {}
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        order = [n.decode() if isinstance(n, bytes) else n
+                 for n in root.attrs.get("layer_names", list(root.keys()))]
+        dense = 0
+        for name in order:
+            w = weights_of(root[name])
+            if not w:
+                continue  # input, pooling, flatten, dropout
+            if "kernel" not in w or "bias" not in w:
+                raise CheckpointError(f"{path}: layer {name!r} has {sorted(w)}, expected "
+                                      "kernel and bias")
+            kernel, bias = w["kernel"], w["bias"]
+            if name in conv_index:
+                if kernel.dim() != 4:
+                    raise CheckpointError(f"{path}: {name} kernel {tuple(kernel.shape)} not HWIO")
+                key = f"features.{conv_index[name]}"
+                sd[f"{key}.weight"] = kernel.permute(3, 2, 0, 1).contiguous()
+            elif kernel.dim() == 2:
+                key = f"classifier.{2 * dense}"
+                dense += 1
+                sd[f"{key}.weight"] = kernel.t().contiguous()
+            else:
+                raise CheckpointError(f"{path}: unexpected layer {name!r} with a "
+                                      f"{tuple(kernel.shape)} kernel")
+            sd[f"{key}.bias"] = bias
+    return sd
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m sagitta_ref.convert", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,6 +210,16 @@ def main(argv=None) -> int:
     except UnknownArchitecture as e:
         print(f"error: {args.config}: {e}", file=sys.stderr)
         return 1
+    if args.checkpoint.endswith((".h5", ".hdf5", ".keras")):
+        try:
+            sd = keras_h5_state_dict(args.checkpoint, config)
+            save_state_dict(sd, config, args.out, args.dtype, fmt="keras-h5")
+        except CheckpointError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.out}: {len(sd)} tensors from Keras layers, {args.dtype}, "
+              f"config {config.get('name')!r}")
+        return 0
     try:
         obj = torch.load(args.checkpoint, map_location="cpu",
                          weights_only=not args.trust_checkpoint)

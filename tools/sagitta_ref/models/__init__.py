@@ -7,11 +7,12 @@ ARCHITECTURES below.
 
 from __future__ import annotations
 
-from . import cervical
+from . import cervical, csm
 from .architecture import Architecture
 
 ARCHITECTURES: dict[str, Architecture] = {
     "cervical-hourglass-dsnt": cervical.ARCHITECTURE,
+    "csm-vgg16": csm.ARCHITECTURE,
 }
 
 

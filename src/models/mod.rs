@@ -3,6 +3,7 @@
 //! below maps the `arch` of a weights file to its family: adding a family adds one line here.
 
 pub mod cervical;
+pub mod csm;
 
 use crate::error::{Result, SagittaError};
 use crate::nn::weights::WeightFile;
@@ -12,10 +13,15 @@ use crate::nn::weights::WeightFile;
 pub enum Family {
     /// Lateral cervical radiograph -> 29 landmarks (SPEC-cervical.md).
     Cervical,
+    /// Lateral cervical radiograph -> probability of myelopathy (SPEC-csm.md).
+    Csm,
 }
 
 /// `arch` of the weights metadata -> family. One line per architecture.
-pub const REGISTRY: &[(&str, Family)] = &[(cervical::CERVICAL_ARCH, Family::Cervical)];
+pub const REGISTRY: &[(&str, Family)] = &[
+    (cervical::CERVICAL_ARCH, Family::Cervical),
+    (csm::CSM_ARCH, Family::Csm),
+];
 
 /// The architecture names the registry knows, for error messages and `sagitta info`.
 pub fn architecture_names() -> Vec<&'static str> {
@@ -37,4 +43,17 @@ pub fn family_of(weights: &WeightFile) -> Result<Family> {
                 architecture_names().join(", ")
             ),
         })
+}
+
+/// Why a file of architecture `arch` does not load as the family of `expected`: another
+/// family's file, or an architecture nobody registered.
+pub(crate) fn wrong_family(arch: &str, expected: &str) -> String {
+    if REGISTRY.iter().any(|(name, _)| *name == arch) {
+        format!("'{arch}' is another model family's file; this loader reads '{expected}'")
+    } else {
+        format!(
+            "unknown architecture '{arch}' (supported: {})",
+            architecture_names().join(", ")
+        )
+    }
 }

@@ -18,11 +18,14 @@ use crate::error::Result;
 use crate::ops::conv2d::{
     Activation, BatchNorm, ConvGeometry, ConvLayer, ConvSelection, ConvWeights, WeightStorage,
 };
+use crate::ops::linear::{LinearLayer, LinearWeights};
 
 /// What a block's `load` builds its layers with: GPU layers, or nothing (a dry run).
 pub trait LayerBuilder {
     /// A convolution layer as this builder makes it.
     type Conv;
+    /// A fully connected layer as this builder makes it.
+    type Linear;
 
     /// A convolution whose output map has `out_pixels` pixels per sample.
     #[allow(clippy::too_many_arguments)]
@@ -35,6 +38,14 @@ pub trait LayerBuilder {
         prologue: Option<&[BatchNorm]>,
         out_pixels: u32,
     ) -> Result<Self::Conv>;
+
+    /// A fully connected layer with its epilogue.
+    fn linear(
+        &self,
+        label: &str,
+        weights: &LinearWeights,
+        activation: Activation,
+    ) -> Result<Self::Linear>;
 }
 
 /// Builds layers on a device, choosing each convolution's kernel with `selection`.
@@ -45,6 +56,7 @@ pub struct GpuLayers<'a> {
 
 impl LayerBuilder for GpuLayers<'_> {
     type Conv = ConvLayer;
+    type Linear = LinearLayer;
 
     fn conv(
         &self,
@@ -66,6 +78,15 @@ impl LayerBuilder for GpuLayers<'_> {
             self.selection,
         )
     }
+
+    fn linear(
+        &self,
+        label: &str,
+        weights: &LinearWeights,
+        activation: Activation,
+    ) -> Result<LinearLayer> {
+        LinearLayer::new(self.ctx, label, weights, activation)
+    }
 }
 
 /// Builds nothing: the dry run only records names and shapes.
@@ -73,6 +94,7 @@ pub struct DryRun;
 
 impl LayerBuilder for DryRun {
     type Conv = ();
+    type Linear = ();
 
     fn conv(
         &self,
@@ -83,6 +105,10 @@ impl LayerBuilder for DryRun {
         _: Option<&[BatchNorm]>,
         _: u32,
     ) -> Result<()> {
+        Ok(())
+    }
+
+    fn linear(&self, _: &str, _: &LinearWeights, _: Activation) -> Result<()> {
         Ok(())
     }
 }
@@ -236,6 +262,35 @@ impl<'a, B: LayerBuilder> WeightScope<'a, B> {
                 in_c,
                 kh,
                 kw,
+                weight: weight.into_owned(),
+                bias: bias.into_owned(),
+                storage,
+            })
+            .collect())
+    }
+
+    /// `name.weight` [out, in] and `name.bias` [out] of every set (PyTorch's `nn.Linear`); the
+    /// weights stay f16 on the GPU when the file holds them in f16.
+    pub fn linear_weights(
+        &self,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Vec<LinearWeights>> {
+        let weight_name = format!("{name}.weight");
+        let weights = self.tensor(&weight_name, &[out_features, in_features])?;
+        let biases = self.tensor(&format!("{name}.bias"), &[out_features])?;
+        let storage = if self.is_f16(&weight_name) {
+            WeightStorage::F16
+        } else {
+            WeightStorage::F32
+        };
+        Ok(weights
+            .into_iter()
+            .zip(biases)
+            .map(|(weight, bias)| LinearWeights {
+                in_features,
+                out_features,
                 weight: weight.into_owned(),
                 bias: bias.into_owned(),
                 storage,

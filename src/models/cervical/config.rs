@@ -235,13 +235,7 @@ impl CervicalConfig {
     pub fn from_metadata(path: &Path, arch: &str, json: &Value) -> Result<Self> {
         let r = MetadataReader { path };
         if arch != CERVICAL_ARCH {
-            return Err(r.error(
-                "arch",
-                format!(
-                    "unknown architecture '{arch}' (supported: {})",
-                    super::super::architecture_names().join(", ")
-                ),
-            ));
+            return Err(r.error("arch", super::super::wrong_family(arch, CERVICAL_ARCH)));
         }
         let refiner_json = r.object(json, "", "refiner")?;
         let config = CervicalConfig {

@@ -181,3 +181,31 @@ fn a_panicking_decoder_prints_nothing() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stdout.contains("panicked"), "{stdout}");
 }
+
+/// The memory ceiling per image is the user's: `--max-image-mib` refuses, as an error record
+/// (exit 1, the batch goes on), an image whose decoded pixels would take more, before decoding.
+#[test]
+fn the_per_image_memory_ceiling_is_the_users() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/phantom_right.png");
+    // 1000 x 1200 16-bit grey: 2.3 MiB decoded.
+    let run = |mib: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sagitta"))
+            .args(["analyze", "-q", sample, "--max-image-mib", mib, "--weights"])
+            .arg(FIXTURE_WEIGHTS)
+            .env_remove("SAGITTA_WEIGHTS")
+            .output()
+            .expect("run the binary")
+    };
+    let refused = run("1");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let record: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    let record = if record.is_array() {
+        record[0].clone()
+    } else {
+        record
+    };
+    let error = record["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("memory limit"), "{record}");
+    let allowed = run("64");
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+}

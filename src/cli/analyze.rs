@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::api::{Analysis, AnalyzeError, Analyzer, EngineOptions, WEIGHTS_ENV};
 use crate::engine::{AdapterChoice, Precision};
-use crate::io::load_radiograph;
+use crate::io::{load_radiograph_with, LoadLimits};
 use crate::report::overlay;
 use crate::report::{csv_field, csv_header, csv_row, Record};
 
@@ -81,6 +81,22 @@ pub struct AnalyzeArgs {
     /// pixel.
     #[arg(long, default_value = "f32", value_name = "f32|f16")]
     pub precision: Precision,
+    /// Memory ceiling per image, MiB: larger files, and images whose decoded pixels would take
+    /// more, are error records (checked from the headers before anything is decoded).
+    #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_image_mib: u64,
+}
+
+impl AnalyzeArgs {
+    /// The decoding limits these arguments ask for.
+    pub fn load_limits(&self) -> LoadLimits {
+        let bytes = self.max_image_mib << 20;
+        LoadLimits {
+            max_file_bytes: bytes,
+            max_decoded_bytes: bytes,
+            ..LoadLimits::default()
+        }
+    }
 }
 
 fn parse_pixel_spacing(text: &str) -> Result<f64, String> {
@@ -704,12 +720,13 @@ pub fn run(
     let outcome = std::thread::scope(|scope| -> Result<(), AnalyzeError> {
         let (sender, receiver) = sync_channel(1);
         let items = &inputs.items;
+        let limits = args.load_limits();
         let loader = scope.spawn(move || {
             for item in items {
                 let started = Instant::now();
                 let loaded = match &item.problem {
                     Some(problem) => Err(problem.clone()),
-                    None => Ok(load_radiograph(&item.path)),
+                    None => Ok(load_radiograph_with(&item.path, &limits)),
                 };
                 if sender.send((loaded, started.elapsed())).is_err() {
                     break;

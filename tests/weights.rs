@@ -2,65 +2,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use common::*;
 use safetensors::{Dtype, SafeTensors};
 use sagitta::{CervicalModel, SagittaError, WeightFile};
-
-/// The small fixture model as (name -> (dtype, shape, bytes)) plus its metadata, to edit.
-struct Editable {
-    tensors: HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>,
-    metadata: HashMap<String, String>,
-}
-
-impl Editable {
-    fn small() -> Self {
-        let bytes = std::fs::read(fixture_path("cervical_small_f32.safetensors")).unwrap();
-        let file = SafeTensors::deserialize(&bytes).unwrap();
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        Self {
-            tensors: file
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.to_string(),
-                        (v.dtype(), v.shape().to_vec(), v.data().to_vec()),
-                    )
-                })
-                .collect(),
-            metadata: meta.metadata().clone().unwrap(),
-        }
-    }
-
-    fn config(&mut self, edit: impl FnOnce(&mut serde_json::Value)) -> &mut Self {
-        let mut json: serde_json::Value = serde_json::from_str(&self.metadata["sagitta"]).unwrap();
-        edit(&mut json);
-        self.metadata.insert("sagitta".into(), json.to_string());
-        self
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let views: Vec<(String, safetensors::tensor::TensorView)> = self
-            .tensors
-            .iter()
-            .map(|(n, (d, s, b))| {
-                (
-                    n.clone(),
-                    safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
-                )
-            })
-            .collect();
-        safetensors::serialize(views, Some(self.metadata.clone())).unwrap()
-    }
-
-    /// Loads the edited file and builds the model (shape checks happen while building).
-    fn load(&self) -> Result<(), SagittaError> {
-        let weights = WeightFile::from_bytes(Path::new("edited.safetensors"), &self.bytes())?;
-        CervicalModel::new(gpu(), &weights).map(|_| ())
-    }
-}
 
 #[test]
 fn the_unedited_file_loads() {

@@ -5,8 +5,47 @@
 pub mod cervical;
 pub mod csm;
 
+use crate::engine::GpuContext;
 use crate::error::{Result, SagittaError};
 use crate::nn::weights::WeightFile;
+
+/// A grey image in row-major order, raw intensities (any range): the input of every family.
+#[derive(Debug, Clone, Copy)]
+pub struct GreyImage<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: &'a [f32],
+}
+
+impl GreyImage<'_> {
+    /// Checks that the image is whole, finite and fits one buffer binding of `ctx`, and returns
+    /// its size on the GPU in bytes.
+    pub fn checked_bytes(&self, ctx: &GpuContext) -> Result<u64> {
+        let (w, h) = (self.width, self.height);
+        if w == 0 || h == 0 || self.pixels.len() as u64 != w as u64 * h as u64 {
+            return Err(SagittaError::InvalidInput(format!(
+                "image is {w}x{h} but holds {} pixels",
+                self.pixels.len()
+            )));
+        }
+        if let Some(bad) = self.pixels.iter().position(|v| !v.is_finite()) {
+            return Err(SagittaError::InvalidInput(format!(
+                "pixel {bad} is not a finite number"
+            )));
+        }
+        let bytes = self.pixels.len() as u64 * 4;
+        let max_binding = ctx.limits.max_storage_buffer_binding_size;
+        if bytes > max_binding {
+            return Err(SagittaError::InvalidInput(format!(
+                "a {w}x{h} image needs {} MiB on the GPU, more than this adapter binds ({} MiB); \
+                 downscale it first",
+                bytes >> 20,
+                max_binding >> 20
+            )));
+        }
+        Ok(bytes)
+    }
+}
 
 /// The model families this build runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

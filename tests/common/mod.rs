@@ -231,3 +231,65 @@ pub fn compare_with_reference_on(
          {s}x{s} input ({d_original:.2e} original px); tolerance {tol:.2e} px"
     )
 }
+
+/// The small fixture model as (name -> (dtype, shape, bytes)) plus its metadata, to edit.
+pub struct Editable {
+    pub tensors: HashMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+    pub metadata: HashMap<String, String>,
+}
+
+impl Editable {
+    pub fn small() -> Self {
+        let bytes = std::fs::read(fixture_path("cervical_small_f32.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        Self {
+            tensors: file
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        (v.dtype(), v.shape().to_vec(), v.data().to_vec()),
+                    )
+                })
+                .collect(),
+            metadata: meta.metadata().clone().unwrap(),
+        }
+    }
+
+    pub fn config(&mut self, edit: impl FnOnce(&mut serde_json::Value)) -> &mut Self {
+        let mut json: serde_json::Value = serde_json::from_str(&self.metadata["sagitta"]).unwrap();
+        edit(&mut json);
+        self.metadata.insert("sagitta".into(), json.to_string());
+        self
+    }
+
+    /// Sets element `index` of an f32 tensor.
+    pub fn set(&mut self, name: &str, index: usize, value: f32) -> &mut Self {
+        let (_, _, data) = self.tensors.get_mut(name).unwrap();
+        data[index * 4..index * 4 + 4].copy_from_slice(&value.to_le_bytes());
+        self
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let views: Vec<(String, safetensors::tensor::TensorView)> = self
+            .tensors
+            .iter()
+            .map(|(n, (d, s, b))| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize(views, Some(self.metadata.clone())).unwrap()
+    }
+
+    pub fn load(&self) -> Result<(), sagitta::SagittaError> {
+        let weights = sagitta::WeightFile::from_bytes(
+            std::path::Path::new("edited.safetensors"),
+            &self.bytes(),
+        )?;
+        sagitta::CervicalModel::new(gpu(), &weights).map(|_| ())
+    }
+}

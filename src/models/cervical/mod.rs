@@ -10,7 +10,7 @@ use crate::engine::buffers::{storage_buffer, upload_u32};
 use crate::engine::{
     CompiledPlan, GpuContext, PipelineCache, Plan, Precision, StageTimer, TensorId,
 };
-use crate::error::{Result, SagittaError};
+use crate::error::Result;
 use crate::nn::hourglass::HourglassNet;
 use crate::nn::scope::{GpuLayers, WeightScope};
 use crate::nn::weights::WeightFile;
@@ -33,13 +33,7 @@ const CERVICAL_DISCS: usize = DISC_COUNT;
 const RESULT_ROWS: u64 = 2 * CERVICAL_LANDMARKS as u64 + CERVICAL_DISCS as u64;
 const RESULT_BYTES: u64 = RESULT_ROWS * 16;
 
-/// A grey image in row-major order, raw intensities (any range).
-#[derive(Debug, Clone, Copy)]
-pub struct GreyImage<'a> {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: &'a [f32],
-}
+pub use super::GreyImage;
 
 /// One landmark in original-image pixels (centre of the top-left pixel at (0, 0)).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -314,27 +308,7 @@ impl CervicalModel {
     /// Runs the whole pipeline: one submission, one readback.
     pub fn run(&mut self, image: GreyImage) -> Result<Prediction> {
         let (w, h) = (image.width, image.height);
-        if w == 0 || h == 0 || image.pixels.len() != w as usize * h as usize {
-            return Err(SagittaError::InvalidInput(format!(
-                "image is {w}x{h} but holds {} pixels",
-                image.pixels.len()
-            )));
-        }
-        if let Some(bad) = image.pixels.iter().position(|v| !v.is_finite()) {
-            return Err(SagittaError::InvalidInput(format!(
-                "pixel {bad} is not a finite number"
-            )));
-        }
-        let bytes = image.pixels.len() as u64 * 4;
-        let max_binding = self.ctx.limits.max_storage_buffer_binding_size;
-        if bytes > max_binding {
-            return Err(SagittaError::InvalidInput(format!(
-                "a {w}x{h} image needs {} MiB on the GPU, more than this adapter binds ({} MiB); \
-                 downscale it first",
-                bytes >> 20,
-                max_binding >> 20
-            )));
-        }
+        let bytes = image.checked_bytes(&self.ctx)?;
         self.prepare(w, h)?;
         if bytes > self.image_buffer.size() {
             self.image_buffer = storage_buffer(&self.ctx, "radiograph", bytes);

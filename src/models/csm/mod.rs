@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::engine::buffers::storage_buffer;
 use crate::engine::kernel::UniformParams;
 use crate::engine::{CompiledPlan, GpuContext, PipelineCache, Plan, Precision, TensorId};
-use crate::error::{Result, SagittaError};
+use crate::error::Result;
 use crate::nn::scope::{GpuLayers, LayerBuilder, WeightScope};
 use crate::nn::weights::WeightFile;
 use crate::ops::conv2d::coop::cooperative_matrix_usable;
@@ -18,7 +18,7 @@ pub mod config;
 
 pub use config::{CsmConfig, CSM_ARCH};
 
-use super::cervical::GreyImage;
+use super::GreyImage;
 
 /// Bytes read back per inference: the probability, one f32 (or one f16 in its low half).
 const RESULT_BYTES: u64 = 4;
@@ -270,27 +270,7 @@ impl CsmModel {
     /// Runs the whole pipeline: one submission, one 4-byte readback.
     pub fn run(&mut self, image: GreyImage) -> Result<CsmPrediction> {
         let (w, h) = (image.width, image.height);
-        if w == 0 || h == 0 || image.pixels.len() != w as usize * h as usize {
-            return Err(SagittaError::InvalidInput(format!(
-                "image is {w}x{h} but holds {} pixels",
-                image.pixels.len()
-            )));
-        }
-        if let Some(bad) = image.pixels.iter().position(|v| !v.is_finite()) {
-            return Err(SagittaError::InvalidInput(format!(
-                "pixel {bad} is not a finite number"
-            )));
-        }
-        let bytes = image.pixels.len() as u64 * 4;
-        let max_binding = self.ctx.limits.max_storage_buffer_binding_size;
-        if bytes > max_binding {
-            return Err(SagittaError::InvalidInput(format!(
-                "a {w}x{h} image needs {} MiB on the GPU, more than this adapter binds ({} MiB); \
-                 downscale it first",
-                bytes >> 20,
-                max_binding >> 20
-            )));
-        }
+        let bytes = image.checked_bytes(&self.ctx)?;
         let s = self.config.input_size;
         // Checked before the plan exists: the resize refuses sizes whose window bounds overflow.
         let resize = ops::resize_area_params(h, w, s, s)?;

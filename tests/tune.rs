@@ -135,3 +135,25 @@ fn a_tuning_table_for_another_adapter_is_ignored() {
     std::fs::write(&path, "not json").unwrap();
     assert!(TuningTable::load_from(&path, &info).is_none());
 }
+
+/// Tuning is keyed by convolution shape, not by model: the CSM classifier's plan (through the
+/// model registry) gets every one of its convolution shapes measured.
+#[test]
+fn tuning_covers_every_registered_model() {
+    let ctx = gpu();
+    let weights = WeightFile::open(fixture_path("csm_small_f32.safetensors")).unwrap();
+    let plan = sagitta::models::dispatch_plan(ctx.clone(), &weights, (300, 260)).unwrap();
+    let keys: Vec<sagitta::ops::ConvKey> = plan.steps().iter().filter_map(tune::conv_key).collect();
+    assert!(
+        keys.len() >= 13,
+        "VGG's 13 convolutions, found {}",
+        keys.len()
+    );
+    let measured = tune::tune_plan(&ctx, &plan, 1, 1, |_, _| {}).unwrap();
+    for key in keys {
+        assert!(
+            measured.entries.contains_key(&key.to_string()),
+            "{key} not measured"
+        );
+    }
+}

@@ -86,9 +86,13 @@ enum Command {
 
 #[derive(Args)]
 struct TuneArgs {
-    /// Weights file; without it, random weights in the paper's configuration.
+    /// Weights file of any model family; without it, random weights of `--model` in the
+    /// paper's configuration.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// The model family tuned without --weights: cervical or csm.
+    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm"])]
+    model: String,
     /// Size of the synthetic original image (width x height).
     #[arg(long, default_value = "1200x1000")]
     image: String,
@@ -376,13 +380,14 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
 fn tune(gpu: &GpuArgs, args: &TuneArgs) -> AnyResult {
     let options = env::engine_options();
     let ctx = options.open_device(&gpu.choice())?;
-    let weights = match &args.weights {
-        Some(p) => WeightFile::open(p)?,
-        None => CervicalConfig::paper().random_weights(0),
+    let weights = match (&args.weights, args.model.as_str()) {
+        (Some(p), _) => WeightFile::open(p)?,
+        (None, "csm") => sagitta::models::csm::CsmConfig::paper().random_weights(0),
+        (None, _) => CervicalConfig::paper().random_weights(0),
     };
     let image = parse_size(&args.image)?;
     // Any model's dispatch plan: tuning is keyed by convolution shape.
-    let plan = CervicalModel::new(ctx.clone(), &weights)?.dispatch_plan(image.0, image.1)?;
+    let plan = sagitta::models::dispatch_plan(ctx.clone(), &weights, image)?;
     println!("adapter: {}", ctx.describe());
     println!(
         "{:<32} {:>10} {:>10} {:>10}  fastest",
@@ -416,8 +421,19 @@ fn tune(gpu: &GpuArgs, args: &TuneArgs) -> AnyResult {
         let path = options.tuning.path_for(&ctx.info).ok_or(
             "SAGITTA_TUNING is off and there is no cache folder: nowhere to write the tuning",
         )?;
-        let path = table.save_to(&path)?;
-        println!("{} shapes saved to {}", table.entries.len(), path.display());
+        // Shapes measured before (other models) stay; the ones measured now replace theirs.
+        let mut merged = sagitta::ops::conv2d::tune::TuningTable::read(&path, &ctx.info)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| table.clone());
+        let measured = table.entries.len();
+        merged.entries.extend(table.entries);
+        let path = merged.save_to(&path)?;
+        println!(
+            "{measured} shapes measured, {} in the table saved to {}",
+            merged.entries.len(),
+            path.display()
+        );
     }
     Ok(())
 }

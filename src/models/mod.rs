@@ -67,6 +67,21 @@ pub fn architecture_names() -> Vec<&'static str> {
     REGISTRY.iter().map(|(name, _)| *name).collect()
 }
 
+/// The uncompiled dispatch plan of any registered model for an original image size: what
+/// `sagitta tune` measures (tuning is keyed by convolution shape, not by model).
+pub fn dispatch_plan(
+    ctx: std::sync::Arc<GpuContext>,
+    weights: &WeightFile,
+    (width, height): (u32, u32),
+) -> Result<crate::engine::Plan> {
+    match family_of(weights)? {
+        Family::Cervical => {
+            cervical::CervicalModel::new(ctx, weights)?.dispatch_plan(width, height)
+        }
+        Family::Csm => csm::CsmModel::new(ctx, weights)?.dispatch_plan(width, height),
+    }
+}
+
 /// The family of a weights file, or an error naming the `arch` field and the known ones.
 pub fn family_of(weights: &WeightFile) -> Result<Family> {
     REGISTRY

@@ -1182,3 +1182,129 @@ fn vgg_tiny_matches_pytorch_at_every_stage() {
         }
     }
 }
+
+// --- torchvision resnet50 / Inception3 operators: general pooling, bicubic crops. ------------
+
+fn param_pair(case: &serde_json::Value, key: &str) -> (u32, u32) {
+    let v = case[key].as_array().unwrap();
+    (v[0].as_u64().unwrap() as u32, v[1].as_u64().unwrap() as u32)
+}
+
+#[test]
+fn pool2d_matches_pytorch() {
+    let fx = Fixture::load("pool2d.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 7, "pool2d fixture lost cases");
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        let mut max = 0.0f32;
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let (shape, input) = fx.get(&format!("{name}.input"));
+            let (out_shape, expected) = fx.get(&format!("{name}.output"));
+            let kind = match case["kind"].as_str().unwrap() {
+                "max" => ops::PoolKind::Max,
+                _ => ops::PoolKind::Avg {
+                    count_include_pad: param_bool(case, "count_include_pad"),
+                },
+            };
+            let pool = ops::Pool2d {
+                kind,
+                kernel: param_pair(case, "kernel"),
+                stride: param_pair(case, "stride"),
+                padding: param_pair(case, "padding"),
+            };
+            let mut plan = Plan::with_precision(precision);
+            let x = store_activation(&ctx, &mut plan, "input", shape, input);
+            let y = ops::pool2d(&mut plan, name, x, &pool).unwrap();
+            let dims: Vec<u32> = out_shape.iter().map(|&d| d as u32).collect();
+            assert_eq!(plan.shape(y), dims.as_slice(), "{name}");
+            let got = run_on(&ctx, plan, &[y]);
+            // Max picks an input value: exact in f32. f16: inputs and outputs round by 2^-11.
+            let f32_tol = if kind == ops::PoolKind::Max {
+                0.0
+            } else {
+                1e-6
+            };
+            let tol = tolerance(precision, expected, f32_tol, 2e-3);
+            max = max.max(assert_close(
+                &format!("{name} {variant}"),
+                &got[0],
+                expected,
+                tol,
+            ));
+        }
+        worst.push((variant, max));
+    }
+    report("pool2d", &worst);
+}
+
+#[test]
+fn pool2d_checks_its_geometry() {
+    let mut plan = Plan::new();
+    let x = plan.activation("x", &[1, 2, 5, 5]);
+    assert!(ops::pool2d(&mut plan, "resnet", x, &ops::Pool2d::max(3, 2, 1)).is_ok());
+    assert_eq!(
+        ops::Pool2d::max(3, 2, 1).output_size(512, 512).unwrap(),
+        (256, 256)
+    );
+    assert_eq!(
+        ops::Pool2d::max(3, 2, 0).output_size(509, 509).unwrap(),
+        (254, 254)
+    );
+    assert_eq!(
+        ops::Pool2d::avg(3, 1, 1, true).output_size(30, 30).unwrap(),
+        (30, 30)
+    );
+    assert!(ops::pool2d(&mut plan, "pad", x, &ops::Pool2d::max(3, 2, 2)).is_err());
+    assert!(ops::pool2d(&mut plan, "stride", x, &ops::Pool2d::max(3, 0, 1)).is_err());
+    assert!(ops::pool2d(&mut plan, "kernel", x, &ops::Pool2d::avg(0, 1, 0, true)).is_err());
+    assert!(ops::pool2d(&mut plan, "big", x, &ops::Pool2d::max(7, 1, 0)).is_err());
+    let flat = plan.activation("flat", &[2, 25]);
+    assert!(ops::pool2d(&mut plan, "flat", flat, &ops::Pool2d::max(3, 2, 1)).is_err());
+}
+
+#[test]
+fn grid_sample_crops_match_pytorch() {
+    let fx = Fixture::load("grid_sample_crops.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 3, "grid_sample_crops fixture lost cases");
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        let mut max = 0.0f32;
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let (is, image) = fx.get(&format!("{name}.image"));
+            let (bs, boxes) = fx.get(&format!("{name}.boxes"));
+            let (out_shape, expected) = fx.get(&format!("{name}.output"));
+            let (oh, ow) = (param_u32(case, "out_h"), param_u32(case, "out_w"));
+            let mut plan = Plan::with_precision(precision);
+            let img = store_activation(&ctx, &mut plan, "image", is, image);
+            let b = store_f32(&ctx, &mut plan, "boxes", bs, boxes);
+            let y = ops::grid_sample_crops(&mut plan, name, img, b, oh, ow).unwrap();
+            let dims: Vec<u32> = out_shape.iter().map(|&d| d as u32).collect();
+            assert_eq!(plan.shape(y), dims.as_slice(), "{name}");
+            let got = run_on(&ctx, plan, &[y]);
+            // f32: the sample coordinate differs from grid_sample's round trip through [-1, 1]
+            // by a few ulp. f16: the image and the crops round by 2^-11.
+            let tol = tolerance(precision, expected, 2e-5, 3e-3);
+            max = max.max(assert_close(
+                &format!("{name} {variant}"),
+                &got[0],
+                expected,
+                tol,
+            ));
+        }
+        worst.push((variant, max));
+    }
+    report("grid_sample_crops", &worst);
+    let mut plan = Plan::new();
+    let img = plan.activation("image", &[1, 3, 8, 8]);
+    let batch = plan.activation("batch", &[2, 3, 8, 8]);
+    let boxes = plan.activation_f32("boxes", &[4, 4]);
+    let bad_boxes = plan.activation_f32("bad", &[4, 5]);
+    assert!(ops::grid_sample_crops(&mut plan, "ok", img, boxes, 4, 4).is_ok());
+    assert!(ops::grid_sample_crops(&mut plan, "batch", batch, boxes, 4, 4).is_err());
+    assert!(ops::grid_sample_crops(&mut plan, "boxes", img, bad_boxes, 4, 4).is_err());
+    assert!(ops::grid_sample_crops(&mut plan, "empty", img, boxes, 0, 4).is_err());
+}

@@ -600,6 +600,67 @@ def csm_fixture():
     print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
 
 
+# --- 12. pooling and crops for torchvision resnet50 / Inception3 --------------------------------
+
+def pool2d_fixture():
+    fx = Fixture("pool2d.safetensors")
+    g = gen(113)
+    # (kind, kernel, stride, padding, count_include_pad, input shape)
+    for kind, k, s, p, cip, shape in [
+        ("max", (3, 3), (2, 2), (1, 1), True, (1, 3, 17, 16)),    # resnet stem pool
+        ("max", (3, 3), (2, 2), (0, 0), True, (2, 2, 15, 20)),    # Inception, unpadded
+        ("avg", (3, 3), (1, 1), (1, 1), True, (1, 4, 9, 11)),     # Inception branch pool
+        ("avg", (3, 3), (1, 1), (1, 1), False, (1, 2, 7, 6)),
+        ("avg", (3, 2), (2, 1), (1, 1), False, (1, 2, 8, 7)),     # rectangular
+        ("max", (2, 3), (1, 2), (1, 0), True, (1, 1, 6, 9)),
+        ("avg", (5, 5), (3, 3), (2, 2), True, (1, 3, 13, 14)),
+    ]:
+        x = torch.randn(*shape, generator=g) * 3.0
+        if kind == "max":
+            x[0, 0, 0, :] = -100.0     # negative borders: padding must not win the max
+        out = ops.pool2d(x, kind, k, s, p, cip)
+        name = (f"{kind}{k[0]}x{k[1]}_s{s[0]}x{s[1]}_p{p[0]}x{p[1]}"
+                f"{'' if kind == 'max' or cip else '_excl'}_{'x'.join(map(str, shape))}")
+        fx.add(name, {"kind": kind, "kernel": list(k), "stride": list(s), "padding": list(p),
+                      "count_include_pad": cip},
+               {"input": x, "output": out})
+    fx.write()
+
+
+def grid_sample_crops_fixture():
+    fx = Fixture("grid_sample_crops.safetensors")
+    g = gen(114)
+
+    def add(name, image, boxes, out_h, out_w):
+        _, c, h, w = image.shape
+        out = ops.grid_sample_crops(image, boxes, out_h, out_w)
+        fx.add(name, {"c": c, "h": h, "w": w, "out_h": out_h, "out_w": out_w},
+               {"image": image, "boxes": boxes, "output": out})
+
+    image = torch.rand(1, 1, 40, 56, generator=g)
+    boxes = torch.tensor([
+        [10.3, 5.7, 30.8, 26.2],      # inside
+        [-7.6, -5.2, 9.1, 11.5],      # partly outside left/top
+        [45.4, 31.3, 62.9, 48.8],     # partly outside bottom-right
+        [70.2, 50.1, 80.7, 60.6],     # fully outside
+        [20.1, 15.2, 20.4, 15.5],     # smaller than a pixel (side 0.3)
+        [33.0, 12.0, 33.0, 12.0],     # empty: one point
+        [-0.5, -0.5, 55.5, 39.5],     # the whole image: the bicubic resize
+        [12.6, 20.35, 25.1, 37.45],   # not square
+    ])
+    add("c1_40x56_out12x16", image, boxes, 12, 16)
+    image2 = torch.randn(1, 3, 24, 30, generator=g)
+    boxes2 = torch.tensor([
+        [3.2, 2.7, 21.7, 21.2],
+        [-4.3, 8.9, 14.3, 27.5],
+        [12.45, -2.05, 35.75, 21.25],
+        [28.9, 22.6, 29.3, 23.1],     # tiny, at the bottom-right corner
+    ])
+    add("c3_24x30_out20x20", image2, boxes2, 20, 20)
+    add("c3_24x30_out5x9", image2, boxes2, 5, 9)
+    fx.write()
+
+
 # file stem (or group of files) -> the function that writes it, in the order of a full run
 FIXTURES = {
     "resize_bicubic": resize_fixture,
@@ -620,6 +681,8 @@ FIXTURES = {
     "linear": linear_fixture,
     "vgg_tiny": vgg_tiny_fixture,
     "csm_small": csm_fixture,             # csm_small_f32 / _f16 / _io
+    "pool2d": pool2d_fixture,
+    "grid_sample_crops": grid_sample_crops_fixture,
 }
 
 

@@ -51,10 +51,12 @@ pub mod channel_affine;
 pub mod conv2d;
 pub mod dsnt;
 pub mod global_avg_pool;
+pub mod grid_sample_crops;
 pub mod linear;
 pub mod map_back;
 pub mod minmax;
 pub mod pool;
+pub mod pool2d;
 pub mod resize;
 pub mod resize_area;
 pub mod roi_align;
@@ -69,10 +71,12 @@ pub use conv2d::{
 };
 pub use dsnt::{softmax_dsnt, SOFTMAX_DSNT};
 pub use global_avg_pool::{global_avg_pool, GLOBAL_AVG_POOL};
+pub use grid_sample_crops::{grid_sample_crops, GRID_SAMPLE_CROPS};
 pub use linear::{LinearLayer, LinearWeights, LINEAR};
 pub use map_back::{map_back, map_back_params, MAP_BACK};
 pub use minmax::{minmax_normalize, MINMAX_APPLY, MINMAX_STATS};
 pub use pool::{maxpool2, MAXPOOL2};
+pub use pool2d::{pool2d, Pool2d, PoolKind, POOL2D};
 pub use resize::{resize_bicubic, resize_params, RESIZE_BICUBIC};
 pub use resize_area::{resize_area, resize_area_params, RESIZE_AREA};
 pub use roi_align::{roi_align, ROI_ALIGN};
@@ -100,6 +104,8 @@ pub const ALL_KERNELS: &[Kernel] = &[
     CHANNEL_AFFINE,
     GLOBAL_AVG_POOL,
     LINEAR,
+    POOL2D,
+    GRID_SAMPLE_CROPS,
 ];
 
 fn invariant(ok: bool, message: impl FnOnce() -> String) -> Result<()> {

@@ -13,12 +13,14 @@ from .conv2d import (WINOGRAD_AT, WINOGRAD_BT, WINOGRAD_G, conv2d_fused, conv3x3
                      winograd_filter)
 from .dsnt import dsnt, dsnt_variance, normalized_linspace, softmax2d, softmax_dsnt
 from .global_avg_pool import global_avg_pool
+from .grid_sample_crops import grid_sample_crops
 from .linear import linear
 from .map_back import (GLOBAL_POINT, box_to_input, cervical_landmarks_to_input, cervical_sources,
                        input_to_original, landmarks_to_input, map_back, norm_to_input,
                        refined_to_input, sources_from_groups)
 from .minmax import minmax_normalize
 from .pool import maxpool2
+from .pool2d import pool2d
 from .resize import resize_bicubic
 from .resize_area import resize_area
 from .roi_align import roi_align_ours
@@ -36,4 +38,5 @@ __all__ = [
     "sources_from_groups",
     "maxpool2", "resize_bicubic", "roi_align_ours", "standardize", "upsample_add",
     "channel_affine_expand", "global_avg_pool", "linear", "minmax_normalize", "resize_area",
+    "grid_sample_crops", "pool2d",
 ]

@@ -50,6 +50,7 @@ pub mod boxes;
 pub mod channel_affine;
 pub mod conv2d;
 pub mod dsnt;
+pub mod ensemble_mean;
 pub mod global_avg_pool;
 pub mod linear;
 pub mod map_back;
@@ -60,6 +61,7 @@ pub mod resize_area;
 pub mod roi_align;
 pub mod standardize;
 pub mod upsample;
+pub mod upsample_bilinear;
 
 pub use boxes::{boxes, BOXES};
 pub use channel_affine::{channel_affine_expand, CHANNEL_AFFINE};
@@ -68,6 +70,7 @@ pub use conv2d::{
     CONV2D_TILED, CONV2D_WINOGRAD,
 };
 pub use dsnt::{softmax_dsnt, SOFTMAX_DSNT};
+pub use ensemble_mean::{ensemble_mean, ensemble_mean_shape, ENSEMBLE_MEAN};
 pub use global_avg_pool::{global_avg_pool, GLOBAL_AVG_POOL};
 pub use linear::{LinearLayer, LinearWeights, LINEAR};
 pub use map_back::{map_back, map_back_params, MAP_BACK};
@@ -78,6 +81,10 @@ pub use resize_area::{resize_area, resize_area_params, RESIZE_AREA};
 pub use roi_align::{roi_align, ROI_ALIGN};
 pub use standardize::{standardize, STANDARDIZE_APPLY, STANDARDIZE_STATS};
 pub use upsample::{upsample_add, UPSAMPLE_ADD};
+pub use upsample_bilinear::{
+    upsample_bilinear, upsample_bilinear_add, upsample_bilinear_params, UPSAMPLE_BILINEAR,
+    UPSAMPLE_BILINEAR_ADD,
+};
 
 /// Every kernel that builds on every adapter, for the shader-translation test and pipeline
 /// warm-up (the tensor-core kernel needs features most adapters lack).
@@ -100,6 +107,9 @@ pub const ALL_KERNELS: &[Kernel] = &[
     CHANNEL_AFFINE,
     GLOBAL_AVG_POOL,
     LINEAR,
+    UPSAMPLE_BILINEAR,
+    UPSAMPLE_BILINEAR_ADD,
+    ENSEMBLE_MEAN,
 ];
 
 fn invariant(ok: bool, message: impl FnOnce() -> String) -> Result<()> {

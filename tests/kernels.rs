@@ -1308,3 +1308,111 @@ fn grid_sample_crops_match_pytorch() {
     assert!(ops::grid_sample_crops(&mut plan, "boxes", img, bad_boxes, 4, 4).is_err());
     assert!(ops::grid_sample_crops(&mut plan, "empty", img, boxes, 0, 4).is_err());
 }
+
+#[test]
+fn upsample_bilinear_matches_pytorch() {
+    let fx = Fixture::load("upsample_bilinear.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 7, "upsample_bilinear fixture lost cases");
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        let mut max = 0.0f32;
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let (shape, input) = fx.get(&format!("{name}.input"));
+            let (out_shape, expected) = fx.get(&format!("{name}.output"));
+            let (oh, ow) = (param_u32(case, "out_h"), param_u32(case, "out_w"));
+            let align_corners = param_bool(case, "align_corners");
+            let mut plan = Plan::with_precision(precision);
+            let x = store_activation(&ctx, &mut plan, "input", shape, input);
+            let y = if param_bool(case, "add") {
+                let (skip_shape, skip) = fx.get(&format!("{name}.skip"));
+                let s = store_activation(&ctx, &mut plan, "skip", skip_shape, skip);
+                ops::upsample_bilinear_add(&mut plan, name, x, s, align_corners).unwrap()
+            } else {
+                ops::upsample_bilinear(&mut plan, name, x, oh, ow, align_corners).unwrap()
+            };
+            let dims: Vec<u32> = out_shape.iter().map(|&d| d as u32).collect();
+            assert_eq!(plan.shape(y), &dims[..]);
+            let got = run_on(&ctx, plan, &[y]);
+            let tol = tolerance(precision, expected, 1e-5, 2e-3);
+            max = max.max(assert_close(
+                &format!("{name} {variant}"),
+                &got[0],
+                expected,
+                tol,
+            ));
+        }
+        worst.push((variant, max));
+    }
+    report("upsample_bilinear", &worst);
+}
+
+#[test]
+fn upsample_bilinear_checks_its_shapes() {
+    let mut plan = Plan::new();
+    let x = plan.activation("x", &[1, 2, 3, 4]);
+    assert!(ops::upsample_bilinear(&mut plan, "empty", x, 0, 4, false).is_err());
+    let flat = plan.activation("flat", &[2, 3]);
+    assert!(ops::upsample_bilinear(&mut plan, "flat", flat, 4, 4, false).is_err());
+    let empty = plan.activation("empty", &[1, 2, 0, 4]);
+    assert!(ops::upsample_bilinear(&mut plan, "in", empty, 4, 4, false).is_err());
+    let other = plan.activation("other", &[1, 3, 6, 8]);
+    assert!(ops::upsample_bilinear_add(&mut plan, "channels", x, other, false).is_err());
+    let huge = plan.activation("huge", &[64, 64, 3, 4]);
+    assert!(ops::upsample_bilinear(&mut plan, "huge", huge, 1024, 1024, false).is_err());
+    let params = ops::upsample_bilinear_params("p", &[1, 1, 27, 15], 864, 480, true).unwrap();
+    assert_eq!((params.scale_h, params.align_corners), (26.0 / 863.0, 1));
+}
+
+#[test]
+fn ensemble_mean_matches_pytorch() {
+    let fx = Fixture::load("ensemble_mean.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 5, "ensemble_mean fixture lost cases");
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        let mut max = 0.0f32;
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let (shape, input) = fx.get(&format!("{name}.input"));
+            let (out_shape, expected) = fx.get(&format!("{name}.output"));
+            let mut plan = Plan::with_precision(precision);
+            let x = store_activation(&ctx, &mut plan, "stacked", shape, input);
+            let y = ops::ensemble_mean(&mut plan, name, x, param_u32(case, "members")).unwrap();
+            let dims: Vec<u32> = out_shape.iter().map(|&d| d as u32).collect();
+            assert_eq!(plan.shape(y), &dims[..], "{name}");
+            let got = run_on(&ctx, plan, &[y]);
+            let tol = tolerance(precision, expected, 1e-6, 2e-3);
+            max = max.max(assert_close(
+                &format!("{name} {variant}"),
+                &got[0],
+                expected,
+                tol,
+            ));
+        }
+        worst.push((variant, max));
+    }
+    report("ensemble_mean", &worst);
+}
+
+#[test]
+fn ensemble_mean_checks_its_members() {
+    let mut plan = Plan::new();
+    let x = plan.activation("x", &[1, 10, 4, 4]);
+    assert!(ops::ensemble_mean(&mut plan, "none", x, 0).is_err());
+    assert!(ops::ensemble_mean(&mut plan, "three", x, 3).is_err());
+    let empty = plan.activation("empty", &[2, 0, 4]);
+    assert!(ops::ensemble_mean(&mut plan, "empty", empty, 2).is_err());
+    let view = plan.channel_view("view", x, 0, 4).unwrap();
+    assert!(ops::ensemble_mean(&mut plan, "view", view, 2).is_err());
+    assert_eq!(
+        ops::ensemble_mean_shape("k", &[1, 10, 4, 4], 2).unwrap(),
+        vec![1, 5, 4, 4]
+    );
+    assert_eq!(
+        ops::ensemble_mean_shape("k", &[3, 45, 2], 3).unwrap(),
+        vec![1, 45, 2]
+    );
+    assert_eq!(ops::ensemble_mean_shape("k", &[7], 1).unwrap(), vec![7]);
+}

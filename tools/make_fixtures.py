@@ -400,6 +400,42 @@ def global_avg_pool_fixture():
     fx.write()
 
 
+def upsample_bilinear_fixture():
+    fx = Fixture("upsample_bilinear.safetensors")
+    g = gen(115)
+    # (n, c, h, w, out_h, out_w, align_corners, add)
+    for n, c, h, w, oh, ow, ac, add in [
+            (1, 3, 27, 15, 54, 30, False, True),     # x2, the decoder's merge
+            (1, 1, 27, 15, 864, 480, False, False),  # x32 (L5 to the input size)
+            (2, 3, 7, 5, 17, 13, False, False),      # non-integer ratios
+            (1, 2, 20, 16, 7, 9, False, True),       # downsampling
+            (1, 2, 7, 5, 17, 13, True, True),        # align_corners
+            (1, 1, 9, 6, 4, 1, True, False),         # align_corners down, one column
+            (1, 2, 1, 1, 3, 4, False, False)]:       # a single pixel
+        x = torch.randn(n, c, h, w, generator=g)
+        tensors = {"input": x}
+        if add:
+            skip = torch.randn(n, c, oh, ow, generator=g)
+            tensors["skip"] = skip
+            tensors["output"] = ops.upsample_bilinear_add(x, skip, ac)
+        else:
+            tensors["output"] = ops.upsample_bilinear(x, oh, ow, ac)
+        fx.add(f"b{n}x{c}x{h}x{w}to{oh}x{ow}{'ac' if ac else ''}",
+               {"out_h": oh, "out_w": ow, "align_corners": ac, "add": add}, tensors)
+    fx.write()
+
+
+def ensemble_mean_fixture():
+    fx = Fixture("ensemble_mean.safetensors")
+    g = gen(116)
+    for name, shape, k in [("batch2", (2, 45, 2), 2), ("views2", (1, 2 * 45, 8, 6), 2),
+                           ("views3", (1, 3 * 4, 5, 7), 3), ("single", (1, 5, 3, 3), 1),
+                           ("flat4", (4 * 37,), 4)]:
+        x = torch.randn(*shape, generator=g) + 1.0
+        fx.add(name, {"members": k}, {"input": x, "output": ops.ensemble_mean(x, k)})
+    fx.write()
+
+
 def linear_fixture():
     fx = Fixture("linear.safetensors")
     g = gen(115)
@@ -679,6 +715,8 @@ FIXTURES = {
     "channel_affine": channel_affine_fixture,
     "global_avg_pool": global_avg_pool_fixture,
     "linear": linear_fixture,
+    "upsample_bilinear": upsample_bilinear_fixture,
+    "ensemble_mean": ensemble_mean_fixture,
     "vgg_tiny": vgg_tiny_fixture,
     "csm_small": csm_fixture,             # csm_small_f32 / _f16 / _io
     "pool2d": pool2d_fixture,

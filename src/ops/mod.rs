@@ -50,6 +50,7 @@ pub mod boxes;
 pub mod channel_affine;
 pub mod conv2d;
 pub mod dsnt;
+pub mod ensemble_mean;
 pub mod global_avg_pool;
 pub mod grid_sample_crops;
 pub mod linear;
@@ -62,6 +63,7 @@ pub mod resize_area;
 pub mod roi_align;
 pub mod standardize;
 pub mod upsample;
+pub mod upsample_bilinear;
 
 pub use boxes::{boxes, BOXES};
 pub use channel_affine::{channel_affine_expand, CHANNEL_AFFINE};
@@ -70,6 +72,7 @@ pub use conv2d::{
     CONV2D_TILED, CONV2D_WINOGRAD,
 };
 pub use dsnt::{softmax_dsnt, SOFTMAX_DSNT};
+pub use ensemble_mean::{ensemble_mean, ensemble_mean_shape, ENSEMBLE_MEAN};
 pub use global_avg_pool::{global_avg_pool, GLOBAL_AVG_POOL};
 pub use grid_sample_crops::{grid_sample_crops, GRID_SAMPLE_CROPS};
 pub use linear::{LinearLayer, LinearWeights, LINEAR};
@@ -82,6 +85,10 @@ pub use resize_area::{resize_area, resize_area_params, RESIZE_AREA};
 pub use roi_align::{roi_align, ROI_ALIGN};
 pub use standardize::{standardize, STANDARDIZE_APPLY, STANDARDIZE_STATS};
 pub use upsample::{upsample_add, UPSAMPLE_ADD};
+pub use upsample_bilinear::{
+    upsample_bilinear, upsample_bilinear_add, upsample_bilinear_params, UPSAMPLE_BILINEAR,
+    UPSAMPLE_BILINEAR_ADD,
+};
 
 /// Every kernel that builds on every adapter, for the shader-translation test and pipeline
 /// warm-up (the tensor-core kernel needs features most adapters lack).
@@ -106,6 +113,9 @@ pub const ALL_KERNELS: &[Kernel] = &[
     LINEAR,
     POOL2D,
     GRID_SAMPLE_CROPS,
+    UPSAMPLE_BILINEAR,
+    UPSAMPLE_BILINEAR_ADD,
+    ENSEMBLE_MEAN,
 ];
 
 fn invariant(ok: bool, message: impl FnOnce() -> String) -> Result<()> {

@@ -11,6 +11,7 @@ from .boxes import boxes_from_coarse, boxes_from_points
 from .channel_affine import channel_affine_expand
 from .conv2d import (WINOGRAD_AT, WINOGRAD_BT, WINOGRAD_G, conv2d_fused, conv3x3_winograd,
                      winograd_filter)
+from .ensemble_mean import ensemble_mean, ensemble_mean_shape
 from .dsnt import dsnt, dsnt_variance, normalized_linspace, softmax2d, softmax_dsnt
 from .global_avg_pool import global_avg_pool
 from .grid_sample_crops import grid_sample_crops
@@ -26,6 +27,7 @@ from .resize_area import resize_area
 from .roi_align import roi_align_ours
 from .standardize import standardize
 from .upsample import upsample_add
+from .upsample_bilinear import upsample_bilinear, upsample_bilinear_add
 
 __all__ = [
     "NUM_DISCS", "disc_corner_indices",
@@ -39,4 +41,5 @@ __all__ = [
     "maxpool2", "resize_bicubic", "roi_align_ours", "standardize", "upsample_add",
     "channel_affine_expand", "global_avg_pool", "linear", "minmax_normalize", "resize_area",
     "grid_sample_crops", "pool2d",
+    "ensemble_mean", "ensemble_mean_shape", "upsample_bilinear", "upsample_bilinear_add",
 ]

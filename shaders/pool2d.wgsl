@@ -21,6 +21,11 @@ struct Params {
     pad_y: u32,
     pad_x: u32,
     mode: u32,
+    // Channels per sample of the input, and of the output tensor with this op's first channel in
+    // it (a channel view: a concatenation written in place); channels and 0 otherwise.
+    channels: u32,
+    out_c_total: u32,
+    out_c_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -46,6 +51,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let y_end = min(y1, p.in_h);
     let x_end = min(x1, p.in_w);
     let base = plane * p.in_h * p.in_w;
+    let n = plane / p.channels;
+    let c = plane % p.channels;
+    let at = ((n * p.out_c_total + p.out_c_offset + c) * p.out_h + oy) * p.out_w + ox;
     if (p.mode == 0u) {
         var best = f32(input[base + y0 * p.in_w + x0]);
         for (var y = y0; y < y_end; y++) {
@@ -57,7 +65,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 }
             }
         }
-        output[index] = act(best);
+        output[at] = act(best);
         return;
     }
     var sum = 0.0;
@@ -70,5 +78,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (p.mode == 1u) {
         count = f32(p.kernel_h * p.kernel_w);
     }
-    output[index] = act(sum / count);
+    output[at] = act(sum / count);
 }

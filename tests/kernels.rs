@@ -1416,3 +1416,76 @@ fn ensemble_mean_checks_its_members() {
     );
     assert_eq!(ops::ensemble_mean_shape("k", &[7], 1).unwrap(), vec![7]);
 }
+
+/// A pooling branch writes its channels of a concatenation in place (Inception's reduction
+/// blocks: a strided convolution and a max-pool side by side), equal to the same branches run
+/// into tensors of their own (each already held to PyTorch above).
+#[test]
+fn pooling_writes_a_concatenation_in_place() {
+    let ctx = gpu();
+    let (n, c, h, w) = (2u32, 3u32, 9u32, 11u32);
+    let input: Vec<f32> = (0..(n * c * h * w) as usize)
+        .map(|i| ((i * 7919 % 2003) as f32 / 1001.0) - 1.0)
+        .collect();
+    let conv = ConvWeights {
+        out_c: 5,
+        in_c: c as usize,
+        kh: 3,
+        kw: 3,
+        weight: (0..5 * 3 * 9)
+            .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
+            .collect(),
+        bias: vec![0.1, -0.2, 0.3, 0.0, 0.05],
+        storage: WeightStorage::F32,
+    };
+    let layer = ConvLayer::new(
+        &ctx,
+        "reduce",
+        &[conv],
+        ConvGeometry::square(2, 0),
+        Activation::Relu,
+        None,
+    )
+    .unwrap();
+    let pool = ops::Pool2d {
+        kind: ops::PoolKind::Max,
+        kernel: (3, 3),
+        stride: (2, 2),
+        padding: (0, 0),
+    };
+    let (oh, ow) = (4u32, 5u32);
+    // Separately, one plan each (a plan's outputs that no step reads may share memory).
+    let mut plan = Plan::new();
+    let unused = plan.bound("unused", &[4], storage_buffer(&ctx, "unused", 16));
+    let x = bound(&mut plan, "x", &[2, 3, 9, 11], &input);
+    let a = layer.apply(&mut plan, "conv", x, None, unused).unwrap();
+    let conv_alone = run(plan, &[a]).remove(0);
+    let mut plan = Plan::new();
+    let x = bound(&mut plan, "x", &[2, 3, 9, 11], &input);
+    let b = ops::pool2d(&mut plan, "pool", x, &pool).unwrap();
+    let pool_alone = run(plan, &[b]).remove(0);
+    let separate = [conv_alone, pool_alone];
+    // In place: conv channels 0..5, pool channels 5..8 of one tensor.
+    let mut plan = Plan::new();
+    let unused = plan.bound("unused", &[4], storage_buffer(&ctx, "unused", 16));
+    let x = bound(&mut plan, "x", &[2, 3, 9, 11], &input);
+    let (whole, views) =
+        sagitta::ops::conv2d::concat_outputs(&mut plan, "cat", n, (oh, ow), &[5, c]).unwrap();
+    layer
+        .apply_into(&mut plan, "conv", x, None, unused, views[0])
+        .unwrap();
+    ops::pool2d::pool2d_into(&mut plan, "pool", x, &pool, views[1]).unwrap();
+    let together = run(plan, &[whole]).remove(0);
+    let plane = (oh * ow) as usize;
+    let mut expected = Vec::new();
+    for s in 0..n as usize {
+        expected.extend_from_slice(&separate[0][s * 5 * plane..(s + 1) * 5 * plane]);
+        expected.extend_from_slice(&separate[1][s * 3 * plane..(s + 1) * 3 * plane]);
+    }
+    assert_close(
+        "conv + max-pool concatenated in place",
+        &together,
+        &expected,
+        0.0,
+    );
+}

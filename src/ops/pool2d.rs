@@ -24,6 +24,11 @@ uniform_params! {
         pub pad_x: u32,
         /// 0 max, 1 average dividing by the window size, 2 average over the real pixels.
         pub mode: u32,
+        /// Channels per sample of the input; channels of the output tensor and this op's first
+        /// channel in it (a channel view), else `channels` and 0.
+        pub channels: u32,
+        pub out_c_total: u32,
+        pub out_c_offset: u32,
     }
 }
 
@@ -106,6 +111,28 @@ pub fn pool2d(plan: &mut Plan, label: &str, input: TensorId, pool: &Pool2d) -> R
         SagittaError::InvalidInput(m) => SagittaError::InvalidInput(format!("{label}: {m}")),
         e => e,
     })?;
+    let output = plan.activation(label, &[shape[0], shape[1], oh, ow]);
+    pool2d_into(plan, label, input, pool, output)?;
+    Ok(output)
+}
+
+/// [`pool2d`] writing `output`: a tensor of the output's shape or a channel view of a larger one
+/// ([`Plan::channel_view`]: a pooling branch of a concatenation written in place).
+pub fn pool2d_into(
+    plan: &mut Plan,
+    label: &str,
+    input: TensorId,
+    pool: &Pool2d,
+    output: TensorId,
+) -> Result<()> {
+    let shape = plan.shape(input).to_vec();
+    invariant(shape.len() == 4, || {
+        format!("{label}: pooling needs [N, C, H, W], got {shape:?}")
+    })?;
+    let (oh, ow) = pool.output_size(shape[2], shape[3]).map_err(|e| match e {
+        SagittaError::InvalidInput(m) => SagittaError::InvalidInput(format!("{label}: {m}")),
+        e => e,
+    })?;
     let planes = shape[0] as u64 * shape[1] as u64;
     let elements = planes * (shape[2] as u64 * shape[3] as u64).max(oh as u64 * ow as u64);
     invariant(elements <= u32::MAX as u64, || {
@@ -120,7 +147,17 @@ pub fn pool2d(plan: &mut Plan, label: &str, input: TensorId, pool: &Pool2d) -> R
             count_include_pad: false,
         } => 2,
     };
-    let output = plan.activation(label, &[shape[0], shape[1], oh, ow]);
+    let out_shape = [shape[0], shape[1], oh, ow];
+    invariant(plan.shape(output) == out_shape, || {
+        format!(
+            "{label}: output {:?} is not the pooling's {out_shape:?}",
+            plan.shape(output)
+        )
+    })?;
+    let (out_c_total, out_c_offset) = match plan.view_of(output) {
+        Some((parent, offset)) => (plan.shape(parent)[1], offset),
+        None => (shape[1], 0),
+    };
     plan.push_step(Step {
         label: label.to_string(),
         kernel: POOL2D,
@@ -138,6 +175,9 @@ pub fn pool2d(plan: &mut Plan, label: &str, input: TensorId, pool: &Pool2d) -> R
             pad_y: pool.padding.0,
             pad_x: pool.padding.1,
             mode,
+            channels: shape[1],
+            out_c_total,
+            out_c_offset,
         }
         .words(),
         reads: vec![input],
@@ -145,5 +185,5 @@ pub fn pool2d(plan: &mut Plan, label: &str, input: TensorId, pool: &Pool2d) -> R
         threads: Threads::Linear(planes * oh as u64 * ow as u64),
         f16_packed_inputs: &[],
     });
-    Ok(output)
+    Ok(())
 }

@@ -67,6 +67,34 @@ pub fn architecture_names() -> Vec<&'static str> {
     REGISTRY.iter().map(|(name, _)| *name).collect()
 }
 
+/// The start every model's plan shares: a plan in `precision` (tensor cores allowed where the
+/// device passed their self-check), the placeholder bound where an optional input is absent, and
+/// the radiograph [height, width] bound to `image_buffer` in the "preprocess" stage. Returns the
+/// plan, the placeholder and the image tensor.
+pub(crate) fn begin_plan(
+    ctx: &std::sync::Arc<GpuContext>,
+    precision: crate::engine::Precision,
+    image_buffer: &std::sync::Arc<wgpu::Buffer>,
+    (width, height): (u32, u32),
+) -> (
+    crate::engine::Plan,
+    crate::engine::TensorId,
+    crate::engine::TensorId,
+) {
+    let mut plan = crate::engine::Plan::with_precision(precision);
+    if precision == crate::engine::Precision::F16 {
+        plan.allow_cooperative_matrix(crate::ops::conv2d::coop::cooperative_matrix_usable(ctx));
+    }
+    let unused = plan.bound(
+        "unused",
+        &[4],
+        crate::engine::buffers::storage_buffer(ctx, "unused", 16),
+    );
+    plan.begin_stage("preprocess");
+    let image = plan.bound("radiograph", &[height, width], image_buffer.clone());
+    (plan, unused, image)
+}
+
 /// The uncompiled dispatch plan of any registered model for an original image size: what
 /// `sagitta tune` measures (tuning is keyed by convolution shape, not by model).
 pub fn dispatch_plan(

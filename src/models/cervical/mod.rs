@@ -15,7 +15,6 @@ use crate::nn::hourglass::HourglassNet;
 use crate::nn::scope::{GpuLayers, WeightScope};
 use crate::nn::weights::WeightFile;
 use crate::ops::boxes::{check_members, BoxSpec};
-use crate::ops::conv2d::coop::cooperative_matrix_usable;
 use crate::ops::map_back::{check_sources, GLOBAL_POINT};
 use crate::ops::{self, ConvSelection};
 
@@ -220,18 +219,8 @@ impl CervicalModel {
     fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId, usize, usize)> {
         let c = &self.config;
         let s = c.input_size;
-        let mut plan = Plan::with_precision(self.precision);
-        if self.precision == Precision::F16 {
-            plan.allow_cooperative_matrix(cooperative_matrix_usable(&self.ctx));
-        }
-        let unused = plan.bound("unused", &[4], storage_buffer(&self.ctx, "unused", 16));
-
-        plan.begin_stage("preprocess");
-        let image = plan.bound(
-            "radiograph",
-            &[original.1, original.0],
-            self.image_buffer.clone(),
-        );
+        let (mut plan, unused, image) =
+            super::begin_plan(&self.ctx, self.precision, &self.image_buffer, original);
         let resize_step = plan.steps().len();
         let resized = ops::resize_bicubic(&mut plan, image, s, s)?;
         let standardized = ops::standardize(&mut plan, resized, c.standardize_eps)?;

@@ -10,7 +10,6 @@ use crate::engine::{CompiledPlan, GpuContext, PipelineCache, Plan, Precision, Te
 use crate::error::Result;
 use crate::nn::scope::{GpuLayers, LayerBuilder, WeightScope};
 use crate::nn::weights::WeightFile;
-use crate::ops::conv2d::coop::cooperative_matrix_usable;
 use crate::ops::conv2d::{Activation, ConvGeometry, ConvLayer};
 use crate::ops::{self, ConvSelection, LinearLayer};
 
@@ -224,17 +223,8 @@ impl CsmModel {
     fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId, TensorId, usize)> {
         let c = &self.config;
         let s = c.input_size;
-        let mut plan = Plan::with_precision(self.precision);
-        if self.precision == Precision::F16 {
-            plan.allow_cooperative_matrix(cooperative_matrix_usable(&self.ctx));
-        }
-        let unused = plan.bound("unused", &[4], storage_buffer(&self.ctx, "unused", 16));
-        plan.begin_stage("preprocess");
-        let image = plan.bound(
-            "radiograph",
-            &[original.1, original.0],
-            self.image_buffer.clone(),
-        );
+        let (mut plan, unused, image) =
+            super::begin_plan(&self.ctx, self.precision, &self.image_buffer, original);
         let resize_step = plan.steps().len();
         let resized = ops::resize_area(&mut plan, image, s, s)?;
         let normalized = ops::minmax_normalize(&mut plan, resized)?;

@@ -371,10 +371,15 @@ fn folder_batch_writes_json_csv_and_overlays() {
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 5, "{table}");
     assert_eq!(lines[0], csv_header().join(","));
-    assert!(lines[0].starts_with("image,status,facing,distance_unit,C2-C7 (deg),C2-C6 (deg)"));
-    assert!(lines[0].contains(",cSVA,cSVA unit,RJD,RJD unit,CT (deg),CCA (deg),"));
+    assert!(lines[0].starts_with("image,status,facing,distance_unit,C2-C7 (deg),C2-C7 status"));
+    assert!(lines[0].contains(",cSVA,cSVA unit,cSVA status,RJD,RJD unit,RJD status,"));
+    assert!(lines[0].ends_with(",median_confidence,warning_codes,warnings,error"));
     for line in &lines[1..] {
-        assert!(line.contains(",ok,"), "{line}");
+        // Analysed (the test images are not spines, so their values are flagged).
+        assert!(
+            line.contains(",flagged,") || line.contains(",ok,"),
+            "{line}"
+        );
         assert!(line.contains(",px,"), "{line}");
     }
     assert!(lines[1].starts_with(path_str(&inputs.join("a/same.png"))));
@@ -472,11 +477,16 @@ fn bad_inputs_get_one_line_errors_and_the_batch_goes_on() {
     for (stem, reason) in reasons {
         let record = read_json(&out.join(format!("{stem}.json")));
         let object = record.as_object().unwrap();
-        assert_eq!(
-            object.len(),
-            2,
-            "an error record is image + error: {record}"
-        );
+        // The same keys as an analysis, in the same order, with status "error".
+        let keys: Vec<&String> = object.keys().collect();
+        let analysed_keys: Vec<&String> = good.as_object().unwrap().keys().collect();
+        assert_eq!(keys, analysed_keys, "{record}");
+        assert_eq!(record["status"], "error", "{record}");
+        assert_eq!(record["schema"], "sagitta-record/2");
+        assert!(record["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
+        assert!(record["landmarks"].as_array().unwrap().is_empty());
         let error = record["error"].as_str().unwrap();
         assert!(error.contains(reason), "{stem}: {error}");
         assert!(
@@ -504,8 +514,13 @@ fn bad_inputs_get_one_line_errors_and_the_batch_goes_on() {
     let table = std::fs::read_to_string(&csv).unwrap();
     let rows: Vec<&str> = table.lines().skip(1).collect();
     assert_eq!(rows.len(), reasons.len() + 1 + usize::from(lossy.is_file()));
-    assert_eq!(rows.iter().filter(|row| row.contains(",ok,")).count(), 1);
-    let errors = rows.iter().filter(|row| row.contains(",error,")).count();
+    let status = |row: &&str| row.split(',').nth(1).unwrap_or_default().to_string();
+    let analysed = rows
+        .iter()
+        .filter(|row| ["ok", "flagged"].contains(&status(row).as_str()))
+        .count();
+    assert_eq!(analysed, 1);
+    let errors = rows.iter().filter(|row| status(row) == "error").count();
     assert_eq!(errors, rows.len() - 1);
 }
 

@@ -81,7 +81,8 @@ fn layer_of(file: &Path) -> Option<String> {
     let relative = file.strip_prefix(src()).unwrap();
     let first = relative.components().next()?.as_os_str().to_str()?;
     let name = first.trim_end_matches(".rs");
-    (name != "lib").then(|| name.to_string())
+    // lib.rs is the root; build.rs is the build script (Cargo.toml `build`), not the crate.
+    (name != "lib" && name != "build").then(|| name.to_string())
 }
 
 /// Code without comments (line comments and doc comments; block comments are not used).

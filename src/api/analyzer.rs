@@ -100,6 +100,11 @@ impl Analyzer {
             dtype: weights.dtype.clone(),
             input_size: config.input_size,
             precision: Precision::F32,
+            not_for_clinical_use: weights
+                .metadata
+                .get("not_for_clinical_use")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
         };
         Ok(Self {
             model,
@@ -170,7 +175,12 @@ impl Analyzer {
                 }
             }
         };
-        let landmarks = report::landmark_records(&prediction, radiograph.width, radiograph.height);
+        let landmarks = report::landmark_records(
+            &prediction,
+            radiograph.width,
+            radiograph.height,
+            self.model_info.input_size,
+        );
         let measured = match landmark_array(&landmarks) {
             Some(points) => {
                 measure::cervical(&points, radiograph.pixel_spacing).map_err(|e| e.to_string())

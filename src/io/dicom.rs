@@ -19,8 +19,9 @@ use super::bounds::{Encoding, Walker};
 use super::codestream::{j2k_frame_size, jpeg_frame_size, jpeg_is_complete, FrameSize};
 use super::guard::without_panics;
 use super::{
-    check_dimensions, decode_error, io_error, open, over_limit, with_causes, Format, LoadError,
-    LoadLimits, Radiograph, SpacingSource, DICOM_PREAMBLE_LENGTH, LUMA_WEIGHTS,
+    check_dimensions, decode_error, io_error, open, over_limit, with_causes, DicomAttributes,
+    Format, LoadError, LoadLimits, Radiograph, SpacingSource, VoiWindow, DICOM_PREAMBLE_LENGTH,
+    LUMA_WEIGHTS,
 };
 use crate::measure::PixelSpacing;
 
@@ -173,7 +174,7 @@ pub(super) fn load_dicom(
         )?;
     }
 
-    let (pixels, width, height) = without_panics(path, format, || {
+    let (pixels, width, height, mirror_sum) = without_panics(path, format, || {
         let decoded = object
             .decode_pixel_data_frame(0)
             .map_err(|error| decode_error(path, format, with_causes(&error)))?;
@@ -188,8 +189,8 @@ pub(super) fn load_dicom(
                 ),
             ));
         }
-        let pixels = grey_from_dicom(path, &decoded)?;
-        Ok((pixels, decoded.columns(), decoded.rows()))
+        let (pixels, mirror_sum) = grey_from_dicom(path, &decoded)?;
+        Ok((pixels, decoded.columns(), decoded.rows(), mirror_sum))
     })?;
     let (pixel_spacing, spacing_source) =
         if let Some(spacing) = spacing_attribute(&object, tags::PIXEL_SPACING) {
@@ -208,7 +209,52 @@ pub(super) fn load_dicom(
         spacing_source,
         format: format.name(),
         transfer_syntax: Some(uid),
+        dicom: Some(dicom_attributes(&object, mirror_sum)),
     })
+}
+
+/// A text attribute, trimmed; `None` when absent, empty or not text.
+fn text_attribute(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    let value = object.element_opt(tag).ok().flatten()?.to_str().ok()?;
+    let value = value
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .to_string();
+    (!value.is_empty()).then_some(value)
+}
+
+/// The first value of a decimal attribute, when finite.
+fn first_float(object: &DefaultDicomObject, tag: Tag) -> Option<f64> {
+    let values = object
+        .element_opt(tag)
+        .ok()
+        .flatten()?
+        .to_multi_float64()
+        .ok()?;
+    values.first().copied().filter(|value| value.is_finite())
+}
+
+/// `mirror_sum` is what `MONOCHROME1` values were mirrored about (`None` for `MONOCHROME2`
+/// and colour), so that the window applies to the values as returned.
+fn dicom_attributes(object: &DefaultDicomObject, mirror_sum: Option<f64>) -> DicomAttributes {
+    let window = match (
+        first_float(object, tags::WINDOW_CENTER),
+        first_float(object, tags::WINDOW_WIDTH),
+    ) {
+        (Some(center), Some(width)) if width >= 1.0 => Some(VoiWindow {
+            center: mirror_sum.map_or(center, |sum| sum - center),
+            width,
+        }),
+        _ => None,
+    };
+    DicomAttributes {
+        study_instance_uid: text_attribute(object, tags::STUDY_INSTANCE_UID),
+        series_instance_uid: text_attribute(object, tags::SERIES_INSTANCE_UID),
+        sop_instance_uid: text_attribute(object, tags::SOP_INSTANCE_UID),
+        modality: text_attribute(object, tags::MODALITY),
+        body_part_examined: text_attribute(object, tags::BODY_PART_EXAMINED),
+        view_position: text_attribute(object, tags::VIEW_POSITION),
+        window,
+    }
 }
 
 /// An unsigned integer attribute: `None` when absent, an error when present but not a number.
@@ -323,7 +369,11 @@ impl<'a> SampleReader<'a> {
     }
 }
 
-fn grey_from_dicom(path: &Path, decoded: &DecodedPixelData<'_>) -> Result<Vec<f32>, LoadError> {
+/// The grey values, and for `MONOCHROME1` the sum they were mirrored about.
+fn grey_from_dicom(
+    path: &Path,
+    decoded: &DecodedPixelData<'_>,
+) -> Result<(Vec<f32>, Option<f64>), LoadError> {
     let format = Format::Dicom;
     let photometric = decoded.photometric_interpretation();
     let samples_per_pixel = decoded.samples_per_pixel();
@@ -373,12 +423,13 @@ fn grey_from_dicom(path: &Path, decoded: &DecodedPixelData<'_>) -> Result<Vec<f3
             // the same raw value mapping to the same output in every image of a series.
             let (low, high) = samples.stored_range();
             let mirror_sum = rescaled(low) + rescaled(high);
-            Ok((0..pixel_count)
+            let pixels = (0..pixel_count)
                 .map(|index| {
                     let value = rescaled(samples.get(index));
                     (if invert { mirror_sum - value } else { value }) as f32
                 })
-                .collect())
+                .collect();
+            Ok((pixels, invert.then_some(mirror_sum)))
         }
         (PhotometricInterpretation::Rgb | PhotometricInterpretation::YbrFull, 3) => {
             let planar = decoded.planar_configuration() == PlanarConfiguration::PixelFirst;
@@ -390,7 +441,7 @@ fn grey_from_dicom(path: &Path, decoded: &DecodedPixelData<'_>) -> Result<Vec<f3
                 }
             };
             let is_rgb = *photometric == PhotometricInterpretation::Rgb;
-            Ok((0..pixel_count)
+            let pixels = (0..pixel_count)
                 .map(|index| {
                     if is_rgb {
                         (LUMA_WEIGHTS[0] * channel(index, 0)
@@ -401,7 +452,8 @@ fn grey_from_dicom(path: &Path, decoded: &DecodedPixelData<'_>) -> Result<Vec<f3
                         channel(index, 0) as f32
                     }
                 })
-                .collect())
+                .collect::<Vec<f32>>();
+            Ok((pixels, None))
         }
         _ => Err(unsupported_photometric()),
     }

@@ -110,6 +110,48 @@ pub struct Radiograph {
     pub format: &'static str,
     /// The DICOM transfer syntax UID; `None` for other formats.
     pub transfer_syntax: Option<String>,
+    /// What the DICOM header says about the image; `None` for other formats.
+    pub dicom: Option<DicomAttributes>,
+}
+
+/// The DICOM attributes a report needs: identity (to file results back to the PACS), what the
+/// image shows (to refuse what is not a lateral cervical radiograph) and its display window.
+/// Each is `None` when absent or empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DicomAttributes {
+    pub study_instance_uid: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    /// Modality (0008,0060): CR, DX, ...
+    pub modality: Option<String>,
+    /// Body Part Examined (0018,0015): CSPINE, NECK, CHEST, ...
+    pub body_part_examined: Option<String>,
+    /// View Position (0018,5101): LL, RL, AP, PA, ...
+    pub view_position: Option<String>,
+    /// The first VOI window (Window Center/Width, 0028,1050/1051), in the units of
+    /// [`Radiograph::pixels`] (after the rescale, and mirrored for `MONOCHROME1` so that it
+    /// applies to the bone-bright values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<VoiWindow>,
+}
+
+/// A linear VOI window (DICOM PS3.3 C.11.2.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct VoiWindow {
+    pub center: f64,
+    pub width: f64,
+}
+
+impl VoiWindow {
+    /// The display value in [0, 1] of `value` (the standard's linear function, with the
+    /// output range 0..1).
+    pub fn apply(&self, value: f64) -> f64 {
+        let (center, width) = (self.center - 0.5, self.width - 1.0);
+        if width <= 0.0 {
+            return if value <= center { 0.0 } else { 1.0 };
+        }
+        ((value - center) / width + 0.5).clamp(0.0, 1.0)
+    }
 }
 
 impl Radiograph {

@@ -85,6 +85,7 @@ pub(super) fn load_raster(
         spacing_source: SpacingSource::None,
         format: format.name(),
         transfer_syntax: None,
+        dicom: None,
     })
 }
 

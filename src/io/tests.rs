@@ -831,6 +831,7 @@ fn user_spacing_replaces_the_file_spacing() {
         spacing_source: SpacingSource::None,
         format: "png",
         transfer_syntax: None,
+        dicom: None,
     };
     let spacing = PixelSpacing {
         row_mm: 0.3,

@@ -339,6 +339,16 @@ pub fn cervical(
     })
 }
 
+/// The landmarks in the canonical frame (mm with a spacing, else px; anterior +x, inferior +y)
+/// and the facing, after the same validation [`cervical`] does.
+pub(super) fn canonical_points(
+    landmarks: &[[f64; 2]; LANDMARK_COUNT],
+    spacing: Option<PixelSpacing>,
+) -> Result<([[f64; 2]; LANDMARK_COUNT], Facing), MeasureError> {
+    let (canonical, facing) = to_canonical_frame(landmarks, spacing)?;
+    Ok((canonical.points.map(|point| [point.x, point.y]), facing))
+}
+
 /// Validates the input, applies the spacing, and mirrors x so that anterior is +x.
 fn to_canonical_frame(
     landmarks: &[[f64; 2]; LANDMARK_COUNT],

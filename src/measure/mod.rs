@@ -2,5 +2,8 @@
 //! only `anatomy`.
 
 pub mod cervical;
+pub mod cervical_quality;
+pub mod quality;
 
 pub use cervical::*;
+pub use quality::{Finding, ParameterQuality, QualityStatus, ReasonCode};

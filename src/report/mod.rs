@@ -2,7 +2,12 @@
 //! per-landmark confidence, the warnings, and the CSV table of a batch.
 //!
 //! A record is either an analysis ([`ImageRecord`]) or a failure ([`ErrorRecord`]: the file
-//! and a one-line reason); a batch mixes both and never stops on a failure.
+//! and a one-line reason); a batch mixes both and never stops on a failure. Both serialise to
+//! the same JSON shape (schema [`RECORD_SCHEMA`]): every key is always there, `null` or empty
+//! where a failure has nothing to say, and `status` is `ok`, `flagged` or `error`.
+//!
+//! Every parameter carries a quality status with reason codes (`measure::cervical_quality`);
+//! a flagged value is still reported.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -11,11 +16,84 @@ use serde::Serialize;
 
 pub mod overlay;
 
-use crate::io::{Radiograph, SpacingSource};
+use crate::io::{DicomAttributes, Radiograph, SpacingSource};
+use crate::measure::cervical_quality::{self, QualityInput, QualityThresholds};
 use crate::measure::{
-    Facing, Measurements, Parameter, PixelSpacing, LANDMARK_COUNT, PARAMETER_NAMES,
+    Facing, Finding, Measurements, PixelSpacing, QualityStatus, ReasonCode, LANDMARK_COUNT,
+    PARAMETER_NAMES,
 };
 use crate::models::cervical::{Landmark, Prediction};
+
+/// The name and version of the record's JSON shape; it changes when a key changes meaning or
+/// goes away.
+pub const RECORD_SCHEMA: &str = "sagitta-record/2";
+
+/// The engine that wrote a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EngineInfo {
+    pub version: &'static str,
+    /// The git commit sagitta was built from (`unknown` when built outside a git checkout).
+    pub git_commit: &'static str,
+}
+
+/// This build of sagitta.
+pub const ENGINE: EngineInfo = EngineInfo {
+    version: env!("CARGO_PKG_VERSION"),
+    git_commit: match option_env!("SAGITTA_GIT_COMMIT") {
+        Some(commit) => commit,
+        None => "unknown",
+    },
+};
+
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn timestamp_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `value` rounded to `decimals` places: records carry what the measurement supports, not
+/// seventeen digits of floating-point noise.
+fn rounded(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    let result = (value * scale).round() / scale;
+    if result.is_finite() {
+        result
+    } else {
+        value
+    }
+}
+
+/// `value` with `digits` significant digits.
+fn significant_digits(value: f64, digits: i32) -> f64 {
+    if value == 0.0 || !value.is_finite() {
+        return value;
+    }
+    let magnitude = value.abs().log10().floor() as i32;
+    rounded(value, digits - 1 - magnitude)
+}
+
+fn serialize_hundredths<S: serde::Serializer>(
+    value: &f64,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(rounded(*value, 2))
+}
+
+fn serialize_hundredths_f32<S: serde::Serializer>(
+    value: &f32,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f32(rounded(f64::from(*value), 2) as f32)
+}
+
+fn serialize_confidence<S: serde::Serializer>(
+    value: &Option<f64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => serializer.serialize_some(&significant_digits(*value, 3)),
+        None => serializer.serialize_none(),
+    }
+}
 
 /// The coordinate convention of every landmark, stated in each record so that a record read
 /// on its own cannot be misread.
@@ -26,13 +104,6 @@ pub const PIXEL_CONVENTION: &str =
 /// side: a heatmap whose spread is 1 % of the image (about 10 px on a 1000 px radiograph,
 /// roughly the size of a vertebral corner) is a vague answer.
 pub const CONFIDENCE_SPREAD_FRACTION: f64 = 0.01;
-
-/// Below this median landmark confidence the record warns that the image may not be a lateral
-/// cervical radiograph. 0.2 means a median spread above about 1.6 % of the image's longer side
-/// (ln(1/0.2) ≈ 1.6). Calibrated with the default model: over 200 held-out phantoms the median
-/// confidence was 0.48 (5th percentile 0.20, minimum 0.09); on the non-spine NEMA radiographs in
-/// shared/dicom it was 0.01–0.26, so the warning catches some but not all non-spine images.
-pub const LOW_CONFIDENCE_THRESHOLD: f64 = 0.2;
 
 /// The parameters measured in the record's distance unit (mm or px); all others are in
 /// degrees.
@@ -60,6 +131,9 @@ pub struct ModelInfo {
     pub input_size: u32,
     /// How activations were stored on the GPU (`f32`, `f16`).
     pub precision: crate::engine::Precision,
+    /// The weights' metadata says the model is not for clinical use (the shipped defaults,
+    /// trained on phantoms); the overlay says so on the image.
+    pub not_for_clinical_use: bool,
 }
 
 /// Where a landmark's position comes from.
@@ -76,31 +150,81 @@ pub enum LandmarkSource {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LandmarkRecord {
     pub name: &'static str,
+    #[serde(serialize_with = "serialize_hundredths_f32")]
     pub x: f32,
+    #[serde(serialize_with = "serialize_hundredths_f32")]
     pub y: f32,
     /// The heatmap's spread in original pixels: sqrt((sd_x² + sd_y²) / 2).
+    #[serde(serialize_with = "serialize_hundredths_f32")]
     pub sd_px: f32,
     /// exp(−sd_px / (0.01 × max(width, height))), in (0, 1]; `null` when the spread is not a
     /// finite number.
+    #[serde(serialize_with = "serialize_confidence")]
     pub confidence: Option<f64>,
     pub source: LandmarkSource,
+    /// How far the refiner moved the point from the global model's, in original pixels (0 for
+    /// global points); a quality input, not part of the record.
+    #[serde(skip)]
+    pub refinement_shift_px: f64,
+}
+
+/// One parameter as reported: its value and how far to trust it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParameterRecord {
+    pub name: &'static str,
+    #[serde(serialize_with = "serialize_hundredths")]
+    pub value: f64,
+    /// `"deg"`, `"mm"`, or `"px"` when no pixel spacing was known.
+    pub unit: &'static str,
+    pub status: QualityStatus,
+    /// Machine-readable reasons for the status; empty when `ok`.
+    pub reasons: Vec<ReasonCode>,
+    /// The lowest confidence of the landmarks the value is computed from.
+    #[serde(serialize_with = "serialize_confidence")]
+    pub min_landmark_confidence: Option<f64>,
+    /// How the value is defined and which sign means what.
+    pub convention: &'static str,
+}
+
+/// Whether an analysis is clean, has flagged values, or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// Every parameter was computed and passed every check.
+    Ok,
+    /// At least one parameter is flagged (or missing); see each parameter's `status`.
+    Flagged,
+    /// The image could not be analysed; `error` says why.
+    Error,
 }
 
 /// Where the time for one image went, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct TimingMs {
     /// Reading and decoding the file.
+    #[serde(serialize_with = "serialize_hundredths")]
     pub load: f64,
     /// The GPU pipeline, upload to readback.
+    #[serde(serialize_with = "serialize_hundredths")]
     pub inference: f64,
     /// Load, inference, measurement and building the record.
+    #[serde(serialize_with = "serialize_hundredths")]
     pub total: f64,
 }
 
 /// The analysis of one radiograph.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImageRecord {
+    pub schema: &'static str,
+    pub status: RecordStatus,
     pub image: String,
+    /// Always `null` here; the key is there so that every record has the same shape.
+    pub error: Option<String>,
+    /// When the record was made (RFC 3339, UTC).
+    pub timestamp: String,
+    pub engine: EngineInfo,
+    /// The DICOM header's identity and description of the image; `null` for other formats.
+    pub dicom: Option<DicomAttributes>,
     pub width: u32,
     pub height: u32,
     /// `png`, `jpeg`, `tiff` or `dicom`.
@@ -118,26 +242,92 @@ pub struct ImageRecord {
     pub facing: Option<Facing>,
     pub pixel_convention: &'static str,
     pub landmarks: Vec<LandmarkRecord>,
-    /// The nine parameters; empty when they could not be computed (a warning says why).
-    pub parameters: Vec<Parameter>,
+    /// The nine parameters with their quality; empty when they could not be computed (a
+    /// warning says why).
+    pub parameters: Vec<ParameterRecord>,
+    /// Every problem the quality checks found, with the landmarks concerned.
+    pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
     pub timing_ms: TimingMs,
 }
 
 /// A file that could not be analysed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ErrorRecord {
     pub image: String,
     /// One line naming the file and the reason.
     pub error: String,
+    pub timestamp: String,
 }
 
 /// What a batch reports for one input.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Analyzed(Box<ImageRecord>),
     Failed(ErrorRecord),
+}
+
+/// An error record in the shape of an [`ImageRecord`]: the same keys, `null` or empty where a
+/// failure has nothing to say.
+#[derive(Serialize)]
+struct ErrorRecordShape<'a> {
+    schema: &'static str,
+    status: RecordStatus,
+    image: &'a str,
+    error: &'a str,
+    timestamp: &'a str,
+    engine: EngineInfo,
+    dicom: Option<()>,
+    width: Option<()>,
+    height: Option<()>,
+    format: Option<()>,
+    transfer_syntax: Option<()>,
+    pixel_spacing: Option<()>,
+    spacing_source: Option<()>,
+    distance_unit: Option<()>,
+    model: Option<()>,
+    adapter: Option<()>,
+    facing: Option<()>,
+    pixel_convention: &'static str,
+    landmarks: [(); 0],
+    parameters: [(); 0],
+    findings: [(); 0],
+    warnings: [(); 0],
+    timing_ms: Option<()>,
+}
+
+impl Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Record::Analyzed(record) => record.serialize(serializer),
+            Record::Failed(failure) => ErrorRecordShape {
+                schema: RECORD_SCHEMA,
+                status: RecordStatus::Error,
+                image: &failure.image,
+                error: &failure.error,
+                timestamp: &failure.timestamp,
+                engine: ENGINE,
+                dicom: None,
+                width: None,
+                height: None,
+                format: None,
+                transfer_syntax: None,
+                pixel_spacing: None,
+                spacing_source: None,
+                distance_unit: None,
+                model: None,
+                adapter: None,
+                facing: None,
+                pixel_convention: PIXEL_CONVENTION,
+                landmarks: [],
+                parameters: [],
+                findings: [],
+                warnings: [],
+                timing_ms: None,
+            }
+            .serialize(serializer),
+        }
+    }
 }
 
 impl Record {
@@ -145,7 +335,16 @@ impl Record {
         Record::Failed(ErrorRecord {
             image: image.display().to_string(),
             error: error.into(),
+            timestamp: timestamp_now(),
         })
+    }
+
+    /// `ok`, `flagged` or `error`.
+    pub fn status(&self) -> RecordStatus {
+        match self {
+            Record::Analyzed(record) => record.status,
+            Record::Failed(_) => RecordStatus::Error,
+        }
     }
 
     pub fn is_ok(&self) -> bool {
@@ -218,13 +417,32 @@ fn significant(value: f64) -> String {
     }
 }
 
-/// The landmarks of a prediction as reported, with their confidences.
-pub fn landmark_records(prediction: &Prediction, width: u32, height: u32) -> Vec<LandmarkRecord> {
+/// The landmarks of a prediction as reported, with their confidences. `input_size` is the
+/// side of the model's input, in which the global model's points are given.
+pub fn landmark_records(
+    prediction: &Prediction,
+    width: u32,
+    height: u32,
+    input_size: u32,
+) -> Vec<LandmarkRecord> {
+    let to_original = |q: f32, original: u32| {
+        (f64::from(q) + 0.5) * f64::from(original) / f64::from(input_size.max(1)) - 0.5
+    };
     prediction
         .landmarks
         .iter()
-        .map(|landmark| {
+        .enumerate()
+        .map(|(index, landmark)| {
             let sd_px = combined_spread(landmark);
+            let refinement_shift_px = match prediction.coarse_input.get(index) {
+                Some(coarse) if landmark.refined => {
+                    let dx = f64::from(landmark.x) - to_original(coarse[0], width);
+                    let dy = f64::from(landmark.y) - to_original(coarse[1], height);
+                    dx.hypot(dy)
+                }
+                Some(_) => 0.0,
+                None => f64::NAN,
+            };
             LandmarkRecord {
                 name: landmark.name,
                 x: landmark.x,
@@ -236,9 +454,62 @@ pub fn landmark_records(prediction: &Prediction, width: u32, height: u32) -> Vec
                 } else {
                     LandmarkSource::Global
                 },
+                refinement_shift_px,
             }
         })
         .collect()
+}
+
+/// Modalities of projection radiographs: CR, DX, RG (radiographic imaging), RF
+/// (fluoroscopy), and the generic OT/SC of converted films. Anything else (CT, MR, US, MG,
+/// ...) is not a lateral radiograph.
+const RADIOGRAPH_MODALITIES: [&str; 6] = ["CR", "DX", "RG", "RF", "OT", "SC"];
+/// Body Part Examined values (DICOM PS3.16 CID 4031 and common vendor spellings) that cover
+/// the cervical spine; matched as substrings of the upper-cased value, spaces and dashes
+/// removed.
+const CERVICAL_BODY_PARTS: [&str; 6] =
+    ["CSPINE", "CERVICAL", "NECK", "WHOLESPINE", "SPINE", "HEAD"];
+/// Body parts that contain "SPINE" but not the cervical spine.
+const OTHER_SPINE_PARTS: [&str; 4] = ["TSPINE", "LSPINE", "SSPINE", "TLSPINE"];
+/// View Position values of a lateral projection (PS3.3 C.8.11.5: LL, RL; LAT/LATERAL from
+/// some vendors).
+const LATERAL_VIEWS: [&str; 4] = ["LL", "RL", "LAT", "LATERAL"];
+
+/// Why the DICOM header says the image is not a lateral cervical radiograph (empty when it
+/// says nothing against it; absent attributes say nothing).
+pub fn header_findings(dicom: &DicomAttributes) -> Vec<Finding> {
+    let normalized = |value: &str| value.to_uppercase().replace([' ', '-', '_'], "");
+    let mut findings = Vec::new();
+    let mut refuse = |detail: String| {
+        findings.push(Finding {
+            code: ReasonCode::NotCervicalLateral,
+            landmarks: Vec::new(),
+            detail,
+        })
+    };
+    if let Some(modality) = &dicom.modality {
+        if !RADIOGRAPH_MODALITIES.contains(&normalized(modality).as_str()) {
+            refuse(format!(
+                "DICOM Modality is {modality}, not a projection radiograph"
+            ));
+        }
+    }
+    if let Some(part) = &dicom.body_part_examined {
+        let part_key = normalized(part);
+        let other_spine = OTHER_SPINE_PARTS.iter().any(|other| part_key == *other);
+        let cervical = CERVICAL_BODY_PARTS.iter().any(|c| part_key.contains(c));
+        if other_spine || !cervical {
+            refuse(format!(
+                "DICOM Body Part Examined is {part}, not the cervical spine"
+            ));
+        }
+    }
+    if let Some(view) = &dicom.view_position {
+        if !LATERAL_VIEWS.contains(&normalized(view).as_str()) {
+            refuse(format!("DICOM View Position is {view}, not lateral"));
+        }
+    }
+    findings
 }
 
 /// The landmarks in the form [`crate::measure::cervical`] takes; `None` unless there are
@@ -277,7 +548,8 @@ pub struct RecordContext<'a> {
     pub adapter: &'a str,
 }
 
-/// Assembles the record of one analysed radiograph, with its warnings.
+/// Assembles the record of one analysed radiograph: the quality of every parameter, the
+/// findings behind it, and the warnings.
 pub fn build_record(
     context: &RecordContext<'_>,
     radiograph: &Radiograph,
@@ -286,21 +558,6 @@ pub fn build_record(
     timing_ms: TimingMs,
 ) -> ImageRecord {
     let mut warnings = Vec::new();
-    if let Some(median) = median_confidence(&landmarks) {
-        if median < LOW_CONFIDENCE_THRESHOLD {
-            let shown = significant(median);
-            warnings.push(format!(
-                "median landmark confidence {shown} is below {LOW_CONFIDENCE_THRESHOLD}: the \
-                 image may not be a lateral cervical radiograph (or the spine is not fully in \
-                 view); the landmarks and parameters are unreliable"
-            ));
-        }
-    } else {
-        warnings.push(
-            "no landmark has a finite confidence: the landmarks and parameters are unreliable"
-                .to_string(),
-        );
-    }
     match radiograph.spacing_source {
         SpacingSource::None => warnings.push(
             "no pixel spacing in the file and none given (--pixel-spacing MM): distances (cSVA, \
@@ -319,22 +576,95 @@ pub fn build_record(
     } else {
         "px"
     };
-    let (facing, distance_unit, parameters) = match measured {
+    let (facing, distance_unit, measurements) = match measured {
         Ok(measurements) => (
             Some(measurements.facing),
             measurements.distance_unit,
-            measurements.parameters,
+            Some(measurements),
         ),
         Err(error) => {
             warnings.push(format!("parameters not computed: {error}"));
             let facing = landmark_array(&landmarks)
                 .as_ref()
                 .and_then(facing_from_corners);
-            (facing, fallback_unit, Vec::new())
+            (facing, fallback_unit, None)
         }
     };
+
+    let header = radiograph
+        .dicom
+        .as_ref()
+        .map(header_findings)
+        .unwrap_or_default();
+    let image_reasons: Vec<ReasonCode> = header.iter().map(|finding| finding.code).collect();
+    let (parameters, findings) = match landmark_array(&landmarks) {
+        Some(points) => {
+            let mut confidences = [None; LANDMARK_COUNT];
+            let mut shifts = [0.0; LANDMARK_COUNT];
+            for (index, landmark) in landmarks.iter().enumerate() {
+                confidences[index] = landmark.confidence;
+                shifts[index] = landmark.refinement_shift_px;
+            }
+            let quality = cervical_quality::assess(
+                &QualityInput {
+                    landmarks: &points,
+                    confidences: &confidences,
+                    refinement_shift_px: Some(&shifts),
+                    spacing: radiograph.pixel_spacing,
+                    measurements: measurements.as_ref(),
+                    image_reasons: &image_reasons,
+                },
+                &QualityThresholds::default(),
+            );
+            let parameters = measurements
+                .as_ref()
+                .map(|measured| {
+                    measured
+                        .parameters
+                        .iter()
+                        .filter_map(|parameter| {
+                            let quality = quality.get(parameter.name)?;
+                            Some(ParameterRecord {
+                                name: parameter.name,
+                                value: parameter.value,
+                                unit: parameter.unit,
+                                status: quality.status,
+                                reasons: quality.reasons.clone(),
+                                min_landmark_confidence: quality.min_landmark_confidence,
+                                convention: parameter.convention,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut findings = header;
+            findings.extend(quality.findings);
+            (parameters, findings)
+        }
+        None => (Vec::new(), header),
+    };
+    for finding in &findings {
+        if matches!(
+            finding.code,
+            ReasonCode::NotCervicalLateral | ReasonCode::ImageLowConfidence
+        ) {
+            warnings.push(format!("{}: {}", finding.code.as_str(), finding.detail));
+        }
+    }
+    let all_ok = parameters.len() == PARAMETER_NAMES.len()
+        && parameters.iter().all(|p| p.status == QualityStatus::Ok);
     ImageRecord {
+        schema: RECORD_SCHEMA,
+        status: if all_ok {
+            RecordStatus::Ok
+        } else {
+            RecordStatus::Flagged
+        },
         image: context.image.display().to_string(),
+        error: None,
+        timestamp: timestamp_now(),
+        engine: ENGINE,
+        dicom: radiograph.dicom.clone(),
         width: radiograph.width,
         height: radiograph.height,
         format: radiograph.format,
@@ -348,9 +678,28 @@ pub fn build_record(
         pixel_convention: PIXEL_CONVENTION,
         landmarks,
         parameters,
+        findings,
         warnings,
         timing_ms,
     }
+}
+
+/// The reason codes of a record, each once, in a stable order.
+pub fn reason_codes(record: &ImageRecord) -> Vec<ReasonCode> {
+    let mut codes: Vec<ReasonCode> = record
+        .findings
+        .iter()
+        .map(|finding| finding.code)
+        .chain(
+            record
+                .parameters
+                .iter()
+                .flat_map(|p| p.reasons.iter().copied()),
+        )
+        .collect();
+    codes.sort();
+    codes.dedup();
+    codes
 }
 
 /// Whether a parameter is a distance (reported in the record's distance unit).
@@ -360,7 +709,8 @@ pub fn is_distance_parameter(name: &str) -> bool {
 
 /// The CSV header: `image, status, facing, distance_unit`, then per parameter either
 /// `NAME (deg)` for angles or `NAME` and `NAME unit` for distances (their unit depends on the
-/// image), then `median_confidence`, `warnings`, `error`.
+/// image), each followed by `NAME status`; then `median_confidence`, `warning_codes` (the
+/// record's reason codes, `;`-separated), `warnings`, `error`.
 pub fn csv_header() -> Vec<String> {
     let mut columns: Vec<String> = ["image", "status", "facing", "distance_unit"]
         .iter()
@@ -373,9 +723,19 @@ pub fn csv_header() -> Vec<String> {
         } else {
             columns.push(format!("{name} ({ANGLE_UNIT})"));
         }
+        columns.push(format!("{name} status"));
     }
-    columns.extend(["median_confidence", "warnings", "error"].map(String::from));
+    columns.extend(["median_confidence", "warning_codes", "warnings", "error"].map(String::from));
     columns
+}
+
+/// `ok`, `flagged` or `error`.
+pub fn status_name(status: RecordStatus) -> &'static str {
+    match status {
+        RecordStatus::Ok => "ok",
+        RecordStatus::Flagged => "flagged",
+        RecordStatus::Error => "error",
+    }
 }
 
 /// The CSV cells of one record, in the order of [`csv_header`].
@@ -384,7 +744,7 @@ pub fn csv_row(record: &Record) -> Vec<String> {
     match record {
         Record::Analyzed(analysis) => {
             cells.push(analysis.image.clone());
-            cells.push("ok".to_string());
+            cells.push(status_name(analysis.status).to_string());
             cells.push(match analysis.facing {
                 Some(Facing::Left) => "left".to_string(),
                 Some(Facing::Right) => "right".to_string(),
@@ -393,13 +753,20 @@ pub fn csv_row(record: &Record) -> Vec<String> {
             cells.push(analysis.distance_unit.to_string());
             for name in PARAMETER_NAMES {
                 let parameter = analysis.parameters.iter().find(|p| p.name == name);
-                cells.push(parameter.map_or_else(String::new, |p| format!("{:.3}", p.value)));
+                cells.push(parameter.map_or_else(String::new, |p| format!("{:.2}", p.value)));
                 if is_distance_parameter(name) {
                     cells.push(parameter.map_or_else(String::new, |p| p.unit.to_string()));
                 }
+                cells.push(
+                    parameter
+                        .map_or(QualityStatus::NotMeasurable.as_str(), |p| p.status.as_str())
+                        .to_string(),
+                );
             }
             cells
                 .push(median_confidence(&analysis.landmarks).map_or_else(String::new, significant));
+            let codes: Vec<&str> = reason_codes(analysis).iter().map(|c| c.as_str()).collect();
+            cells.push(codes.join(";"));
             cells.push(analysis.warnings.join("; "));
             cells.push(String::new());
         }
@@ -413,6 +780,60 @@ pub fn csv_row(record: &Record) -> Vec<String> {
         }
     }
     cells
+}
+
+/// The header of the long-format landmarks table (`--landmarks-csv`): one row per landmark.
+pub fn landmarks_csv_header() -> Vec<String> {
+    [
+        "image",
+        "landmark",
+        "x_px",
+        "y_px",
+        "sd_px",
+        "confidence",
+        "source",
+        "flagged_by",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The rows of one record in the long-format landmarks table (none for a failed image).
+/// `flagged_by` lists the reason codes of the findings that name the landmark.
+pub fn landmarks_csv_rows(record: &Record) -> Vec<Vec<String>> {
+    let Record::Analyzed(analysis) = record else {
+        return Vec::new();
+    };
+    analysis
+        .landmarks
+        .iter()
+        .map(|landmark| {
+            let mut codes: Vec<&str> = analysis
+                .findings
+                .iter()
+                .filter(|finding| finding.landmarks.contains(&landmark.name))
+                .map(|finding| finding.code.as_str())
+                .collect();
+            codes.sort();
+            codes.dedup();
+            vec![
+                analysis.image.clone(),
+                landmark.name.to_string(),
+                format!("{:.2}", landmark.x),
+                format!("{:.2}", landmark.y),
+                format!("{:.2}", landmark.sd_px),
+                landmark
+                    .confidence
+                    .map_or_else(String::new, |c| format!("{}", significant_digits(c, 3))),
+                match landmark.source {
+                    LandmarkSource::Global => "global",
+                    LandmarkSource::Refined => "refined",
+                }
+                .to_string(),
+                codes.join(";"),
+            ]
+        })
+        .collect()
 }
 
 /// One CSV field, quoted when it holds a separator, a quote or a line break (RFC 4180).
@@ -478,6 +899,7 @@ mod tests {
             sd_px: 1.0,
             confidence,
             source: LandmarkSource::Global,
+            refinement_shift_px: 0.0,
         };
         assert_eq!(median_confidence(&[]), None);
         assert_eq!(median_confidence(&[landmark(None)]), None);
@@ -514,9 +936,11 @@ mod tests {
                 "facing",
                 "distance_unit",
                 "C2-C7 (deg)",
-                "C2-C6 (deg)"
+                "C2-C7 status"
             ]
         );
+        assert!(header.contains(&"cSVA status".to_string()));
+        assert!(header.contains(&"warning_codes".to_string()));
         assert!(header.contains(&"cSVA".to_string()));
         assert!(header.contains(&"cSVA unit".to_string()));
         assert!(header.contains(&"RJD unit".to_string()));

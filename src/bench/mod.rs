@@ -529,11 +529,17 @@ pub fn run_torch(
     let _ = std::fs::remove_dir_all(&dir);
     if !output.status.success() {
         return Err(crate::error::SagittaError::InvalidInput(format!(
-            "the PyTorch benchmark failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("no output")
+            "the PyTorch benchmark failed ({}): {}",
+            output.status,
+            {
+                // The end of its stderr: a traceback's last frames and the error.
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+                match lines.len() {
+                    0 => "no output".to_string(),
+                    n => lines[n.saturating_sub(6)..].join(" | "),
+                }
+            }
         )));
     }
     serde_json::from_slice(&output.stdout).map_err(|e| {
@@ -549,6 +555,9 @@ pub struct Comparison {
     pub sagitta: BenchReport,
     pub kernels: Vec<KernelRow>,
     pub torch: Option<TorchReport>,
+    /// Why the PyTorch side gave no report, when it was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub torch_error: Option<String>,
     pub batch: Option<BatchReport>,
     pub cold_start: Option<ColdStart>,
 }

@@ -350,12 +350,16 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
             python: std::env::var("SAGITTA_PYTHON").unwrap_or_else(|_| "python3".into()),
             device: std::env::var("SAGITTA_TORCH_DEVICE").ok(),
         };
-        Some(sagitta::bench::run_torch(
-            &weights, &settings, &kernels, &runner,
-        )?)
+        // A failing PyTorch side does not lose sagitta's numbers: they are printed and written,
+        // then the command fails with PyTorch's error.
+        match sagitta::bench::run_torch(&weights, &settings, &kernels, &runner) {
+            Ok(report) => (Some(report), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
     } else {
-        None
+        (None, None)
     };
+    let (torch, torch_error) = torch;
     let batch = if args.batch.is_empty() {
         None
     } else {
@@ -373,6 +377,7 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         sagitta: report,
         kernels,
         torch,
+        torch_error: torch_error.clone(),
         batch,
         cold_start,
     };
@@ -387,7 +392,10 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
     } else {
         println!("{comparison}");
     }
-    Ok(())
+    match torch_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 fn tune(gpu: &GpuArgs, args: &TuneArgs) -> AnyResult {

@@ -14,9 +14,10 @@
 #      compared with tools/gpu_check_reference.json (the same run on lavapipe, f32);
 #   5. `sagitta tune` for each model family (cervical, csm) at paper size (random paper weights
 #      made by the binary itself: no weights file to carry);
-#   6. `sagitta bench --torch --kernels` for each family at paper size, f32, f16, and f16 with
-#      tensor cores (SAGITTA_COOPERATIVE_MATRIX=on); PyTorch on CUDA (tools/bench_torch.py on the
-#      same weights and image, under autocast(float16) for f16).
+#   6. `sagitta bench --kernels` for each family at paper size: f32, f16 and f16 with tensor cores
+#      allowed (SAGITTA_COOPERATIVE_MATRIX=on) with `--torch`: PyTorch on CUDA (tools/bench_torch.py
+#      on the same weights and image, under autocast(float16) for f16); for cervical also f16 with
+#      every convolution on the tiled kernel, with and without tensor cores.
 #
 # Every step runs under `timeout` (and within an overall budget, default 420 s) and the run goes on
 # after a failing one; each step's status, exit code and seconds go into the results.
@@ -24,15 +25,17 @@
 #   results.json   every step, the environment, info, tensor cores, analyze differences, tuning
 #                  tables and the full `sagitta bench --out` JSON of every run
 #   results.md     the same as tables
-#   logs/          each step's stdout (.out) and stderr (.err); tuning.json (the tuned kernels)
+#   tuning.json    the table `sagitta tune` wrote (used by the benches)
+#   logs/          each step's stdout (.out) and stderr (.err), each bench's JSON
 # Progress lines start with "+ [HH:MM:SS  +Ns]" so a cut log still shows where the run got to.
 #
 #   tools/gpu_check.sh [--small] [--out DIR] [--budget SECONDS]
-#   SAGITTA_BIN=.gpu/sagitta SAGITTA_PYTHON=python3 tools/gpu_check.sh
+#   SAGITTA_BIN=.gpu/sagitta SAGITTA_PYTHON=python3 SAGITTA_GIT_COMMIT=abc123 tools/gpu_check.sh
 #
 # --small (or SAGITTA_GPU_CHECK_SMALL=1): the small test models of tests/fixtures at a 300x250
-# image and few runs instead of the paper's models at 1200x1000: proves the flow in a minute or
-# two on lavapipe and PyTorch CPU.
+# image and few runs instead of the paper's models at 1200x1000: proves the flow in about 3 minutes
+# on lavapipe with PyTorch on 2 CPU cores. Without --small, a CPU rasteriser as the chosen adapter
+# skips tune and bench (SAGITTA_GPU_CHECK_FORCE=1 runs them anyway).
 
 set -u -o pipefail
 
@@ -44,7 +47,7 @@ while [ $# -gt 0 ]; do
         --small) SMALL=1 ;;
         --out) OUTDIR=$2; shift ;;
         --budget) BUDGET=$2; shift ;;
-        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift

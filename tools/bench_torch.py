@@ -9,10 +9,16 @@ Prints one JSON object on stdout. On CUDA, times are taken with CUDA events afte
 peak memory is torch.cuda.max_memory_allocated; on CPU, wall-clock and no peak memory.
 
     python3 tools/bench_torch.py --weights W.safetensors --image 1200x1000 [--shapes S.json] \
-        [--device cpu|cuda] [--runs 5] [--warmup 1]
+        [--device cpu|cuda] [--precision f32|f16] [--runs 5] [--warmup 1]
+
+--device defaults to cuda when torch sees a GPU (env SAGITTA_TORCH_DEVICE overrides the default).
+--precision f16 runs everything under torch.autocast(dtype=float16) (convolutions, matmuls and
+pooling in half precision, reductions in f32 as autocast decides): the like-for-like partner of
+`sagitta bench --precision f16`. The weights stay f32 parameters, as autocast expects.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -121,7 +127,9 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", required=True)
     ap.add_argument("--image", default="1200x1000")
     ap.add_argument("--shapes")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default=os.environ.get("SAGITTA_TORCH_DEVICE")
+                    or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ap.add_argument("--precision", choices=["f32", "f16"], default="f32")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--kernel-runs", type=int, default=5)
@@ -138,7 +146,9 @@ def main(argv=None) -> int:
     model = model.to(device).eval()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    with torch.no_grad():
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.float16)
+                if args.precision == "f16" else contextlib.nullcontext())
+    with torch.no_grad(), autocast:
         pipeline = spread(timer.measure(lambda: model(image), args.runs, args.warmup))
         peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
 
@@ -157,6 +167,7 @@ def main(argv=None) -> int:
     out = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "torch": torch.__version__,
+        "precision": args.precision,
         "model": config.get("name"),
         "pipeline_ms": pipeline,
         "peak_memory_bytes": peak,

@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::engine::{GpuContext, PipelineCache, Precision, Step};
 use crate::error::Result;
 use crate::models::cervical::{CervicalConfig, CervicalModel, GpuMemory, GreyImage};
+use crate::models::csm::CsmModel;
 use crate::nn::weights::WeightFile;
 use crate::ops::conv2d::{Activation, ConvStep};
 use crate::ops::ConvSelection;
@@ -123,25 +124,7 @@ pub fn run(
     }
     let config: CervicalConfig = model.config.clone();
     let config = &config;
-    let mut per_kernel: std::collections::BTreeMap<&str, usize> = Default::default();
-    let plan = model.dispatch_plan(w, h)?;
-    for step in plan.steps() {
-        if ConvStep::of(step).is_some() {
-            *per_kernel.entry(step.kernel.name).or_default() += 1;
-        }
-    }
-    let chosen_by = match settings.selection.tuned_shapes() {
-        0 => "heuristic, no `sagitta tune` table".to_string(),
-        n => format!("measured by `sagitta tune` ({n} shapes)"),
-    };
-    let convolutions = format!(
-        "{} ({chosen_by})",
-        per_kernel
-            .iter()
-            .map(|(k, n)| format!("{k} x{n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let convolutions = convolution_summary(&model.dispatch_plan(w, h)?, &settings.selection);
     Ok(BenchReport {
         adapter: ctx.describe(),
         precision: settings.precision,
@@ -160,6 +143,88 @@ pub fn run(
             .map(|(n, v)| (n, Spread::of(v)))
             .collect(),
         gpu_memory: model.gpu_memory(),
+        convolutions,
+    })
+}
+
+/// Which kernel runs how many convolutions of a plan, and how they were chosen.
+fn convolution_summary(plan: &crate::engine::Plan, selection: &ConvSelection) -> String {
+    let mut per_kernel: std::collections::BTreeMap<&str, usize> = Default::default();
+    for step in plan.steps() {
+        if ConvStep::of(step).is_some() {
+            *per_kernel.entry(step.kernel.name).or_default() += 1;
+        }
+    }
+    let chosen_by = match selection.tuned_shapes() {
+        0 => "heuristic, no `sagitta tune` table".to_string(),
+        n => format!("measured by `sagitta tune` ({n} shapes)"),
+    };
+    format!(
+        "{} ({chosen_by})",
+        per_kernel
+            .iter()
+            .map(|(k, n)| format!("{k} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The CSM classifier's benchmark: load, prepare, warm-up, timed runs (end-to-end latency with
+/// the 4-byte readback; no per-stage times), GPU memory. `crop_size` is 0 (no crops).
+pub fn run_csm(
+    ctx: Arc<GpuContext>,
+    weights: &WeightFile,
+    settings: &BenchSettings,
+) -> Result<BenchReport> {
+    let (w, h) = (settings.image_width, settings.image_height);
+    let pixels = synthetic_image(w, h);
+    let image = GreyImage {
+        width: w,
+        height: h,
+        pixels: &pixels,
+    };
+    let t = Instant::now();
+    let mut model = CsmModel::with_selection(ctx.clone(), weights, &settings.selection)?;
+    model.set_precision(settings.precision)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    model.prepare(w, h)?;
+    let prepare_s = t.elapsed().as_secs_f64();
+    let mut first_run_s = None;
+    if settings.runs > 0 {
+        let t = Instant::now();
+        model.run(image)?;
+        first_run_s = Some(t.elapsed().as_secs_f64());
+        for _ in 1..settings.warmup {
+            model.run(image)?;
+        }
+    }
+    let mut latencies = Vec::new();
+    for _ in 0..settings.runs {
+        let t = Instant::now();
+        model.run(image)?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let convolutions = convolution_summary(&model.dispatch_plan(w, h)?, &settings.selection);
+    Ok(BenchReport {
+        adapter: ctx.describe(),
+        precision: settings.precision,
+        model: model.config.name.clone(),
+        input_size: model.config.input_size,
+        crop_size: 0,
+        image: [w, h],
+        dispatches: model.dispatch_count(),
+        runs: latencies.len(),
+        load_s,
+        prepare_s,
+        first_run_s,
+        latency_ms: (!latencies.is_empty()).then(|| Spread::of(latencies)),
+        stages_ms: Vec::new(),
+        gpu_memory: GpuMemory {
+            weights: model.weight_bytes(),
+            activations: model.activation_bytes(),
+            io: model.io_bytes(),
+        },
         convolutions,
     })
 }
@@ -289,7 +354,7 @@ pub fn flops(step: &Step) -> u64 {
     2 * p.batch as u64 * p.out_c as u64 * p.out_h as u64 * p.out_w as u64 * p.in_c as u64 * taps
 }
 
-/// Times every distinct kernel shape of the cervical pipeline in isolation: `repeats` dispatches
+/// Times every distinct kernel shape of a model's pipeline (any family) in isolation: `repeats` dispatches
 /// per timed pass, `samples` passes, median per dispatch.
 pub fn kernel_table(
     ctx: Arc<GpuContext>,
@@ -298,9 +363,20 @@ pub fn kernel_table(
     repeats: usize,
     samples: usize,
 ) -> Result<Vec<KernelRow>> {
-    let mut model = CervicalModel::with_selection(ctx.clone(), weights, &settings.selection)?;
-    model.set_precision(settings.precision)?;
-    let plan = model.dispatch_plan(settings.image_width, settings.image_height)?;
+    let (w, h) = (settings.image_width, settings.image_height);
+    let plan = match crate::models::family_of(weights)? {
+        crate::models::Family::Cervical => {
+            let mut model =
+                CervicalModel::with_selection(ctx.clone(), weights, &settings.selection)?;
+            model.set_precision(settings.precision)?;
+            model.dispatch_plan(w, h)?
+        }
+        crate::models::Family::Csm => {
+            let mut model = CsmModel::with_selection(ctx.clone(), weights, &settings.selection)?;
+            model.set_precision(settings.precision)?;
+            model.dispatch_plan(w, h)?
+        }
+    };
     let mut seen: Vec<(String, usize, usize)> = Vec::new();
     for (i, step) in plan.steps().iter().enumerate() {
         let key = format!(
@@ -357,6 +433,9 @@ pub fn kernel_table(
 pub struct TorchReport {
     pub device: String,
     pub torch: String,
+    /// "f32", or "f16" (autocast to float16); absent from older scripts.
+    #[serde(default)]
+    pub precision: Option<String>,
     pub pipeline_ms: TorchSpread,
     pub peak_memory_bytes: Option<u64>,
     pub kernels: Vec<TorchKernel>,
@@ -432,7 +511,13 @@ pub fn run_torch(
         .arg("--runs")
         .arg(settings.runs.max(1).to_string())
         .arg("--warmup")
-        .arg(settings.warmup.to_string());
+        .arg(settings.warmup.to_string())
+        // f16: PyTorch under autocast(float16), the like-for-like comparison.
+        .arg("--precision")
+        .arg(match settings.precision {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        });
     if let Some(device) = &runner.device {
         command.arg("--device").arg(device);
     }
@@ -444,11 +529,17 @@ pub fn run_torch(
     let _ = std::fs::remove_dir_all(&dir);
     if !output.status.success() {
         return Err(crate::error::SagittaError::InvalidInput(format!(
-            "the PyTorch benchmark failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("no output")
+            "the PyTorch benchmark failed ({}): {}",
+            output.status,
+            {
+                // The end of its stderr: a traceback's last frames and the error.
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+                match lines.len() {
+                    0 => "no output".to_string(),
+                    n => lines[n.saturating_sub(6)..].join(" | "),
+                }
+            }
         )));
     }
     serde_json::from_slice(&output.stdout).map_err(|e| {
@@ -464,6 +555,9 @@ pub struct Comparison {
     pub sagitta: BenchReport,
     pub kernels: Vec<KernelRow>,
     pub torch: Option<TorchReport>,
+    /// Why the PyTorch side gave no report, when it was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub torch_error: Option<String>,
     pub batch: Option<BatchReport>,
     pub cold_start: Option<ColdStart>,
 }
@@ -559,8 +653,12 @@ impl std::fmt::Display for Comparison {
         if let (Some(t), Some(latency)) = (&self.torch, &self.sagitta.latency_ms) {
             writeln!(
                 f,
-                "PyTorch {} on {}: pipeline median {:.2} ms, min {:.2} ms",
-                t.torch, t.device, t.pipeline_ms.median, t.pipeline_ms.min
+                "PyTorch {} on {} ({}): pipeline median {:.2} ms, min {:.2} ms",
+                t.torch,
+                t.device,
+                t.precision.as_deref().unwrap_or("f32"),
+                t.pipeline_ms.median,
+                t.pipeline_ms.min
             )?;
             writeln!(
                 f,

@@ -65,7 +65,7 @@ enum Command {
         #[arg(long)]
         weights: Option<PathBuf>,
     },
-    /// Runs the cervical pipeline and prints per-stage GPU times, latency and GPU memory.
+    /// Runs a model's pipeline (cervical: per-stage GPU times) and prints latency and GPU memory.
     Bench(BenchArgs),
     /// Times every convolution kernel (direct, tiled, Winograd) for each convolution shape of
     /// the model on this adapter and saves the fastest choices; later runs build their layers
@@ -109,9 +109,14 @@ struct TuneArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Weights file; without it, random weights in the paper's configuration.
+    /// Weights file of any model family; without it, random weights of `--model` in the
+    /// paper's configuration.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// The model family benchmarked without --weights: cervical or csm (the CSM classifier has
+    /// no per-stage GPU times).
+    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm"])]
+    model: String,
     /// Timed runs after warm-up (0: load and prepare only, e.g. for the GPU memory).
     #[arg(long, default_value_t = 10)]
     runs: usize,
@@ -312,10 +317,15 @@ fn parse_size(text: &str) -> AnyResult<(u32, u32)> {
 
 fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
     let (ctx, selection) = gpu.open()?;
-    let weights = match &args.weights {
-        Some(p) => WeightFile::open(p)?,
-        None => CervicalConfig::paper().random_weights(0),
+    let weights = match (&args.weights, args.model.as_str()) {
+        (Some(p), _) => WeightFile::open(p)?,
+        (None, "csm") => sagitta::models::csm::CsmConfig::paper().random_weights(0),
+        (None, _) => CervicalConfig::paper().random_weights(0),
     };
+    let family = sagitta::models::family_of(&weights)?;
+    if family != sagitta::models::Family::Cervical && (!args.batch.is_empty() || args.cold_start) {
+        return Err("--batch and --cold-start run the cervical model only".into());
+    }
     let (image_width, image_height) = parse_size(&args.image)?;
     let settings = sagitta::bench::BenchSettings {
         image_width,
@@ -325,7 +335,10 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         precision: args.precision,
         selection: selection.clone(),
     };
-    let report = sagitta::bench::run(ctx.clone(), &weights, &settings)?;
+    let report = match family {
+        sagitta::models::Family::Cervical => sagitta::bench::run(ctx.clone(), &weights, &settings)?,
+        sagitta::models::Family::Csm => sagitta::bench::run_csm(ctx.clone(), &weights, &settings)?,
+    };
     let kernels = if args.kernels {
         sagitta::bench::kernel_table(ctx, &weights, &settings, args.kernel_repeats, 3)?
     } else {
@@ -337,12 +350,16 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
             python: std::env::var("SAGITTA_PYTHON").unwrap_or_else(|_| "python3".into()),
             device: std::env::var("SAGITTA_TORCH_DEVICE").ok(),
         };
-        Some(sagitta::bench::run_torch(
-            &weights, &settings, &kernels, &runner,
-        )?)
+        // A failing PyTorch side does not lose sagitta's numbers: they are printed and written,
+        // then the command fails with PyTorch's error.
+        match sagitta::bench::run_torch(&weights, &settings, &kernels, &runner) {
+            Ok(report) => (Some(report), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
     } else {
-        None
+        (None, None)
     };
+    let (torch, torch_error) = torch;
     let batch = if args.batch.is_empty() {
         None
     } else {
@@ -360,6 +377,7 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         sagitta: report,
         kernels,
         torch,
+        torch_error: torch_error.clone(),
         batch,
         cold_start,
     };
@@ -374,7 +392,10 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
     } else {
         println!("{comparison}");
     }
-    Ok(())
+    match torch_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 fn tune(gpu: &GpuArgs, args: &TuneArgs) -> AnyResult {

@@ -314,4 +314,16 @@ impl CsmModel {
     pub fn dispatch_count(&self) -> usize {
         self.compiled.as_ref().map_or(0, |c| c.plan.step_count())
     }
+
+    /// GPU bytes of the activations after liveness reuse (0 before `prepare`).
+    pub fn activation_bytes(&self) -> u64 {
+        self.compiled
+            .as_ref()
+            .map_or(0, |c| c.plan.activation_bytes())
+    }
+
+    /// GPU bytes of the radiograph upload buffer and the readback buffer.
+    pub fn io_bytes(&self) -> u64 {
+        self.image_buffer.size() + self.staging.size()
+    }
 }

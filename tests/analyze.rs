@@ -59,6 +59,16 @@ fn json(output: &Output) -> Value {
     })
 }
 
+/// The one record of a one-image run: stdout is always an array, here of one element.
+fn single_record(output: &Output) -> Value {
+    let records = json(output);
+    let array = records
+        .as_array()
+        .unwrap_or_else(|| panic!("stdout is not a JSON array: {records}"));
+    assert_eq!(array.len(), 1, "{records}");
+    array[0].clone()
+}
+
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -241,7 +251,7 @@ fn single_png_prints_one_json_record() {
     write_png(&image, 160, 200);
     let output = sagitta(&[path_str(&image), "--weights", FIXTURE_WEIGHTS]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let record = json(&output);
+    let record = single_record(&output);
     assert_valid_record(&record);
     assert_eq!(record["image"], path_str(&image));
     assert_eq!(
@@ -288,7 +298,7 @@ fn pixel_spacing_option_gives_millimetres_from_the_user() {
         path_str(&overlay),
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let record = json(&output);
+    let record = single_record(&output);
     assert_valid_record(&record);
     assert_eq!(record["spacing_source"], "user");
     assert_eq!(record["distance_unit"], "mm");
@@ -621,7 +631,7 @@ fn overlay_that_cannot_be_written_keeps_the_record_and_exits_1() {
         path_str(&overlays),
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    let record = json(&output);
+    let record = single_record(&output);
     assert_valid_record(&record);
     assert!(
         warnings(&record)
@@ -677,7 +687,7 @@ fn dicom_pixel_spacing_is_reported() {
     );
     let output = sagitta(&[path_str(&path), "--weights", FIXTURE_WEIGHTS]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let record = json(&output);
+    let record = single_record(&output);
     assert_valid_record(&record);
     assert_eq!(record["format"], "dicom");
     assert_eq!(record["transfer_syntax"], EXPLICIT_VR_LITTLE_ENDIAN);
@@ -698,7 +708,7 @@ fn dicom_pixel_spacing_is_reported() {
         "--pixel-spacing",
         "0.3",
     ]);
-    let record = json(&output);
+    let record = single_record(&output);
     assert_eq!(record["spacing_source"], "user");
     assert_eq!(record["pixel_spacing"]["row_mm"], 0.3);
 }
@@ -816,7 +826,7 @@ fn default_weights_find_the_landmarks_of_the_shipped_samples() {
             "{sample}: {}",
             text(&output.stderr)
         );
-        let record = json(&output);
+        let record = single_record(&output);
         assert_eq!(record["model"]["name"], "sagitta-default-synthetic-v1");
         let truth = read_json(&root.join(sample).with_extension("json"));
         let mut errors: Vec<f64> = record["landmarks"]
@@ -874,7 +884,7 @@ fn f16_precision_gives_the_same_landmarks_within_a_pixel() {
     assert!(ok, "{}", text(&f16.stderr));
     let (ok, f32) = run("f32");
     assert!(ok, "{}", text(&f32.stderr));
-    let (f16, f32) = (json(&f16), json(&f32));
+    let (f16, f32) = (single_record(&f16), single_record(&f32));
     assert_eq!(f16["model"]["precision"], "f16");
     assert_eq!(f32["model"]["precision"], "f32");
     let points = |r: &Value| -> Vec<(f64, f64)> {

@@ -24,7 +24,9 @@ use crate::api::{Analysis, AnalyzeError, Analyzer, EngineOptions, WEIGHTS_ENV};
 use crate::engine::{AdapterChoice, Precision};
 use crate::io::{load_radiograph_with, LoadLimits};
 use crate::report::overlay;
-use crate::report::{csv_field, csv_header, csv_row, Record};
+use crate::report::{
+    csv_field, csv_header, csv_row, landmarks_csv_header, landmarks_csv_rows, Record,
+};
 
 use super::output::{self, AtomicFile, InputIdentities, OutputLock};
 
@@ -53,10 +55,14 @@ pub struct AnalyzeArgs {
     /// --csv-append is given). It appears whole when the batch ends.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
-    /// Add the rows to the --csv file if it exists (its header must be this version's); the
-    /// header is written only to a new or empty file.
-    #[arg(long, requires = "csv")]
+    /// Add the rows to the --csv (and --landmarks-csv) file if it exists (its header must be
+    /// this version's); the header is written only to a new or empty file.
+    #[arg(long)]
     pub csv_append: bool,
+    /// Write the landmarks as a long-format CSV: one row per image and landmark (image,
+    /// landmark, x_px, y_px, sd_px, confidence, source, flagged_by). Same rules as --csv.
+    #[arg(long, value_name = "FILE")]
+    pub landmarks_csv: Option<PathBuf>,
     /// Draw overlays: a .png file for a single image, else a folder of <file stem>.png.
     #[arg(long, value_name = "FILE|DIR")]
     pub overlay: Option<PathBuf>,
@@ -436,6 +442,9 @@ fn plan_outputs(
     if let Some(csv) = &args.csv {
         check(csv, "--csv")?;
     }
+    if let Some(csv) = &args.landmarks_csv {
+        check(csv, "--landmarks-csv")?;
+    }
     for path in json.iter().flatten() {
         check(path, "--out")?;
     }
@@ -464,10 +473,14 @@ fn lock_outputs(
             locks.push(lock);
         }
     }
-    let files = args.csv.iter().chain(match overlay_target {
-        Some(OverlayTarget::File(path)) => Some(path),
-        _ => None,
-    });
+    let files = args
+        .csv
+        .iter()
+        .chain(&args.landmarks_csv)
+        .chain(match overlay_target {
+            Some(OverlayTarget::File(path)) => Some(path),
+            _ => None,
+        });
     for file in files {
         let lock = OutputLock::acquire(&output::file_lock_path(file), file)
             .map_err(AnalyzeError::Usage)?;
@@ -481,13 +494,28 @@ fn lock_outputs(
 /// must be this version's) and the new ones follow.
 struct CsvOutput {
     file: AtomicFile,
+    /// The rows of one record.
+    rows: fn(&Record) -> Vec<Vec<String>>,
+}
+
+/// The parameters table: one row per image.
+fn parameter_rows(record: &Record) -> Vec<Vec<String>> {
+    vec![csv_row(record)]
 }
 
 impl CsvOutput {
-    fn open(path: &Path, append: bool) -> Result<Self, AnalyzeError> {
+    /// The table of `flag` (`--csv`, `--landmarks-csv`) with `header`, one record giving
+    /// `rows`.
+    fn open(
+        path: &Path,
+        append: bool,
+        flag: &str,
+        header: &[String],
+        rows: fn(&Record) -> Vec<Vec<String>>,
+    ) -> Result<Self, AnalyzeError> {
         let refuse =
-            |reason: String| AnalyzeError::Usage(format!("--csv {}: {reason}", path.display()));
-        let header = csv_line(&csv_header());
+            |reason: String| AnalyzeError::Usage(format!("{flag} {}: {reason}", path.display()));
+        let header = csv_line(header);
         let existing = match std::fs::symlink_metadata(path) {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => return Err(output_error(path, error)),
@@ -533,11 +561,14 @@ impl CsvOutput {
         };
         file.write_all(&start)
             .map_err(|error| output_error(path, error))?;
-        Ok(Self { file })
+        Ok(Self { file, rows })
     }
 
     fn write(&mut self, record: &Record) -> std::io::Result<()> {
-        self.file.write_all(csv_line(&csv_row(record)).as_bytes())
+        for row in (self.rows)(record) {
+            self.file.write_all(csv_line(&row).as_bytes())?;
+        }
+        Ok(())
     }
 
     fn finish(self) -> Result<(), AnalyzeError> {
@@ -682,10 +713,27 @@ pub fn run(
         overlay_target.as_ref(),
     )?;
     let _locks = lock_outputs(args, overlay_target.as_ref())?;
-    let mut csv = match &args.csv {
-        None => None,
-        Some(path) => Some(CsvOutput::open(path, args.csv_append)?),
-    };
+    let mut tables = Vec::new();
+    if let Some(path) = &args.csv {
+        let table = CsvOutput::open(
+            path,
+            args.csv_append,
+            "--csv",
+            &csv_header(),
+            parameter_rows,
+        )?;
+        tables.push((path.clone(), table));
+    }
+    if let Some(path) = &args.landmarks_csv {
+        let table = CsvOutput::open(
+            path,
+            args.csv_append,
+            "--landmarks-csv",
+            &landmarks_csv_header(),
+            landmarks_csv_rows,
+        )?;
+        tables.push((path.clone(), table));
+    }
 
     let mut analyzer = Analyzer::new(&weights, gpu, options)?;
     for note in analyzer.notes() {
@@ -708,8 +756,9 @@ pub fn run(
     };
     let started = Instant::now();
     let mut stdout = std::io::stdout().lock();
-    // Several records without --out go to stdout as one JSON array, written as they come.
-    let stream_array = args.out.is_none() && !single;
+    // Without --out the records go to stdout as one JSON array (one element for one image:
+    // the same shape whatever the count), written as they come.
+    let stream_array = args.out.is_none();
     if stream_array {
         write_stdout(&mut stdout, "[\n");
     }
@@ -795,10 +844,9 @@ pub fn run(
             } else {
                 summary.failed += 1;
             }
-            if let Some(writer) = &mut csv {
-                if let Err(error) = writer.write(&record) {
+            for (path, table) in &mut tables {
+                if let Err(error) = table.write(&record) {
                     progress.finish_and_clear();
-                    let path = args.csv.as_deref().unwrap_or(Path::new(""));
                     return Err(if output::is_disk_full(&error) {
                         disk_full(path, &error, index, total)
                     } else {
@@ -820,8 +868,8 @@ pub fn run(
                 let record =
                     Record::failed(&item.path, format!("{}: {reason}", item.path.display()));
                 summary_count(&mut summary, &record);
-                if let Some(writer) = &mut csv {
-                    let _ = writer.write(&record);
+                for (_, table) in &mut tables {
+                    let _ = table.write(&record);
                 }
                 let json = record.to_json();
                 match &planned.json[index] {
@@ -846,8 +894,8 @@ pub fn run(
     }
     progress.finish_and_clear();
     outcome?;
-    if let Some(csv) = csv {
-        csv.finish()?;
+    for (_, table) in tables {
+        table.finish()?;
     }
     if !args.quiet && !single {
         let seconds = started.elapsed().as_secs_f64();

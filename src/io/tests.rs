@@ -1265,3 +1265,92 @@ fn doubled_rows_in_a_compressed_dicom_contradict_the_codestream() {
         );
     }
 }
+
+/// Issue 10, item 5: the hand decoding against dicom-pixeldata's own pipeline on the NEMA films.
+/// Grey values: its modality LUT (`to_vec_frame`, photometric ignored) must give ours, mirrored
+/// for MONOCHROME1 (its own MONOCHROME1 inversion exists only for windowed 8/16-bit images, not
+/// for raw values, which is what the model needs). Window: its VOI LUT on an 8-bit image must
+/// match [`VoiWindow::apply`] on our values within one 8-bit grey level.
+#[test]
+fn decoding_and_windowing_agree_with_dicom_pixeldata_on_the_nema_films() {
+    use dicom_pixeldata::{BitDepthOption, ConvertOptions, PixelDecoder, VoiLutOption};
+    let folder = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/dicom"));
+    let mut compared = 0;
+    for name in ["RG1_J2KI.dcm", "RG2_UNC", "RG2_RLE", "RG3_J2KR"] {
+        let path = folder.join(name);
+        if !path.is_file() {
+            println!("note: {} not found, skipped", path.display());
+            continue;
+        }
+        let ours = load_radiograph(&path).unwrap();
+        let object = dicom_object::open_file(&path).unwrap();
+        let decoded = object.decode_pixel_data().unwrap();
+        let theirs: Vec<f32> = decoded.to_vec_frame(0).unwrap();
+        assert_eq!(theirs.len(), ours.pixels.len(), "{name}");
+        let monochrome1 = decoded.photometric_interpretation().to_string() == "MONOCHROME1";
+        // MONOCHROME1: ours = S − theirs for one constant S.
+        let offset = if monochrome1 {
+            f64::from(ours.pixels[0]) + f64::from(theirs[0])
+        } else {
+            0.0
+        };
+        let worst = ours
+            .pixels
+            .iter()
+            .zip(&theirs)
+            .map(|(&o, &t)| {
+                let expected = if monochrome1 {
+                    offset - f64::from(t)
+                } else {
+                    f64::from(t)
+                };
+                (f64::from(o) - expected).abs()
+            })
+            .fold(0.0, f64::max);
+        assert!(worst <= 1e-3, "{name}: grey values differ by {worst}");
+
+        let window = ours.dicom.as_ref().and_then(|d| d.window).unwrap();
+        let windowed: Vec<u16> = match decoded.to_vec_frame_with_options(
+            0,
+            &ConvertOptions::new()
+                .with_voi_lut(VoiLutOption::First)
+                .with_bit_depth(BitDepthOption::Force8Bit),
+        ) {
+            Ok(windowed) => windowed,
+            Err(error) => {
+                // dicom-pixeldata 0.10 refuses some windows its 8-bit LUT cannot hold
+                // (RG1_J2KI: a LUT value above 255); ours has no such limit.
+                let error = error.to_string();
+                println!("{name}: grey values agree; dicom-pixeldata's VOI LUT fails: {error}");
+                continue;
+            }
+        };
+        let (low, high) = windowed
+            .iter()
+            .fold((u16::MAX, 0u16), |(l, h), &v| (l.min(v), h.max(v)));
+        let bits = decoded.bits_stored();
+        println!("{name}: their windowed values {low}..{high} ({bits} bits stored)");
+        let mut largest = 0i32;
+        for (index, &value) in ours.pixels.iter().enumerate().step_by(97) {
+            let display = window.apply(f64::from(value));
+            // Their VOI output is not inverted for MONOCHROME1 (photometric ignored).
+            let display = if monochrome1 { 1.0 - display } else { display };
+            let mine = (display * 65535.0).round() as i32;
+            let theirs = i32::from(windowed[index]);
+            largest = largest.max((mine - theirs).abs());
+        }
+        // One 8-bit grey level is 257 of these 16-bit ones.
+        assert!(
+            largest <= 257,
+            "{name}: windowed grey differs by {largest} of 65535"
+        );
+        println!("{name}: largest windowed difference {largest} of 65535");
+        println!("{name}: MONOCHROME1 {monochrome1}, window {window:?}: agrees");
+        compared += 1;
+    }
+    let present = ["RG2_UNC", "RG3_J2KR"]
+        .iter()
+        .filter(|name| folder.join(name).is_file())
+        .count();
+    assert!(compared >= present, "{compared} windows compared");
+}

@@ -15,7 +15,10 @@ use super::cervical::{
     LANDMARK_NAMES, OCC, PARAMETER_NAMES, PI, PNS, PS, T1_AS, T1_PS,
 };
 use super::quality::{Finding, ParameterQuality, PlausibleRange, ReasonCode};
+use crate::anatomy::cervical::DISC_COUNT;
 
+/// The first landmark of the first disc group (C2_pi): disc k holds 4k+2 .. 4k+5.
+const DISC_FIRST: usize = C2 + PI;
 /// Vertebrae with four corners: C2 to C7.
 const CORNERED_VERTEBRAE: usize = 6;
 const VERTEBRA_NAMES: [&str; CORNERED_VERTEBRAE + 1] = ["C2", "C3", "C4", "C5", "C6", "C7", "T1"];
@@ -411,19 +414,40 @@ fn geometry_findings(points: &[P; LANDMARK_COUNT]) -> Vec<Finding> {
     findings
 }
 
+/// The confidence each landmark is judged by: its own for the global points; for a refined
+/// corner the lowest of the four corners refined from the same disc crop, since one wrong box
+/// misplaces them all while some of them can still look sharp.
+pub fn effective_confidences(
+    confidences: &[Option<f64>; LANDMARK_COUNT],
+) -> [Option<f64>; LANDMARK_COUNT] {
+    let mut effective = *confidences;
+    for disc in 0..DISC_COUNT {
+        let members = DISC_FIRST + 4 * disc..DISC_FIRST + 4 * disc + 4;
+        let lowest = members.clone().try_fold(f64::INFINITY, |lowest, i| {
+            confidences[i].map(|c| lowest.min(c))
+        });
+        for i in members {
+            effective[i] = lowest;
+        }
+    }
+    effective
+}
+
 /// Checks every parameter. Never fails: what cannot be judged is `not_measurable`.
 pub fn assess(input: &QualityInput<'_>, thresholds: &QualityThresholds) -> CervicalQuality {
     let mut findings = Vec::new();
 
+    let effective = effective_confidences(input.confidences);
     let low: Vec<usize> = (0..LANDMARK_COUNT)
-        .filter(|&i| !input.confidences[i].is_some_and(|c| c >= thresholds.min_landmark_confidence))
+        .filter(|&i| !effective[i].is_some_and(|c| c >= thresholds.min_landmark_confidence))
         .collect();
     if !low.is_empty() {
         findings.push(Finding {
             code: ReasonCode::LowLandmarkConfidence,
             landmarks: names(low.iter().copied()),
             detail: format!(
-                "confidence below {} (or unknown)",
+                "confidence below {} (or unknown; a refined corner counts with the lowest \
+                 confidence of its disc)",
                 thresholds.min_landmark_confidence
             ),
         });
@@ -509,7 +533,7 @@ pub fn assess(input: &QualityInput<'_>, thresholds: &QualityThresholds) -> Cervi
         }
         let min_confidence = used
             .iter()
-            .filter_map(|&i| input.confidences[i])
+            .filter_map(|&i| effective[i])
             .min_by(f64::total_cmp);
         parameters.push((
             name,

@@ -127,7 +127,8 @@ pub struct ParameterQuality {
     pub status: QualityStatus,
     /// Sorted, without repeats.
     pub reasons: Vec<ReasonCode>,
-    /// The lowest confidence among the landmarks the parameter is computed from.
+    /// The lowest confidence among the landmarks the parameter is computed from (a refined
+    /// corner counting with the lowest confidence of the crop it was refined in).
     pub min_landmark_confidence: Option<f64>,
 }
 

@@ -163,8 +163,8 @@ pub struct LandmarkRecord {
     pub confidence: Option<f64>,
     pub source: LandmarkSource,
     /// How far the refiner moved the point from the global model's, in original pixels (0 for
-    /// global points); a quality input, not part of the record.
-    #[serde(skip)]
+    /// global points).
+    #[serde(serialize_with = "serialize_hundredths")]
     pub refinement_shift_px: f64,
 }
 

@@ -15,8 +15,8 @@ computed from the ground-truth landmarks, and "right" within 2 deg / 1 mm. Print
 and overall: the share of wrong values flagged (recall, aim >= 95 %) and the share of right values
 flagged (false flags, aim <= 10 %).
 
---sweep recomputes the three threshold-dependent rules (low landmark confidence, refiner/global
-disagreement, low median confidence) from the records' landmarks for a grid of thresholds, keeping
+--sweep recomputes the four threshold-dependent rules (low landmark confidence, refiner/global
+disagreement, low median confidence, standard error propagated from the heatmap spreads) from the records' landmarks for a grid of thresholds, keeping
 every other reason the engine reported (plausible range, geometry, DICOM header; they do not
 depend on the thresholds), exactly as src/measure/cervical_quality.rs combines them. --geometry
 prints the spread of the vertebral ratios in the ground truth next to the engine's anatomical
@@ -41,7 +41,8 @@ from sagitta_ref.measure import cervical as cp  # noqa: E402
 
 WRONG = {"deg": 5.0, "mm": 3.0}
 RIGHT = {"deg": 2.0, "mm": 1.0}
-THRESHOLD_REASONS = {"low_landmark_confidence", "refinement_disagreement", "image_low_confidence"}
+THRESHOLD_REASONS = {"low_landmark_confidence", "refinement_disagreement", "image_low_confidence",
+                     "uncertain_value"}
 
 # The landmarks each parameter is computed from (src/measure/cervical_quality.rs).
 C2, C6, C7 = 0, 16, 20
@@ -111,8 +112,12 @@ def load(gt_dir: str, out_dir: str) -> list[dict]:
             if unit == "px":
                 value *= col_mm
                 unit = "mm"
+            se = p.get("standard_error")
+            if se is not None and p["unit"] == "px":
+                se *= col_mm
             case["params"][p["name"]] = {
                 "error": abs(value - truth[p["name"]]),
+                "standard_error": se,
                 "unit": unit,
                 "status": p["status"],
                 "fixed_reasons": [r for r in p["reasons"] if r not in THRESHOLD_REASONS],
@@ -121,7 +126,8 @@ def load(gt_dir: str, out_dir: str) -> list[dict]:
     return cases
 
 
-def flags_for(case: dict, min_conf: float, max_shift: float, min_median: float) -> dict:
+def flags_for(case: dict, min_conf: float, max_shift: float, min_median: float,
+              max_se_deg: float, max_se_mm: float) -> dict:
     """The engine's rule with these thresholds: {parameter: flagged}."""
     eff = effective_confidences(case["confidence"])
     known = [c for c in case["confidence"] if c is not None]
@@ -132,7 +138,10 @@ def flags_for(case: dict, min_conf: float, max_shift: float, min_median: float) 
         used = USED[name]
         low = any(eff[i] is None or eff[i] < min_conf for i in used)
         far = any(not math.isfinite(case["shift"][i]) or case["shift"][i] > limit for i in used)
-        out[name] = bool(p["fixed_reasons"]) or low or far or image_low
+        se = p["standard_error"]
+        limit_se = max_se_deg if p["unit"] == "deg" else max_se_mm
+        uncertain = se is None or se > limit_se
+        out[name] = bool(p["fixed_reasons"]) or low or far or image_low or uncertain
     return out
 
 
@@ -220,24 +229,28 @@ def main(argv=None) -> int:
     print_table(score(cases, lambda c: {n: p["status"] != "ok" for n, p in c["params"].items()}))
     if not args.sweep:
         return 0
-    print("\nsweep (min landmark confidence, max refinement shift / median width, "
-          "min median confidence): recall, false flags")
+    print("\nsweep: min landmark confidence, max refinement shift / median width, max standard "
+          "error deg, max standard error mm (min median confidence 0.2): recall, false flags")
     best = None
-    for min_conf in [0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3]:
-        for max_shift in [0.25, 0.35, 0.5, 0.75, 1.0, 1e9]:
-            for min_median in [0.1, 0.2]:
-                flags = {id(c): flags_for(c, min_conf, max_shift, min_median) for c in cases}
-                w, wf, r, rf = score(cases, lambda c: flags[id(c)])["all"]
-                recall = wf / w if w else 1.0
-                false = rf / r if r else 0.0
-                print(f"  {min_conf:5.2f} {max_shift:6.2f} {min_median:4.2f}: "
-                      f"recall {100 * recall:5.1f} % ({wf}/{w}), false {100 * false:5.1f} % ({rf}/{r})")
-                key = (false <= args.max_false_flags, recall, -false)
-                if best is None or key > best[0]:
-                    best = (key, (min_conf, max_shift, min_median))
+    for min_conf in [0.0, 0.02, 0.05, 0.1]:
+        for max_shift in [0.5, 1e9]:
+            for se_deg in [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 1e9]:
+                for se_mm in [0.5, 0.75, 1.0, 1.5, 2.0, 1e9]:
+                    chosen = (min_conf, max_shift, 0.2, se_deg, se_mm)
+                    flags = {id(c): flags_for(c, *chosen) for c in cases}
+                    w, wf, r, rf = score(cases, lambda c: flags[id(c)])["all"]
+                    recall = wf / w if w else 1.0
+                    false = rf / r if r else 0.0
+                    print(f"  {min_conf:4.2f} {max_shift:6.1f} {se_deg:6.1f} {se_mm:6.2f}: recall "
+                          f"{100 * recall:5.1f} % ({wf}/{w}), false {100 * false:5.1f} % ({rf}/{r})")
+                    key = (false <= args.max_false_flags, recall, -false)
+                    if best is None or key > best[0]:
+                        best = (key, chosen)
+    min_conf, max_shift, min_median, se_deg, se_mm = best[1]
     print(f"\nchosen (highest recall with false flags <= {100 * args.max_false_flags:.0f} %): "
-          f"min_landmark_confidence {best[1][0]}, max_refinement_shift {best[1][1]}, "
-          f"min_median_confidence {best[1][2]}")
+          f"min_landmark_confidence {min_conf}, max_refinement_shift {max_shift}, "
+          f"min_median_confidence {min_median}, max_standard_error_deg {se_deg}, "
+          f"max_standard_error_mm {se_mm}")
     flags = {id(c): flags_for(c, *best[1]) for c in cases}
     print_table(score(cases, lambda c: flags[id(c)]))
     return 0

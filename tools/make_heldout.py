@@ -26,9 +26,9 @@ CALIBRATION_SEED_BASE = 600_000
 
 
 def _one(job):
-    out_dir, seed, height = job
+    out_dir, seed, height, dicom = job
     img, meta = phantom.generate(seed, height)
-    phantom.write_phantom(out_dir, f"heldout_{seed}", img, meta)
+    phantom.write_phantom(out_dir, f"heldout_{seed}", img, meta, dicom=dicom, png=not dicom)
     return seed
 
 
@@ -41,10 +41,13 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--calibration", action="store_true",
                     help=f"the quality-flag calibration seeds ({CALIBRATION_SEED_BASE}+) instead")
+    ap.add_argument("--dicom", action="store_true",
+                    help="write DICOM (with Pixel Spacing, so that distances are checked in mm) "
+                         "instead of PNG; the pixels are the same")
     args = ap.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     base = CALIBRATION_SEED_BASE if args.calibration else HELDOUT_SEED_BASE
-    jobs = [(args.out_dir, base + i, args.height) for i in range(args.count)]
+    jobs = [(args.out_dir, base + i, args.height, args.dicom) for i in range(args.count)]
     if args.workers > 1:
         import multiprocessing as mp
         with mp.get_context("fork").Pool(args.workers) as pool:

@@ -34,6 +34,11 @@ pub struct QualityThresholds {
     /// A refined corner farther than this from the global model's point, as a fraction of the
     /// median vertebral width, flags the values computed from it.
     pub max_refinement_shift: f64,
+    /// An angle whose standard error (propagated from the landmarks' heatmap spreads) exceeds
+    /// this, in degrees, is flagged.
+    pub max_standard_error_deg: f64,
+    /// Likewise for distances, in mm (not checked without a pixel spacing).
+    pub max_standard_error_mm: f64,
 }
 
 impl Default for QualityThresholds {
@@ -46,6 +51,8 @@ impl Default for QualityThresholds {
             min_landmark_confidence: 0.1,
             min_median_confidence: 0.2,
             max_refinement_shift: 0.5,
+            max_standard_error_deg: 2.0,
+            max_standard_error_mm: 1.0,
         }
     }
 }
@@ -121,6 +128,9 @@ pub struct QualityInput<'a> {
     /// Per landmark, the distance in original pixels between the refined point and the global
     /// model's point (0 for points that are not refined); `None` when not known.
     pub refinement_shift_px: Option<&'a [f64; LANDMARK_COUNT]>,
+    /// Per landmark, the heatmap's spread (one standard deviation) in original pixels; `None`
+    /// when not known.
+    pub spread_px: Option<&'a [f64; LANDMARK_COUNT]>,
     pub spacing: Option<PixelSpacing>,
     /// The parameters, when they could be computed.
     pub measurements: Option<&'a Measurements>,
@@ -433,6 +443,43 @@ pub fn effective_confidences(
     effective
 }
 
+/// The standard error of each parameter (in its unit), propagated from the landmarks' spreads
+/// to first order: each coordinate moved by a small step, the change of every parameter scaled
+/// by that landmark's spread, summed in quadrature over landmarks and axes. `None` where the
+/// parameters cannot be computed.
+pub fn standard_errors(
+    landmarks: &[[f64; 2]; LANDMARK_COUNT],
+    spread_px: &[f64; LANDMARK_COUNT],
+    spacing: Option<PixelSpacing>,
+) -> Option<[f64; PARAMETER_NAMES.len()]> {
+    let base = super::cervical::cervical(landmarks, spacing).ok()?;
+    // A tenth of a pixel: small against any landmark spread, large against rounding.
+    const STEP_PX: f64 = 0.1;
+    let mut variance = [0.0; PARAMETER_NAMES.len()];
+    for index in 0..LANDMARK_COUNT {
+        let spread = spread_px[index];
+        if !spread.is_finite() {
+            return None;
+        }
+        for axis in 0..2 {
+            let mut moved = *landmarks;
+            moved[index][axis] += STEP_PX;
+            let shifted = super::cervical::cervical(&moved, spacing).ok()?;
+            for (k, (after, before)) in shifted.parameters.iter().zip(&base.parameters).enumerate()
+            {
+                let mut change = after.value - before.value;
+                if after.unit == "deg" {
+                    // Angles wrap at ±180°.
+                    change = (change + 180.0).rem_euclid(360.0) - 180.0;
+                }
+                let per_sd = change / STEP_PX * spread;
+                variance[k] += per_sd * per_sd;
+            }
+        }
+    }
+    Some(variance.map(f64::sqrt))
+}
+
 /// Checks every parameter. Never fails: what cannot be judged is `not_measurable`.
 pub fn assess(input: &QualityInput<'_>, thresholds: &QualityThresholds) -> CervicalQuality {
     let mut findings = Vec::new();
@@ -497,8 +544,12 @@ pub fn assess(input: &QualityInput<'_>, thresholds: &QualityThresholds) -> Cervi
         findings.extend(geometry_findings(points));
     }
 
+    let errors = input
+        .spread_px
+        .and_then(|spread| standard_errors(input.landmarks, spread, input.spacing));
     let mut parameters = Vec::with_capacity(PARAMETER_NAMES.len());
-    for name in PARAMETER_NAMES {
+    for (k, name) in PARAMETER_NAMES.into_iter().enumerate() {
+        let standard_error = errors.map(|errors| errors[k]);
         let used = parameter_landmarks(name);
         let used_names = names(used.iter().copied());
         let mut reasons: Vec<ReasonCode> = input.image_reasons.to_vec();
@@ -516,6 +567,14 @@ pub fn assess(input: &QualityInput<'_>, thresholds: &QualityThresholds) -> Cervi
             Some(value) => {
                 let is_distance = matches!(name, "cSVA" | "RJD");
                 let checkable = !is_distance || input.spacing.is_some();
+                let limit = if is_distance {
+                    thresholds.max_standard_error_mm
+                } else {
+                    thresholds.max_standard_error_deg
+                };
+                if checkable && standard_error.is_some_and(|error| error.is_nan() || error > limit) {
+                    reasons.push(ReasonCode::UncertainValue);
+                }
                 if let Some(range) = plausible_range(name).filter(|_| checkable) {
                     if !range.contains(value) {
                         reasons.push(ReasonCode::OutsidePlausibleRange);
@@ -535,10 +594,9 @@ pub fn assess(input: &QualityInput<'_>, thresholds: &QualityThresholds) -> Cervi
             .iter()
             .filter_map(|&i| effective[i])
             .min_by(f64::total_cmp);
-        parameters.push((
-            name,
-            ParameterQuality::from_reasons(reasons, min_confidence),
-        ));
+        let mut quality = ParameterQuality::from_reasons(reasons, min_confidence);
+        quality.standard_error = standard_error;
+        parameters.push((name, quality));
     }
     CervicalQuality {
         parameters,

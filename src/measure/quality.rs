@@ -39,6 +39,9 @@ pub enum ReasonCode {
     LowLandmarkConfidence,
     /// A refined corner lies far from where the global model put it: one of the two is wrong.
     RefinementDisagreement,
+    /// The value's standard error, propagated from the spreads of its landmarks' heatmaps, is
+    /// too large: the model is unsure where the lines behind it lie.
+    UncertainValue,
     /// The median confidence of all landmarks is low: the image may not show a lateral
     /// cervical spine, or not all of it.
     ImageLowConfidence,
@@ -71,6 +74,7 @@ impl ReasonCode {
         match self {
             ReasonCode::LowLandmarkConfidence
             | ReasonCode::RefinementDisagreement
+            | ReasonCode::UncertainValue
             | ReasonCode::ImageLowConfidence => QualityStatus::LowConfidence,
             ReasonCode::OutsidePlausibleRange
             | ReasonCode::CornerOrder
@@ -89,6 +93,7 @@ impl ReasonCode {
         match self {
             ReasonCode::LowLandmarkConfidence => "low_landmark_confidence",
             ReasonCode::RefinementDisagreement => "refinement_disagreement",
+            ReasonCode::UncertainValue => "uncertain_value",
             ReasonCode::ImageLowConfidence => "image_low_confidence",
             ReasonCode::OutsidePlausibleRange => "outside_plausible_range",
             ReasonCode::CornerOrder => "corner_order",
@@ -130,6 +135,9 @@ pub struct ParameterQuality {
     /// The lowest confidence among the landmarks the parameter is computed from (a refined
     /// corner counting with the lowest confidence of the crop it was refined in).
     pub min_landmark_confidence: Option<f64>,
+    /// The value's standard error in its unit, propagated from the landmarks' heatmap spreads
+    /// (first order); `None` when not known.
+    pub standard_error: Option<f64>,
 }
 
 impl ParameterQuality {
@@ -144,6 +152,7 @@ impl ParameterQuality {
             status: status_of(&reasons),
             reasons,
             min_landmark_confidence,
+            standard_error: None,
         }
     }
 
@@ -191,6 +200,7 @@ mod tests {
         for code in [
             ReasonCode::LowLandmarkConfidence,
             ReasonCode::RefinementDisagreement,
+            ReasonCode::UncertainValue,
             ReasonCode::ImageLowConfidence,
             ReasonCode::OutsidePlausibleRange,
             ReasonCode::CornerOrder,

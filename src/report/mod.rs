@@ -85,6 +85,16 @@ fn serialize_hundredths_f32<S: serde::Serializer>(
     serializer.serialize_f32(rounded(f64::from(*value), 2) as f32)
 }
 
+fn serialize_optional_hundredths<S: serde::Serializer>(
+    value: &Option<f64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => serializer.serialize_some(&rounded(*value, 2)),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn serialize_confidence<S: serde::Serializer>(
     value: &Option<f64>,
     serializer: S,
@@ -182,6 +192,9 @@ pub struct ParameterRecord {
     /// The lowest confidence of the landmarks the value is computed from.
     #[serde(serialize_with = "serialize_confidence")]
     pub min_landmark_confidence: Option<f64>,
+    /// The value's standard error in its unit, propagated from the landmarks' heatmap spreads.
+    #[serde(serialize_with = "serialize_optional_hundredths")]
+    pub standard_error: Option<f64>,
     /// How the value is defined and which sign means what.
     pub convention: &'static str,
 }
@@ -601,15 +614,18 @@ pub fn build_record(
         Some(points) => {
             let mut confidences = [None; LANDMARK_COUNT];
             let mut shifts = [0.0; LANDMARK_COUNT];
+            let mut spreads = [0.0; LANDMARK_COUNT];
             for (index, landmark) in landmarks.iter().enumerate() {
                 confidences[index] = landmark.confidence;
                 shifts[index] = landmark.refinement_shift_px;
+                spreads[index] = f64::from(landmark.sd_px);
             }
             let quality = cervical_quality::assess(
                 &QualityInput {
                     landmarks: &points,
                     confidences: &confidences,
                     refinement_shift_px: Some(&shifts),
+                    spread_px: Some(&spreads),
                     spacing: radiograph.pixel_spacing,
                     measurements: measurements.as_ref(),
                     image_reasons: &image_reasons,
@@ -631,6 +647,7 @@ pub fn build_record(
                                 status: quality.status,
                                 reasons: quality.reasons.clone(),
                                 min_landmark_confidence: quality.min_landmark_confidence,
+                                standard_error: quality.standard_error,
                                 convention: parameter.convention,
                             })
                         })

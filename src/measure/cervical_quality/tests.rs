@@ -50,6 +50,7 @@ fn assess_with(
             landmarks: points,
             confidences,
             refinement_shift_px: shifts,
+            spread_px: None,
             spacing: Some(SPACING),
             measurements: measurements.as_ref(),
             image_reasons,
@@ -101,6 +102,7 @@ fn a_left_facing_spine_in_pixels_passes_too() {
             landmarks: &points,
             confidences: &confident(),
             refinement_shift_px: None,
+            spread_px: None,
             spacing: None,
             measurements: cervical(&points, None).ok().as_ref(),
             image_reasons: &[],
@@ -241,6 +243,7 @@ fn distances_in_pixels_are_not_range_checked() {
             landmarks: &points,
             confidences: &confident(),
             refinement_shift_px: None,
+            spread_px: None,
             spacing: None,
             measurements: Some(&shifted),
             image_reasons: &[],
@@ -255,6 +258,7 @@ fn distances_in_pixels_are_not_range_checked() {
                 landmarks: &points,
                 confidences: &confident(),
                 refinement_shift_px: None,
+                spread_px: None,
                 spacing: None,
                 measurements: Some(&shifted),
                 image_reasons: &[],
@@ -333,6 +337,7 @@ fn a_vague_image_flags_every_value() {
             landmarks: &points,
             confidences: &confidences,
             refinement_shift_px: None,
+            spread_px: None,
             spacing: Some(SPACING),
             measurements: Some(&measurements),
             image_reasons: &[],
@@ -369,6 +374,7 @@ fn values_that_could_not_be_computed_are_not_measurable() {
             landmarks: &points,
             confidences: &confident(),
             refinement_shift_px: None,
+            spread_px: None,
             spacing: Some(SPACING),
             measurements: None,
             image_reasons: &[],
@@ -386,6 +392,7 @@ fn values_that_could_not_be_computed_are_not_measurable() {
             landmarks: &broken,
             confidences: &confident(),
             refinement_shift_px: None,
+            spread_px: None,
             spacing: Some(SPACING),
             measurements: None,
             image_reasons: &[],
@@ -393,4 +400,34 @@ fn values_that_could_not_be_computed_are_not_measurable() {
         &QualityThresholds::default(),
     );
     assert_eq!(quality.parameters.len(), 9);
+}
+
+#[test]
+fn the_standard_error_follows_the_spread_of_the_landmarks() {
+    // Only C7_ai is vague (5 mm): C2–C7 moves by atan(1/16) per mm of its height, so its
+    // standard error is 5 × 3.58° ≈ 17.9°; values that do not use C7_ai stay exact.
+    let points = spine();
+    let mut spread = [0.0; LANDMARK_COUNT];
+    spread[C7 + AI] = 5.0;
+    let errors = standard_errors(&points, &spread, Some(SPACING)).unwrap();
+    let expected = 5.0 * (1.0f64 / WIDTH).atan().to_degrees();
+    assert!((errors[0] - expected).abs() < 0.01 * expected, "{errors:?}");
+    assert_eq!(errors[1], 0.0, "C2-C6 does not use C7_ai");
+    let measurements = cervical(&points, Some(SPACING)).unwrap();
+    let quality = assess(
+        &QualityInput {
+            landmarks: &points,
+            confidences: &confident(),
+            refinement_shift_px: None,
+            spread_px: Some(&spread),
+            spacing: Some(SPACING),
+            measurements: Some(&measurements),
+            image_reasons: &[],
+        },
+        &QualityThresholds::default(),
+    );
+    let c2_c7 = quality.get("C2-C7").unwrap();
+    assert_eq!(c2_c7.reasons, vec![ReasonCode::UncertainValue]);
+    assert!((c2_c7.standard_error.unwrap() - expected).abs() < 0.01 * expected);
+    assert_eq!(quality.get("C2-C6").unwrap().status, QualityStatus::Ok);
 }

@@ -11,7 +11,7 @@ use crate::measure::{QualityStatus, PARAMETER_NAMES};
 use crate::report::{ImageRecord, ParameterRecord};
 
 /// The banner's background and text.
-pub(super) const BANNER: Colour = [200, 0, 0];
+const BANNER: Colour = [200, 0, 0];
 const BANNER_TEXT: Colour = [255, 255, 255];
 /// Text of a flagged value: dimmed.
 const DIMMED: Colour = [150, 150, 150];

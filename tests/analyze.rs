@@ -796,8 +796,10 @@ fn library_analyzer_builds_records_and_overlays() {
         let value: Value = serde_json::from_str(&analysis.record.to_json()).unwrap();
         assert_valid_record(&value);
         let radiograph = analysis.radiograph.expect("the loaded radiograph");
+        let window = radiograph.dicom.as_ref().and_then(|dicom| dicom.window);
         let picture =
-            sagitta::report::overlay::render(&radiograph.pixels, width, height, record).unwrap();
+            sagitta::report::overlay::render(&radiograph.pixels, width, height, window, record)
+                .unwrap();
         assert_eq!(picture.dimensions(), (width, height));
         // Something was drawn in colour on the grey radiograph.
         assert!(picture

@@ -602,6 +602,7 @@ fn write_overlay(
         &radiograph.pixels,
         radiograph.width,
         radiograph.height,
+        radiograph.dicom.as_ref().and_then(|dicom| dicom.window),
         record,
     )
     .map_err(|error| OverlayFailure::Other(error.to_string()))?;

@@ -127,7 +127,7 @@ def load(gt_dir: str, out_dir: str) -> list[dict]:
 
 
 def flags_for(case: dict, min_conf: float, max_shift: float, min_median: float,
-              max_se_deg: float, max_se_mm: float) -> dict:
+              max_se: dict) -> dict:
     """The engine's rule with these thresholds: {parameter: flagged}."""
     eff = effective_confidences(case["confidence"])
     known = [c for c in case["confidence"] if c is not None]
@@ -139,8 +139,7 @@ def flags_for(case: dict, min_conf: float, max_shift: float, min_median: float,
         low = any(eff[i] is None or eff[i] < min_conf for i in used)
         far = any(not math.isfinite(case["shift"][i]) or case["shift"][i] > limit for i in used)
         se = p["standard_error"]
-        limit_se = max_se_deg if p["unit"] == "deg" else max_se_mm
-        uncertain = se is None or se > limit_se
+        uncertain = se is None or se > max_se[name]
         out[name] = bool(p["fixed_reasons"]) or low or far or image_low or uncertain
     return out
 
@@ -229,28 +228,42 @@ def main(argv=None) -> int:
     print_table(score(cases, lambda c: {n: p["status"] != "ok" for n, p in c["params"].items()}))
     if not args.sweep:
         return 0
-    print("\nsweep: min landmark confidence, max refinement shift / median width, max standard "
-          "error deg, max standard error mm (min median confidence 0.2): recall, false flags")
+    print("\nsweep: min landmark confidence and max refinement shift / median width for all "
+          "values; per parameter the largest standard error whose false flags stay within the "
+          "limit (min median confidence 0.2)")
+    se_grid = [2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 1e9]
     best = None
-    for min_conf in [0.0, 0.02, 0.05, 0.1]:
-        for max_shift in [0.5, 1e9]:
-            for se_deg in [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 1e9]:
-                for se_mm in [0.5, 0.75, 1.0, 1.5, 2.0, 1e9]:
-                    chosen = (min_conf, max_shift, 0.2, se_deg, se_mm)
-                    flags = {id(c): flags_for(c, *chosen) for c in cases}
-                    w, wf, r, rf = score(cases, lambda c: flags[id(c)])["all"]
+    for min_conf in [0.0, 0.02, 0.05, 0.1, 0.15]:
+        for max_shift in [0.5, 1.0, 1e9]:
+            max_se = {}
+            for name in cp.PARAMETERS:
+                choice = None
+                for limit in se_grid:
+                    trial = {n: 1e9 for n in cp.PARAMETERS}
+                    trial[name] = limit
+                    flags = {id(c): flags_for(c, min_conf, max_shift, 0.2, trial) for c in cases}
+                    w, wf, r, rf = score(cases, lambda c: flags[id(c)])[name]
                     recall = wf / w if w else 1.0
                     false = rf / r if r else 0.0
-                    print(f"  {min_conf:4.2f} {max_shift:6.1f} {se_deg:6.1f} {se_mm:6.2f}: recall "
-                          f"{100 * recall:5.1f} % ({wf}/{w}), false {100 * false:5.1f} % ({rf}/{r})")
-                    key = (false <= args.max_false_flags, recall, -false)
-                    if best is None or key > best[0]:
-                        best = (key, chosen)
-    min_conf, max_shift, min_median, se_deg, se_mm = best[1]
+                    key = (false <= args.max_false_flags, recall, limit)
+                    if choice is None or key > choice[0]:
+                        choice = (key, limit)
+                max_se[name] = choice[1]
+            flags = {id(c): flags_for(c, min_conf, max_shift, 0.2, max_se) for c in cases}
+            w, wf, r, rf = score(cases, lambda c: flags[id(c)])["all"]
+            recall = wf / w if w else 1.0
+            false = rf / r if r else 0.0
+            print(f"  {min_conf:4.2f} {max_shift:6.1f}: recall {100 * recall:5.1f} % ({wf}/{w}), "
+                  f"false {100 * false:5.1f} % ({rf}/{r}); standard errors "
+                  + ", ".join(f"{n} {v:g}" for n, v in max_se.items()))
+            key = (false <= args.max_false_flags, recall, -false)
+            if best is None or key > best[0]:
+                best = (key, (min_conf, max_shift, 0.2, max_se))
+    min_conf, max_shift, min_median, max_se = best[1]
     print(f"\nchosen (highest recall with false flags <= {100 * args.max_false_flags:.0f} %): "
           f"min_landmark_confidence {min_conf}, max_refinement_shift {max_shift}, "
-          f"min_median_confidence {min_median}, max_standard_error_deg {se_deg}, "
-          f"max_standard_error_mm {se_mm}")
+          f"min_median_confidence {min_median}")
+    print("max_standard_error: [" + ", ".join(f"{max_se[n]:.1f}" for n in cp.PARAMETERS) + "]")
     flags = {id(c): flags_for(c, *best[1]) for c in cases}
     print_table(score(cases, lambda c: flags[id(c)]))
     return 0

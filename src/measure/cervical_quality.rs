@@ -34,11 +34,12 @@ pub struct QualityThresholds {
     /// A refined corner farther than this from the global model's point, as a fraction of the
     /// median vertebral width, flags the values computed from it.
     pub max_refinement_shift: f64,
-    /// An angle whose standard error (propagated from the landmarks' heatmap spreads) exceeds
-    /// this, in degrees, is flagged.
-    pub max_standard_error_deg: f64,
-    /// Likewise for distances, in mm (not checked without a pixel spacing).
-    pub max_standard_error_mm: f64,
+    /// Per parameter (in the order of [`PARAMETER_NAMES`]), the largest standard error
+    /// (propagated from the landmarks' heatmap spreads; degrees, or mm for the distances, which
+    /// are not checked without a pixel spacing) a value may have before it is flagged. The
+    /// spreads of the heatmaps are wider than the errors of their centres, so these are in the
+    /// model's own scale, not the accuracy wanted.
+    pub max_standard_error: [f64; PARAMETER_NAMES.len()],
 }
 
 impl Default for QualityThresholds {
@@ -51,8 +52,7 @@ impl Default for QualityThresholds {
             min_landmark_confidence: 0.1,
             min_median_confidence: 0.2,
             max_refinement_shift: 0.5,
-            max_standard_error_deg: 2.0,
-            max_standard_error_mm: 1.0,
+            max_standard_error: [10.0, 10.0, 10.0, 10.0, 10.0, 3.0, 3.0, 10.0, 10.0],
         }
     }
 }
@@ -567,12 +567,9 @@ pub fn assess(input: &QualityInput<'_>, thresholds: &QualityThresholds) -> Cervi
             Some(value) => {
                 let is_distance = matches!(name, "cSVA" | "RJD");
                 let checkable = !is_distance || input.spacing.is_some();
-                let limit = if is_distance {
-                    thresholds.max_standard_error_mm
-                } else {
-                    thresholds.max_standard_error_deg
-                };
-                if checkable && standard_error.is_some_and(|error| error.is_nan() || error > limit) {
+                let limit = thresholds.max_standard_error[k];
+                if checkable && standard_error.is_some_and(|error| error.is_nan() || error > limit)
+                {
                     reasons.push(ReasonCode::UncertainValue);
                 }
                 if let Some(range) = plausible_range(name).filter(|_| checkable) {

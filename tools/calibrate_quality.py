@@ -218,7 +218,10 @@ def main(argv=None) -> int:
     ap.add_argument("records_dir")
     ap.add_argument("--sweep", action="store_true", help="choose the thresholds on this set")
     ap.add_argument("--geometry", action="store_true", help="print the ground truth's ratios")
-    ap.add_argument("--max-false-flags", type=float, default=0.10)
+    ap.add_argument("--max-false-flags", type=float, default=0.10,
+                    help="choose the highest recall whose false-flag share stays below this")
+    ap.add_argument("--min-recall", type=float, default=None,
+                    help="instead: the fewest false flags whose recall reaches this")
     args = ap.parse_args(argv)
     if args.geometry:
         geometry(args.gt_dir)
@@ -245,7 +248,10 @@ def main(argv=None) -> int:
                     w, wf, r, rf = score(cases, lambda c: flags[id(c)])[name]
                     recall = wf / w if w else 1.0
                     false = rf / r if r else 0.0
-                    key = (false <= args.max_false_flags, recall, limit)
+                    if args.min_recall is None:
+                        key = (false <= args.max_false_flags, recall, limit)
+                    else:
+                        key = (recall >= args.min_recall, -false, limit)
                     if choice is None or key > choice[0]:
                         choice = (key, limit)
                 max_se[name] = choice[1]
@@ -256,11 +262,17 @@ def main(argv=None) -> int:
             print(f"  {min_conf:4.2f} {max_shift:6.1f}: recall {100 * recall:5.1f} % ({wf}/{w}), "
                   f"false {100 * false:5.1f} % ({rf}/{r}); standard errors "
                   + ", ".join(f"{n} {v:g}" for n, v in max_se.items()))
-            key = (false <= args.max_false_flags, recall, -false)
+            if args.min_recall is None:
+                key = (false <= args.max_false_flags, recall, -false)
+            else:
+                key = (recall >= args.min_recall, -false, recall)
             if best is None or key > best[0]:
                 best = (key, (min_conf, max_shift, 0.2, max_se))
     min_conf, max_shift, min_median, max_se = best[1]
-    print(f"\nchosen (highest recall with false flags <= {100 * args.max_false_flags:.0f} %): "
+    goal = (f"highest recall with false flags <= {100 * args.max_false_flags:.0f} %"
+            if args.min_recall is None else
+            f"fewest false flags with recall >= {100 * args.min_recall:.0f} %")
+    print(f"\nchosen ({goal}): "
           f"min_landmark_confidence {min_conf}, max_refinement_shift {max_shift}, "
           f"min_median_confidence {min_median}")
     print("max_standard_error: [" + ", ".join(f"{max_se[n]:.1f}" for n in cp.PARAMETERS) + "]")

@@ -8,8 +8,14 @@ minimum side) around the *ground-truth* corners, randomly shifted and scaled by 
 the side (the coarse stage's misses at inference), on augmented images (train.augment). Images
 whose disc has a low contrast (train.disc_contrast, the lowest --hard-frac) are drawn
 --hard-weight times as often: the C7-T1 refiner's failures are crops under the shoulders.
-Writes `refiners.pt` (the trained refiners' state dicts) and, with --base, `model.safetensors`
-(f32) = the --base model with those refiners replaced.
+Writes `refiners.pt` (the best refiners' state dicts by the validation error of their corners
+through the whole pipeline, the global model's boxes) and `info.json`.
+
+    python3 train_refiner.py splice BASE.safetensors OUT/refiners.pt OUT/info.json MODEL.safetensors \
+        [--dtype f16]
+
+writes BASE with those refiners replaced; its `training` metadata is BASE's plus a
+`refiner_training` entry (this run's settings, steps, minutes).
 """
 
 from __future__ import annotations
@@ -63,7 +69,36 @@ def refine_loss(model, x, lm_in, boxes, discs):
     return torch.stack(losses).mean()
 
 
+def splice(argv) -> int:
+    ap = argparse.ArgumentParser(prog="train_refiner.py splice")
+    ap.add_argument("base")
+    ap.add_argument("refiners")
+    ap.add_argument("info")
+    ap.add_argument("out")
+    ap.add_argument("--dtype", default="f16")
+    ap.add_argument("--name", help="new model name (default: the base's)")
+    args = ap.parse_args(argv)
+    from safetensors import safe_open
+    model, cfg = load_model(args.base)
+    model.float()
+    cfg = dict(model.config)
+    if args.name:
+        cfg["name"] = args.name
+    with safe_open(args.base, "pt") as f:
+        info = json.loads(f.metadata().get("training", "{}"))
+    states = torch.load(args.refiners, map_location="cpu")
+    for k, sd in states.items():
+        model.refiners[int(k)].load_state_dict(sd)
+    info["refiner_training"] = json.load(open(args.info))
+    train.save_weights(model, cfg, args.out, args.dtype, info)
+    print(f"wrote {args.out}: {args.base} with refiners {sorted(states)} from {args.refiners}")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "splice":
+        return splice(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)

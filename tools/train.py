@@ -50,9 +50,14 @@ TRAIN_SEED_BASE = 10_000_000
 VAL_SEED_BASE = 20_000_000
 
 
-def cpu_config(name: str = "sagitta-default-synthetic-v1") -> dict:
+DEFAULT_NAME = "sagitta-default-synthetic-v2"
+
+
+def cpu_config(name: str = DEFAULT_NAME) -> dict:
     cfg = paper_config()
     cfg["name"] = name
+    # trained on synthetic phantoms only: the engine's records and overlay say so
+    cfg["not_for_clinical_use"] = True
     cfg["input_size"] = 256
     cfg["crop_size"] = 64
     cfg["box_min_side"] = 8.0
@@ -189,6 +194,38 @@ def boxes_batch(model: CervicalModel, coarse_norm: torch.Tensor) -> torch.Tensor
     return torch.stack([model.boxes(c) for c in coarse_norm])          # [B, 6, 4]
 
 
+def jitter_boxes(boxes: torch.Tensor, frac: float, gen: torch.Generator) -> torch.Tensor:
+    """Random shift (up to +-frac of the side) and scale (1 +- frac) of square boxes [B, K, 4]:
+    the refiners learn to find their corners in boxes placed as badly as a coarse miss."""
+    if frac <= 0:
+        return boxes
+    shape = boxes.shape[:-1]
+    c = (boxes[..., :2] + boxes[..., 2:]) / 2
+    side = boxes[..., 2] - boxes[..., 0]
+    c = c + (torch.rand(shape + (2,), generator=gen) * 2 - 1) * frac * side[..., None]
+    side = side * (1 + (torch.rand(shape, generator=gen) * 2 - 1) * frac)
+    half = side[..., None] / 2
+    return torch.cat([c - half, c + half], -1)
+
+
+def disc_contrast(images: torch.Tensor, lms_in: torch.Tensor, disc: int, margin: float = 0.7):
+    """Per image: std of the standardized image inside the ground-truth box of `disc` (the
+    refiner's view). Low values = the disc hidden under the shoulders."""
+    out = torch.empty(len(images))
+    idx = torch.tensor(DISC_GROUPS[disc])
+    S = images.shape[-1]
+    for i in range(len(images)):
+        x = standardize_batch(images[i:i + 1])[0]
+        q = lms_in[i, idx]
+        lo, hi = q.amin(0), q.amax(0)
+        c = (lo + hi) / 2
+        half = float((hi - lo).amax()) * (1 + margin) / 2
+        x0, x1 = int(max(c[0] - half, 0)), int(min(c[0] + half + 1, S))
+        y0, y1 = int(max(c[1] - half, 0)), int(min(c[1] + half + 1, S))
+        out[i] = x[y0:y1, x0:x1].std() if x1 > x0 + 1 and y1 > y0 + 1 else 0.0
+    return out
+
+
 def refine_forward(model: CervicalModel, x: torch.Tensor, boxes: torch.Tensor):
     c = model.config
     crops = torchvision_roi(x, boxes, c["crop_size"], c["roi_sampling_ratio"])  # [B, 6, 1, C, C]
@@ -256,6 +293,7 @@ def evaluate(model, images, lms_in, batch=16):
         preds.append(predict_batch(model, x))
     p = torch.cat(preds)
     err = torch.linalg.norm(p - lms_in, dim=-1)                               # input px
+    evaluate.last_p90 = torch.quantile(err, 0.9, dim=0)                       # per landmark
     return float(err.mean()), float(err.median()), p
 
 
@@ -272,7 +310,7 @@ def main(argv=None) -> int:
     ap.add_argument("--val", help="validation NPZ")
     ap.add_argument("--out", default="runs/train")
     ap.add_argument("--config", help="model config JSON (default: the CPU config in this file)")
-    ap.add_argument("--name", default="sagitta-default-synthetic-v1")
+    ap.add_argument("--name", default=DEFAULT_NAME)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=6, help="epochs training only the global model")
     ap.add_argument("--minutes", type=float, default=0.0, help="stop after this wall time (0: no)")
@@ -290,6 +328,18 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", help="checkpoint_last.pt to continue from (model, optimizer, "
                     "history); --lr then overrides the learning rate")
     ap.add_argument("--limit-steps", type=int, default=0, help="steps per epoch cap (timing)")
+    ap.add_argument("--init", help="start from these weights (safetensors or checkpoint .pt; "
+                    "same config), with a fresh optimizer and schedule")
+    ap.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau",
+                    help="plateau: ReduceLROnPlateau(0.1) on the validation error; cosine: from "
+                    "--lr to --min-lr over the run's steps (--epochs, or --minutes if shorter)")
+    ap.add_argument("--min-lr", type=float, default=1e-6)
+    ap.add_argument("--box-jitter", type=float, default=0.0,
+                    help="training refiner boxes: random shift/scale, fraction of the side")
+    ap.add_argument("--hard-weight", type=float, default=1.0,
+                    help="sampling weight of the images whose C7-T1 disc has the lowest "
+                    "contrast (--hard-frac of them; shoulders over the disc), others 1")
+    ap.add_argument("--hard-frac", type=float, default=0.25)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -331,11 +381,38 @@ def main(argv=None) -> int:
         json.dump(cfg, f, indent=1)
 
     model = CervicalModel(cfg).to(dev)
+    if args.init:
+        if args.init.endswith(".pt"):
+            sd = torch.load(args.init, map_location="cpu", weights_only=False)["state_dict"]
+        else:
+            sd = convert.load_model(args.init)[0].state_dict()
+        model.load_state_dict({k: v.float() for k, v in sd.items()})
+        log(f"initialized from {args.init}")
     nparams = sum(p.numel() for p in model.parameters())
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1,
                                                        patience=args.patience)
     gen = torch.Generator().manual_seed(args.seed)
+    weights = None
+    if args.hard_weight != 1.0:
+        contrast = disc_contrast(images, lms_in, len(DISC_GROUPS) - 1)
+        cut = torch.quantile(contrast, args.hard_frac)
+        weights = torch.where(contrast <= cut, args.hard_weight, 1.0)
+        log(f"C7-T1 disc contrast: median {float(contrast.median()):.3f}, hard (<= "
+            f"{float(cut):.3f}): {int((contrast <= cut).sum())} images, sampling weight "
+            f"{args.hard_weight}")
+    steps_per_epoch = (args.epoch_size or n) // args.batch
+    if args.limit_steps:
+        steps_per_epoch = min(steps_per_epoch, args.limit_steps)
+    total_steps = steps_per_epoch * args.epochs
+    global_step = 0
+
+    def cosine_lr(step):
+        t = min(step / max(total_steps, 1), 1.0)
+        if args.minutes and step > 0:
+            # the time budget may end the run first: follow whichever comes first
+            t = max(t, (time.time() - t_start) / 60 / args.minutes)
+        return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
     history = []
     best = float("inf")
     t_start = time.time()
@@ -364,14 +441,20 @@ def main(argv=None) -> int:
     for epoch in range(first_epoch, args.epochs):
         model.train()
         refine_on = epoch >= args.warmup
-        perm = torch.randperm(n, generator=gen)
-        steps = (args.epoch_size or n) // args.batch
-        if args.limit_steps:
-            steps = min(steps, args.limit_steps)
+        if weights is None:
+            perm = torch.randperm(n, generator=gen)
+        else:
+            perm = torch.multinomial(weights, steps_per_epoch * args.batch, replacement=True,
+                                     generator=gen)
+        steps = steps_per_epoch
         sums = {"global": 0.0, "euclid": 0.0, "js": 0.0, "refine": 0.0, "total": 0.0}
         t_ep = time.time()
         for st in range(steps):
             idx = perm[st * args.batch:(st + 1) * args.batch]
+            if args.schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(global_step)
+            global_step += 1
             x, lm_n = augment(images[idx], to_norm(lms_in[idx], S), gen)
             x, lm_n = x.to(dev), lm_n.to(dev)
             stacks = global_forward(model, x)
@@ -385,7 +468,7 @@ def main(argv=None) -> int:
             g_loss = eu + args.js_weight * js
             if refine_on:
                 coarse = stacks[-1][1].detach()
-                boxes = boxes_batch(model, coarse)
+                boxes = jitter_boxes(boxes_batch(model, coarse), args.box_jitter, gen)
                 lm_px = ops.norm_to_input(lm_n, S)
                 refined = refine_forward(model, x, boxes)
                 r_loss = euclidean(refined, gt_in_boxes(lm_px, boxes))
@@ -406,11 +489,14 @@ def main(argv=None) -> int:
         means = {k: v / max(steps, 1) for k, v in sums.items()}
         val_mean, val_median, _ = evaluate(model, vimages, vlms)
         metric = val_mean if refine_on else float("inf")
-        if refine_on:
+        if refine_on and args.schedule == "plateau":
             sched.step(val_mean)
         rec = {"epoch": epoch, "refine": refine_on, "lr": opt.param_groups[0]["lr"],
                "minutes": (time.time() - t_start) / 60, **means,
-               "val_mean_px": val_mean, "val_median_px": val_median}
+               "val_mean_px": val_mean, "val_median_px": val_median,
+               "val_p90_px": {nm: round(float(v), 2) for nm, v in
+                              zip(cfg["landmarks"], evaluate.last_p90)
+                              if nm in ("C7_pi", "C7_ai", "T1_as", "T1_ps", "PNS", "OCC", "DENS")}}
         history.append(rec)
         log(json.dumps(rec))
         info = dict(info_base, history=history, epochs_done=epoch + 1,

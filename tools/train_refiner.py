@@ -14,8 +14,8 @@ through the whole pipeline, the global model's boxes) and `info.json`.
     python3 train_refiner.py splice BASE.safetensors OUT/refiners.pt OUT/info.json MODEL.safetensors \
         [--dtype f16]
 
-writes BASE with those refiners replaced; its `training` metadata is BASE's plus a
-`refiner_training` entry (this run's settings, steps, minutes).
+writes BASE with those refiners replaced; its `training` metadata is BASE's plus this run's
+settings, steps and minutes appended to its `refiner_training` list.
 """
 
 from __future__ import annotations
@@ -89,7 +89,11 @@ def splice(argv) -> int:
     states = torch.load(args.refiners, map_location="cpu")
     for k, sd in states.items():
         model.refiners[int(k)].load_state_dict(sd)
-    info["refiner_training"] = json.load(open(args.info))
+    new = json.load(open(args.info))
+    new["refiners_file"] = args.refiners
+    old = info.get("refiner_training")
+    # a base that already had refiners replaced keeps that record: a list, oldest first
+    info["refiner_training"] = (old if isinstance(old, list) else [old] if old else []) + [new]
     train.save_weights(model, cfg, args.out, args.dtype, info)
     print(f"wrote {args.out}: {args.base} with refiners {sorted(states)} from {args.refiners}")
     return 0

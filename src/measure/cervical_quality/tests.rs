@@ -55,9 +55,18 @@ fn assess_with(
             measurements: measurements.as_ref(),
             image_reasons,
         },
-        &QualityThresholds::default(),
+        &RULE_THRESHOLDS,
     )
 }
+
+/// Thresholds that switch every rule on: the calibrated defaults leave the confidence floor
+/// and the refiner distance off, but the rules themselves must work for anyone who sets them.
+const RULE_THRESHOLDS: QualityThresholds = QualityThresholds {
+    min_landmark_confidence: 0.1,
+    min_median_confidence: 0.2,
+    max_refinement_shift: 0.5,
+    max_standard_error: [10.0; 9],
+};
 
 fn confident() -> [Option<f64>; LANDMARK_COUNT] {
     [Some(0.6); LANDMARK_COUNT]

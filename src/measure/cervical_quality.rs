@@ -43,13 +43,13 @@ pub struct QualityThresholds {
 }
 
 impl Default for QualityThresholds {
-    /// Calibrated with `tools/calibrate_quality.py --sweep` on the 200 calibration phantoms
-    /// (seeds 600 000+, DICOM, used by no training) with the default model v2: the highest share
-    /// of wrong values (> 5° / 3 mm) flagged while at most 10 % of the right ones (<= 2° / 1 mm)
-    /// are. There the standard errors did all the work: a landmark-confidence floor and the
+    /// Calibrated with `tools/calibrate_quality.py --sweep` on the calibration phantoms (seeds
+    /// 600 000+, DICOM, used by no training): the highest share of wrong values flagged while at
+    /// most a tenth of the right ones are (README.md gives the rates, on the calibration and the
+    /// held-out phantoms). The standard errors do the work: a landmark-confidence floor and the
     /// refiner/global distance only added false flags, so the floor is 0 (an unknown confidence
-    /// still flags) and the distance is not used; CT's limit is not from the data (one wrong CT
-    /// in 200) but a cap. README.md gives the rates on the held-out phantoms.
+    /// still flags) and the distance is not used; CT's limit is a cap, not from the data (the
+    /// calibration set had no wrong CT).
     fn default() -> Self {
         Self {
             min_landmark_confidence: 0.0,

@@ -834,11 +834,11 @@ pub fn run(
                         output_failed = true;
                     }
                 }
-                None if stream_array => {
+                // No file means no --out: the record is an element of the stdout array.
+                None => {
                     let separator = if index + 1 < total { ",\n" } else { "\n" };
                     write_stdout(&mut stdout, &format!("{json}{separator}"));
                 }
-                None => write_stdout(&mut stdout, &format!("{json}\n")),
             }
             if record.is_ok() && !output_failed {
                 summary.analyzed += 1;
@@ -878,11 +878,7 @@ pub fn run(
                         let _ = output::write_atomic(file, format!("{json}\n").as_bytes());
                     }
                     None => {
-                        let separator = if stream_array && index + 1 < total {
-                            ",\n"
-                        } else {
-                            "\n"
-                        };
+                        let separator = if index + 1 < total { ",\n" } else { "\n" };
                         write_stdout(&mut stdout, &format!("{json}{separator}"));
                     }
                 }

@@ -175,13 +175,19 @@ def _dir(slope_deg):
     return np.array([math.cos(a), math.sin(a)])
 
 
-def build_anatomy(rng: np.random.Generator) -> dict:
-    """Landmarks and shape parameters in canonical mm (facing +x, y down)."""
+def build_anatomy(rng: np.random.Generator, canal: dict | None = None) -> dict:
+    """Landmarks and shape parameters in canonical mm (facing +x, y down).
+
+    `canal` (a spinal-canal spec, see `canal_geometry`) may set the C2-C7 Cobb angle ("cobb",
+    degrees, negative = kyphosis) and add a slip to a vertebra over the one below ("slip": {name:
+    fraction of the lower body's depth, + anterior}); the random draws stay those of the seed."""
     g = rng.uniform
     size = g(0.88, 1.12)                               # patient size factor
     # Sagittal alignment: C2-C7 Cobb from kyphosis to strong lordosis
     t1_slope = float(np.clip(rng.normal(25.0, 7.0), 8.0, 45.0))
     cobb = float(np.clip(t1_slope - rng.normal(14.0, 9.0), -22.0, 45.0))
+    if canal is not None and canal.get("cobb") is not None:
+        cobb = float(canal["cobb"])
 
     verts = []     # per vertebra C2..T1: dict with corners and frame
     # Per-level angles from T1 upward: C7-T1 disc, C7 body, ..., C2-C3 disc (C2 body last).
@@ -216,6 +222,8 @@ def build_anatomy(rng: np.random.Generator) -> dict:
         if narrowed[k]:
             dp *= g(0.25, 0.6)
         listhesis = rng.normal(0.0, 0.6) * size
+        if canal is not None:
+            listhesis += canal.get("slip", {}).get(name, 0.0) * below["depth"]
         pi = below["ps"] + dp * n_sup + listhesis * _dir(s)
         depth = depths[name] * size * g(0.93, 1.07)
         ai = pi + depth * u_inf
@@ -275,6 +283,65 @@ def build_anatomy(rng: np.random.Generator) -> dict:
     lm += [verts[6]["as"], verts[6]["ps"], pns, occ, dens_tip]
     return {"verts": verts, "landmarks": np.array(lm), "dens": (base, dens_top_c, dens_r),
             "ddir": ddir, "head": (Q, m, nm, a_p, b_o), "size": size, "cobb": cobb}
+
+
+def canal_geometry(A: dict, spec: dict) -> dict:
+    """The spinal canal drawn to scale (opt-in; `generate(..., canal=spec)`), in canonical mm.
+
+    `spec` gives, per vertebra C2..T1, the Torg-Pavlov ratio ("ratio": {name: canal / body}) and
+    optionally posterior osteophytes ("osteophytes": [[name, "pi"|"ps", length]]) and ossified
+    posterior longitudinal ligament ("opll": [[name, thickness]], bridging the discs between
+    consecutive listed bodies when "opll_continuous"), lengths as fractions of that body's AP
+    width. Per vertebra: body AP width W and canal D = ratio * W, both at mid-height (posterior
+    wall midpoint to anterior wall midpoint, and to the spinolaminar line, along the inferior
+    endplate's direction); the effective canal is D less the deepest intrusion (osteophyte or
+    OPLL) behind the body. Per disc (upper over lower): the slip of the upper body's
+    posterior-inferior corner along the lower's superior endplate (+ anterior). Also the C2-C7
+    angle between the inferior endplates of C2 and C7 (+ lordosis). Returns the drawing
+    ("levels": {name: {"spinolaminar_u", "intrusions"}}) and the measurements ("report")."""
+    verts = {v["name"]: v for v in A["verts"]}
+    levels, report = {}, {"levels": {}, "discs": {}}
+    for name, v in verts.items():
+        u, n = v["u"], _rot(v["u"])
+        mid_post, mid_ant = 0.5 * (v["pi"] + v["ps"]), 0.5 * (v["ai"] + v["as"])
+        wall_u = float(np.dot(mid_post - v["pi"], u))
+        body = float(np.dot(mid_ant - mid_post, u))
+        canal = spec["ratio"][name] * body
+        intrusions = []
+        for vn, corner, frac in spec.get("osteophytes", []):
+            if vn == name:
+                c = v[corner]
+                along = n if corner == "pi" else -n    # from the corner into the wall
+                intrusions.append([c + along * 4.0, c + u * 1.5, c - u * frac * body - along])
+        opll = {vn: frac for vn, frac in spec.get("opll", [])}
+        if name in opll:
+            t = opll[name] * body
+            intrusions.append([v["pi"], v["ps"], v["ps"] - u * t, v["pi"] - u * t])
+        spinolaminar_u = wall_u - canal
+        deepest = min([float(np.dot(p - v["pi"], u)) for q in intrusions for p in q],
+                      default=wall_u)
+        effective = min(canal, deepest - spinolaminar_u)
+        report["levels"][name] = {
+            "body_ap_mm": body, "canal_mm": canal, "effective_canal_mm": effective,
+            "torg_pavlov": canal / body, "effective_ratio": effective / body,
+            "intrusion_mm": canal - effective}
+        levels[name] = {"spinolaminar_u": spinolaminar_u, "intrusions": intrusions}
+    names = [v["name"] for v in A["verts"]]
+    for upper, lower in zip(names[:-1], names[1:]):
+        U, B = verts[upper], verts[lower]
+        ub = (B["as"] - B["ps"]) / np.linalg.norm(B["as"] - B["ps"])
+        slip = float(np.dot(U["pi"] - B["ps"], ub))
+        report["discs"][f"{upper}-{lower}"] = {"slip_mm": slip}
+        if spec.get("opll_continuous") and upper in opll and lower in opll:
+            t = min(opll[upper], opll[lower]) * report["levels"][lower]["body_ap_mm"]
+            levels[upper]["intrusions"].append(
+                [U["pi"], U["pi"] - U["u"] * t, B["ps"] - B["u"] * t, B["ps"]])
+
+    def slope(v):
+        d = v["ai"] - v["pi"]
+        return math.degrees(math.atan2(d[1], d[0]))
+    report["c2c7_deg"] = slope(verts["C7"]) - slope(verts["C2"])
+    return {"levels": levels, "report": report}
 
 
 def _render_anatomy(cv: _Canvas, lo: _Canvas, A: dict, rng: np.random.Generator):
@@ -448,27 +515,48 @@ def _render_anatomy(cv: _Canvas, lo: _Canvas, A: dict, rng: np.random.Generator)
                     tri = [corner - n * sgn * 3.5, corner + u * g(1.0, 2.5),
                            corner + u * g(0.5, 2.0) + n * sgn * ln]
                     cv.add(tri, lambda X, Y, q=tri: _poly_sd(X, Y, q), _solid(rim * 0.9, px))
-        # posterior elements
-        ped = [L(0.5, 0.45 * hgt), L(0.5, 0.8 * hgt), L(-5.5, 0.85 * hgt), L(-5.5, 0.4 * hgt)]
-        cv.add(ped, lambda X, Y, q=ped: _poly_sd(X, Y, q), _solid(0.25 * bone_gain, px))
+        # posterior elements (offsets along u from the posterior-inferior corner)
         pw = g(10.0, 13.0) * size
         sl = g(0.45, 0.8)                       # facet obliquity
-        pil = [L(-4.0, -2.0), L(-4.0, hgt + 3.0), L(-4.0 - pw, hgt + 3.0 - pw * sl),
-               L(-4.0 - pw, -2.0 - pw * sl)]
+        canal = g(13.0, 17.0) * size
+        if A.get("canal") is None:
+            # the canal is not drawn to scale: the lamina ends `canal` + 8 mm behind the body
+            ped_back, pil_front, pil_w = -5.5, -4.0, pw
+            pil_back = -4.0 - pw
+            lam_front, lam_back = pil_back, -canal - 8.0
+            sp_start, drop = -canal - 6.0, canal * sl * 0.5
+            lamina = _solid(0.22 * bone_gain, px)
+        else:
+            # the canal to scale: the lamina's cortical front is the spinolaminar line; the
+            # pillars sit just in front of it and overlap the body when the canal is narrow
+            lv = A["canal"]["levels"][v["name"]]
+            lam_front = lv["spinolaminar_u"]
+            pil_w = 0.75 * pw
+            pil_back = lam_front + 2.0
+            pil_front = pil_back + pil_w
+            ped_back = min(pil_front - 1.5, -1.0)
+            lam_back = lam_front - 5.0
+            sp_start, drop = lam_front - 3.0, pil_w * sl + 1.0
+            lamina = _bone(0.22 * bone_gain, 0.45 * bone_gain, 0.8, px)
+            for q in lv["intrusions"]:
+                cv.add(q, lambda X, Y, q=q: _poly_sd(X, Y, q), _solid(rim * 0.9, px))
+        ped = [L(0.5, 0.45 * hgt), L(0.5, 0.8 * hgt), L(ped_back, 0.85 * hgt),
+               L(ped_back, 0.4 * hgt)]
+        cv.add(ped, lambda X, Y, q=ped: _poly_sd(X, Y, q), _solid(0.25 * bone_gain, px))
+        pil = [L(pil_front, -2.0), L(pil_front, hgt + 3.0), L(pil_back, hgt + 3.0 - pil_w * sl),
+               L(pil_back, -2.0 - pil_w * sl)]
         if v["name"] != "C2":
             cv.add(pil, lambda X, Y, q=pil: _poly_sd(X, Y, q), _bone(0.25 * bone_gain,
                                                                        0.35 * bone_gain, 1.2, px))
         else:
             cv.add(pil, lambda X, Y, q=pil: _poly_sd(X, Y, q), _solid(0.3 * bone_gain, px, 0.5))
-        canal = g(13.0, 17.0) * size
-        lam = [L(-4.0 - pw, 0.15 * hgt - pw * sl), L(-4.0 - pw, 0.7 * hgt - pw * sl),
-               L(-canal - 8.0, 0.45 * hgt - canal * sl * 0.5),
-               L(-canal - 8.0, 0.05 * hgt - canal * sl * 0.5)]
-        cv.add(lam, lambda X, Y, q=lam: _poly_sd(X, Y, q), _solid(0.22 * bone_gain, px))
+        lam = [L(lam_front, 0.15 * hgt - pil_w * sl), L(lam_front, 0.7 * hgt - pil_w * sl),
+               L(lam_back, 0.45 * hgt - drop), L(lam_back, 0.05 * hgt - drop)]
+        cv.add(lam, lambda X, Y, q=lam: _poly_sd(X, Y, q), lamina)
         sp_len = {"C2": 26, "C3": 18, "C4": 18, "C5": 20, "C6": 26, "C7": 38, "T1": 40}[v["name"]]
         sp_len *= size * g(0.85, 1.15)
         sp_a = math.radians(g(10.0, 35.0))
-        s0 = L(-canal - 6.0, 0.25 * hgt - canal * sl * 0.5)
+        s0 = L(sp_start, 0.25 * hgt - drop)
         s1 = s0 - u * sp_len * math.cos(sp_a) - n * sp_len * math.sin(sp_a)
         sr = 3.5 if v["name"] in ("C2", "C7", "T1") else 2.7
         cv.add([s0, s1], lambda X, Y, a=s0, b=s1, r=sr: _capsule_sd(X, Y, a, b, r),
@@ -541,13 +629,18 @@ def _upsample(lo: np.ndarray, f: int, h: int, w: int) -> np.ndarray:
 
 def generate(seed: int, height: int = 1200, width: int | None = None,
              facing: str | None = None, noise_scale: float = 1.0,
-             bits: int | None = None) -> tuple[np.ndarray, dict]:
+             bits: int | None = None, canal: dict | None = None) -> tuple[np.ndarray, dict]:
     """One phantom: (uint16 [H, W] image, metadata dict with landmarks in pixels).
 
     noise_scale multiplies the drawn noise amplitudes and `bits` overrides the drawn bit depth;
-    neither changes the random draws, so the anatomy and landmarks stay those of the seed."""
+    neither changes the random draws, so the anatomy and landmarks stay those of the seed.
+    `canal` (opt-in, see `canal_geometry`) draws the spinal canal to scale with the given
+    narrowing and adds its measurements to the metadata as "canal"; without it the output is
+    that of earlier versions, byte for byte."""
     rng = np.random.default_rng([seed, 20240601])
-    A = build_anatomy(rng)
+    A = build_anatomy(rng, canal)
+    if canal is not None:
+        A["canal"] = canal_geometry(A, canal)
     lm_mm = A["landmarks"]
     g = rng.uniform
     if width is None:
@@ -656,6 +749,8 @@ def generate(seed: int, height: int = 1200, width: int | None = None,
         "generator": GENERATOR_VERSION,
         "bits_stored": bits,
     }
+    if canal is not None:
+        meta["canal"] = A["canal"]["report"]
     return img, meta
 
 

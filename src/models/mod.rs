@@ -56,6 +56,25 @@ pub enum Family {
     Csm,
 }
 
+impl Family {
+    /// The `arch` of this family's weights files.
+    pub fn arch(self) -> &'static str {
+        REGISTRY
+            .iter()
+            .find(|(_, family)| *family == self)
+            .map(|(arch, _)| *arch)
+            .unwrap_or("unregistered")
+    }
+
+    /// The short name users pick the family by (`--model`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Cervical => "cervical",
+            Family::Csm => "csm",
+        }
+    }
+}
+
 /// `arch` of the weights metadata -> family. One line per architecture.
 pub const REGISTRY: &[(&str, Family)] = &[
     (cervical::CERVICAL_ARCH, Family::Cervical),

@@ -596,16 +596,7 @@ def csm_fixture():
     image = testdata.synthetic_radiograph(150, 97, g, testdata.spine_targets(g))
     torch.manual_seed(11)
     model = CsmModel(config)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=g)
-                m.bias.uniform_(-0.1, 0.1, generator=g)
-        # a logit of order 1 that depends on the image: centre the last layer on this image
-        out = model(image)
-        last = model.classifier[-1]
-        last.bias -= out["logit"][0, 0] - 0.4
+    testdata.he_init_centred_(model, image, g)
     out = model(image)
     p = out["p"].item()
     assert 0.1 < p < 0.9, f"csm small p {p}"

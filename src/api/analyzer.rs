@@ -158,6 +158,13 @@ impl Analyzer {
             let taken = match family {
                 Family::Cervical => analyzer.cervical.is_some(),
                 Family::Csm => analyzer.csm.is_some(),
+                Family::WholeSpine => {
+                    return Err(AnalyzeError::Usage(format!(
+                        "{}: a whole-spine model; `analyze` does not run it yet (the library's \
+                         WholeSpineModel does); give a cervical or CSM weights file",
+                        file.path.display()
+                    )))
+                }
             };
             if taken {
                 return Err(AnalyzeError::Usage(format!(
@@ -179,6 +186,7 @@ impl Analyzer {
                     let info = model_info(file, &model.config.name, model.config.input_size);
                     analyzer.csm = Some(Loaded { model, info });
                 }
+                Family::WholeSpine => unreachable!("refused above"),
             }
         }
         Ok(analyzer)

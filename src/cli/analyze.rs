@@ -342,6 +342,10 @@ pub fn default_weights(family: Family) -> Result<(PathBuf, String), AnalyzeError
     let (env, file) = match family {
         Family::Cervical => (WEIGHTS_ENV, DEFAULT_WEIGHTS),
         Family::Csm => (CSM_WEIGHTS_ENV, DEFAULT_CSM_WEIGHTS),
+        Family::WholeSpine => (
+            "SAGITTA_WHOLESPINE_WEIGHTS",
+            "weights/wholespine_default.safetensors",
+        ),
     };
     if let Some(path) = std::env::var_os(env).filter(|value| !value.is_empty()) {
         return Ok((PathBuf::from(path), format!("${env}")));

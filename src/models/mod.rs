@@ -4,6 +4,7 @@
 
 pub mod cervical;
 pub mod csm;
+pub mod wholespine;
 
 use crate::engine::GpuContext;
 use crate::error::{Result, SagittaError};
@@ -54,6 +55,8 @@ pub enum Family {
     Cervical,
     /// Lateral cervical radiograph -> probability of myelopathy (SPEC-csm.md).
     Csm,
+    /// Whole-spine lateral radiograph -> 45 landmarks (SPEC-wholespine.md).
+    WholeSpine,
 }
 
 impl Family {
@@ -71,6 +74,7 @@ impl Family {
         match self {
             Family::Cervical => "cervical",
             Family::Csm => "csm",
+            Family::WholeSpine => "wholespine",
         }
     }
 }
@@ -79,6 +83,7 @@ impl Family {
 pub const REGISTRY: &[(&str, Family)] = &[
     (cervical::CERVICAL_ARCH, Family::Cervical),
     (csm::CSM_ARCH, Family::Csm),
+    (wholespine::WHOLESPINE_ARCH, Family::WholeSpine),
 ];
 
 /// The architecture names the registry knows, for error messages and `sagitta info`.
@@ -126,6 +131,9 @@ pub fn dispatch_plan(
             cervical::CervicalModel::new(ctx, weights)?.dispatch_plan(width, height)
         }
         Family::Csm => csm::CsmModel::new(ctx, weights)?.dispatch_plan(width, height),
+        Family::WholeSpine => {
+            wholespine::WholeSpineModel::new(ctx, weights)?.dispatch_plan(width, height)
+        }
     }
 }
 

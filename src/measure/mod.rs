@@ -3,6 +3,7 @@
 
 pub mod cervical;
 pub mod cervical_quality;
+pub mod frame;
 pub mod quality;
 
 pub use cervical::*;

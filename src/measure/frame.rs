@@ -230,6 +230,12 @@ impl Frame<'_> {
     }
 }
 
+/// The angle in degrees of `vector` from the upward vertical (−y), positive when it points
+/// anterior (+x): the SPECs' tilt(P→Q) for `vector` = Q − P.
+pub(super) fn tilt_from_vertical(vector: Point) -> f64 {
+    vector.x.atan2(-vector.y).to_degrees()
+}
+
 /// Validates the landmarks (original-image pixels, named by `names`), applies the spacing, and
 /// mirrors x so that anterior is +x. The facing is the sign of the mean x of the `anterior`
 /// landmarks minus that of the `posterior` ones (equal counts: the sign of the summed
@@ -347,10 +353,46 @@ pub(super) fn normalize_degrees(angle: f64) -> f64 {
     }
 }
 
+/// Maps an angle in degrees to [−180°, 180°) (the whole-spine and lumbar SPECs' range).
+pub(super) fn wrap_degrees(angle: f64) -> f64 {
+    let wrapped = (angle + 180.0).rem_euclid(360.0) - 180.0;
+    // rem_euclid can round up to the modulus itself for tiny negative inputs.
+    if wrapped >= 180.0 {
+        wrapped - 360.0
+    } else {
+        wrapped
+    }
+}
+
 /// The angle between two non-zero vectors, in [0°, 180°].
 pub(super) fn unsigned_angle_between(a: Point, b: Point) -> f64 {
     // atan2 of cross and dot stays accurate near 0° and 180°, where acos loses precision.
     let cross = a.x * b.y - a.y * b.x;
     let dot = a.x * b.x + a.y * b.y;
     cross.abs().atan2(dot).to_degrees()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_wraps_keep_their_own_end_of_the_half_turn() {
+        assert_eq!(normalize_degrees(-180.0), 180.0);
+        assert_eq!(normalize_degrees(180.0), 180.0);
+        assert_eq!(wrap_degrees(180.0), -180.0);
+        assert_eq!(wrap_degrees(-180.0), -180.0);
+        assert_eq!(wrap_degrees(540.0), -180.0);
+        assert_eq!(wrap_degrees(190.0), -170.0);
+        assert_eq!(wrap_degrees(-190.0), 170.0);
+        assert_eq!(wrap_degrees(-0.5), -0.5);
+        assert!(wrap_degrees(-1e-300) < 180.0);
+    }
+
+    #[test]
+    fn tilt_is_zero_straight_up_and_positive_towards_anterior() {
+        assert_eq!(tilt_from_vertical(Point { x: 0.0, y: -1.0 }), 0.0);
+        assert!((tilt_from_vertical(Point { x: 1.0, y: -1.0 }) - 45.0).abs() < 1e-12);
+        assert!((tilt_from_vertical(Point { x: -1.0, y: 0.0 }) + 90.0).abs() < 1e-12);
+    }
 }

@@ -5,6 +5,7 @@ pub mod cervical;
 pub mod cervical_quality;
 pub mod frame;
 pub mod quality;
+pub mod wholespine;
 
 pub use cervical::*;
 pub use quality::{Finding, ParameterQuality, QualityStatus, ReasonCode};

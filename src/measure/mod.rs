@@ -4,6 +4,7 @@
 pub mod cervical;
 pub mod cervical_quality;
 pub mod frame;
+pub mod lumbar;
 pub mod quality;
 pub mod wholespine;
 

@@ -7,6 +7,7 @@ pub mod frame;
 pub mod lumbar;
 pub mod quality;
 pub mod wholespine;
+pub mod wholespine_quality;
 
 pub use cervical::*;
 pub use quality::{Finding, ParameterQuality, QualityStatus, ReasonCode};

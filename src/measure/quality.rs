@@ -42,8 +42,8 @@ pub enum ReasonCode {
     /// The value's standard error, propagated from the spreads of its landmarks' heatmaps, is
     /// too large: the model is unsure where the lines behind it lie.
     UncertainValue,
-    /// The median confidence of all landmarks is low: the image may not show a lateral
-    /// cervical spine, or not all of it.
+    /// The median confidence of all landmarks is low: the image may not show the spine the
+    /// model measures (a lateral cervical spine, a whole spine, a lumbar spine), or not all of it.
     ImageLowConfidence,
     /// The value lies outside the range any adult spine shows.
     OutsidePlausibleRange,
@@ -59,8 +59,9 @@ pub enum ReasonCode {
     /// The gap between two consecutive vertebrae is negative (overlap, order reversed) or far
     /// larger than a disc (a vertebra skipped).
     VertebralSpacing,
-    /// A skull or dens landmark is on the wrong side of the spine (PNS, OCC or DENS below C2,
-    /// OCC in front of PNS).
+    /// A landmark is on the wrong side of its anatomical neighbours: a skull or dens landmark
+    /// (PNS, OCC or DENS below C2, OCC in front of PNS), an endplate outside the body centres
+    /// around it, the femoral heads not below the sacrum.
     LandmarkOrder,
     /// The DICOM header says the image is not a lateral cervical radiograph.
     NotCervicalLateral,

@@ -168,6 +168,20 @@ fn tilt(
     Ok(tilt_from_vertical(frame.vector(from, to, what, &names)?))
 }
 
+/// The landmarks in the canonical frame and the facing, after the validation [`wholespine`]
+/// does.
+pub(super) fn canonical_points(
+    landmarks: &[[f64; 2]; LANDMARK_COUNT],
+    spacing: Option<PixelSpacing>,
+) -> Result<([[f64; 2]; LANDMARK_COUNT], super::frame::Facing), MeasureError> {
+    let (frame, facing) = to_canonical_frame(landmarks, spacing)?;
+    let mut points = [[0.0; 2]; LANDMARK_COUNT];
+    for (out, point) in points.iter_mut().zip(&frame.points) {
+        *out = [point.x, point.y];
+    }
+    Ok((points, facing))
+}
+
 fn to_canonical_frame(
     landmarks: &[[f64; 2]; LANDMARK_COUNT],
     spacing: Option<PixelSpacing>,

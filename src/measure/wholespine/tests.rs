@@ -88,9 +88,9 @@ pub(crate) fn standard_spec() -> Spec {
         c7_inferior: 14.0,
         c2_inferior: 4.0,
         gt: 18.0,
-        tpa: 12.0,
+        tpa: 15.0,
         lpa: 7.0,
-        od_ha: -1.5,
+        od_ha: 2.6,
         c2_ahead_of_c7: 17.0,
     }
 }

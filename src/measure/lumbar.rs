@@ -246,5 +246,28 @@ fn absent_levels_of(definition: &Definition, levels: &Levels) -> Vec<&'static st
     absent
 }
 
+/// Every present level's corners in the canonical frame of `facing` (mm with a spacing, anterior
+/// +x), unvalidated: the quality checks judge what is not finite.
+pub(super) fn canonical_levels(
+    levels: &Levels,
+    spacing: Option<PixelSpacing>,
+    facing: Facing,
+) -> Levels {
+    let (x_scale, y_scale) = spacing.map_or((1.0, 1.0), |s| (s.column_mm, s.row_mm));
+    let mirror = if facing == Facing::Left { -1.0 } else { 1.0 };
+    levels
+        .map(|level| level.map(|corners| corners.map(|[x, y]| [mirror * x * x_scale, y * y_scale])))
+}
+
+/// The levels the parameter called `name` reads, cranial first.
+pub(super) fn parameter_levels(name: &str) -> Vec<usize> {
+    let mut levels: Vec<usize> = parameter_landmarks(name)
+        .iter()
+        .map(|&index| index / CORNERS_PER_LEVEL)
+        .collect();
+    levels.dedup();
+    levels
+}
+
 #[cfg(test)]
 pub(super) mod tests;

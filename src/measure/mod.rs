@@ -5,6 +5,7 @@ pub mod cervical;
 pub mod cervical_quality;
 pub mod frame;
 pub mod lumbar;
+pub mod lumbar_quality;
 pub mod quality;
 pub mod wholespine;
 pub mod wholespine_quality;

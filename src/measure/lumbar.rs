@@ -14,7 +14,9 @@
 //! min(|a| mod 180, 180 − |a| mod 180), in [0°, 90°].
 //!
 //! Only the landmarks the parameters or the facing read are validated: a non-finite corner of a
-//! thoracic level cannot take the lumbar values with it.
+//! thoracic level cannot take the lumbar values with it. Landmarks that are read but unusable
+//! (not finite, a zero-length endplate) refuse all three values, as for the cervical parameters:
+//! an absent level is a fact about the image, a degenerate one a fault of the model.
 
 use serde::Serialize;
 

@@ -30,3 +30,13 @@ fn bilinear(index: u32) -> f32 {
     let bottom = (1.0 - tx.z) * f32(x[r1 + x0]) + tx.z * f32(x[r1 + x1]);
     return (1.0 - ty.z) * top + ty.z * bottom;
 }
+
+// Where output element `index` of the [N, C, out_h, out_w] result goes: itself, or inside a
+// channel view (channels out_c_offset.. of an [N, out_c_total, out_h, out_w] concatenation).
+fn output_index(index: u32) -> u32 {
+    let pixels = p.out_h * p.out_w;
+    let plane = index / pixels;
+    let n = plane / p.channels;
+    let c = plane % p.channels;
+    return (n * p.out_c_total + p.out_c_offset + c) * pixels + index % pixels;
+}

@@ -1,4 +1,5 @@
-// Final landmarks in original-image pixels. Landmark i is the global point i, or, where the
+// Final landmarks in original-image pixels. Landmark i is the global point i (the mean of the
+// members' rows i, m * landmarks + i, in normalized coordinates), or, where the
 // model's table says so (sources[i] = (refined row, box), row != NONE), the refined point of that
 // row, which is relative to its box. Output rows (x, y, sd_x, sd_y): [0, L) landmarks in original
 // pixels, [L, 2L) global points in input pixels, [2L, 2L + B) the boxes.
@@ -11,6 +12,7 @@ struct Params {
     original_h: f32,
     landmarks: u32,
     boxes: u32,
+    members: u32,
 }
 
 const NONE: u32 = 0xffffffffu;
@@ -33,7 +35,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let input_size = vec2<f32>(p.input_w, p.input_h);
     let scale = vec2<f32>(p.original_w, p.original_h) / input_size;
     if (i < p.landmarks) {
-        let c = coarse[i];
+        var c = vec4<f32>(0.0);
+        for (var m = 0u; m < p.members; m++) {
+            c += coarse[m * p.landmarks + i];
+        }
+        c = c / f32(p.members);
         let coarse_px = ((c.xy + 1.0) * input_size - 1.0) * 0.5;
         let coarse_sd = sqrt(c.zw) * input_size * 0.5;
         result[p.landmarks + i] = vec4<f32>(coarse_px, coarse_sd);

@@ -15,6 +15,9 @@ struct Params {
     scale_h: f32,
     scale_w: f32,
     align_corners: u32,
+    channels: u32,
+    out_c_total: u32,
+    out_c_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -27,5 +30,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (index >= p.planes * p.out_h * p.out_w) {
         return;
     }
-    y[index] = act(bilinear(index));
+    y[output_index(index)] = act(bilinear(index));
 }

@@ -16,13 +16,21 @@ use image::{GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage};
 use serde_json::Value;
 
 use sagitta::api::Analyzer;
+use sagitta::io::load_radiograph;
 use sagitta::measure::{LANDMARK_NAMES, PARAMETER_NAMES};
+use sagitta::models::cervical::CERVICAL_ARCH;
+use sagitta::models::csm::{CsmModel, CSM_ARCH};
 use sagitta::report::{csv_header, Record};
+use sagitta::GreyImage;
 use sagitta::WeightFile;
 
 const FIXTURE_WEIGHTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/cervical_small_f32.safetensors"
+);
+const CSM_FIXTURE_WEIGHTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/csm_small_f32.safetensors"
 );
 const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
 const JPEG_LS_LOSSLESS: &str = "1.2.840.10008.1.2.4.80";
@@ -41,6 +49,7 @@ fn sagitta(args: &[&str]) -> Output {
         .arg("analyze")
         .args(args)
         .env_remove("SAGITTA_WEIGHTS")
+        .env_remove("SAGITTA_CSM_WEIGHTS")
         .output()
         .expect("run the sagitta binary")
 }
@@ -492,7 +501,7 @@ fn bad_inputs_get_one_line_errors_and_the_batch_goes_on() {
         let analysed_keys: Vec<&String> = good.as_object().unwrap().keys().collect();
         assert_eq!(keys, analysed_keys, "{record}");
         assert_eq!(record["status"], "error", "{record}");
-        assert_eq!(record["schema"], "sagitta-record/2");
+        assert_eq!(record["schema"], "sagitta-record/3");
         assert!(record["timestamp"]
             .as_str()
             .is_some_and(|t| t.ends_with('Z')));
@@ -782,7 +791,7 @@ fn library_analyzer_builds_records_and_overlays() {
     let dir = scratch();
     let weights = WeightFile::open(FIXTURE_WEIGHTS).unwrap();
     let mut analyzer = Analyzer::with_context(common::gpu(), &weights).unwrap();
-    assert_eq!(analyzer.model_info().input_size, 128);
+    assert_eq!(analyzer.models()[0].input_size, 128);
     for (name, (width, height)) in [("tall.png", (120, 180)), ("wide.png", (200, 120))] {
         let path = dir.path().join(name);
         write_png(&path, width, height);
@@ -904,4 +913,179 @@ fn f16_precision_gives_the_same_landmarks_within_a_pixel() {
         .fold(0.0, f64::max);
     eprintln!("f16 vs f32 activations: largest landmark difference {worst:.3} px");
     assert!(worst < 1.0, "{worst} px");
+}
+
+/// The CSM classifier's part of a record: the probability the library's model gives on the
+/// same decoded image, the label by the threshold, the caveat, the model's identity.
+fn assert_csm_screen(screen: &Value, image: &Path) {
+    let weights = WeightFile::open(CSM_FIXTURE_WEIGHTS).unwrap();
+    let mut model = CsmModel::new(common::gpu(), &weights).unwrap();
+    let radiograph = load_radiograph(image).unwrap();
+    let expected = model
+        .run(GreyImage {
+            width: radiograph.width,
+            height: radiograph.height,
+            pixels: &radiograph.pixels,
+        })
+        .unwrap();
+    let p_csm = screen["p_csm"].as_f64().expect("p_csm");
+    assert!(
+        (p_csm - f64::from(expected.p_csm)).abs() < 1e-5,
+        "record {p_csm} vs library {}",
+        expected.p_csm
+    );
+    assert_eq!(screen["threshold"], 0.5);
+    let label = if p_csm >= 0.5 { "CSM" } else { "no CSM" };
+    assert_eq!(screen["label"], label);
+    assert_eq!(screen["status"], "ok");
+    assert!(screen["caveat"]
+        .as_str()
+        .unwrap()
+        .contains("not a diagnosis"));
+    assert_eq!(screen["model"]["sha256"], weights.sha256.as_str());
+    assert_eq!(screen["model"]["name"], "csm-small-test");
+}
+
+#[test]
+fn csm_weights_pick_the_classifier_without_being_told() {
+    let dir = scratch();
+    let image = dir.path().join("neck.png");
+    write_png(&image, 150, 120);
+    let csv = dir.path().join("table.csv");
+    let output = sagitta(&[
+        path_str(&image),
+        "--weights",
+        CSM_FIXTURE_WEIGHTS,
+        "--csv",
+        path_str(&csv),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let record = single_record(&output);
+    assert_eq!(record["schema"], "sagitta-record/3");
+    assert_eq!(record["status"], "ok", "{record}");
+    // Only the classifier ran: no landmark model, no landmarks, no parameters.
+    assert!(record["model"].is_null(), "{record}");
+    assert_eq!(record["landmarks"].as_array().unwrap().len(), 0);
+    assert_eq!(record["parameters"].as_array().unwrap().len(), 0);
+    assert!(record["facing"].is_null());
+    assert_csm_screen(&record["csm"], &image);
+
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let cell = |name: &str| row[header.iter().position(|c| *c == name).unwrap()];
+    assert_eq!(
+        cell("p_csm").parse::<f64>().unwrap(),
+        record["csm"]["p_csm"]
+    );
+    assert_eq!(cell("csm_label"), record["csm"]["label"]);
+    assert_eq!(cell("csm_status"), "ok");
+    // The parameters were not asked for: empty, not "not_measurable".
+    assert_eq!(cell("C2-C7 status"), "");
+}
+
+#[test]
+fn model_all_runs_every_model_and_fills_every_column() {
+    let dir = scratch();
+    let image = dir.path().join("neck.png");
+    write_png(&image, 140, 160);
+    let csv = dir.path().join("table.csv");
+    let overlays = dir.path().join("overlays");
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["analyze", "--model", "all", path_str(&image)])
+        .args(["--csv", path_str(&csv), "--overlay", path_str(&overlays)])
+        .env("SAGITTA_WEIGHTS", FIXTURE_WEIGHTS)
+        .env("SAGITTA_CSM_WEIGHTS", CSM_FIXTURE_WEIGHTS)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let record = single_record(&output);
+    assert_valid_record(&record);
+    assert_csm_screen(&record["csm"], &image);
+    assert!(overlays.join("neck.png").is_file());
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(',').collect()).collect();
+    let column = |name: &str| rows[0].iter().position(|c| *c == name).unwrap();
+    assert!(!rows[1][column("p_csm")].is_empty());
+    assert!(!rows[1][column("C2-C7 (deg)")].is_empty());
+
+    // Two --weights files, the classifier's first, give the same record: each file's
+    // architecture picks its model.
+    let output = sagitta(&[
+        path_str(&image),
+        "--weights",
+        CSM_FIXTURE_WEIGHTS,
+        "--weights",
+        FIXTURE_WEIGHTS,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let again = single_record(&output);
+    assert_eq!(again["csm"]["p_csm"], record["csm"]["p_csm"]);
+    assert_eq!(again["landmarks"], record["landmarks"]);
+    assert_eq!(again["model"]["sha256"], record["model"]["sha256"]);
+}
+
+#[test]
+fn a_weights_file_of_another_model_is_refused_naming_both_architectures() {
+    let dir = scratch();
+    let image = dir.path().join("neck.png");
+    write_png(&image, 128, 128);
+    let one_line_error = |output: &Output| -> String {
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+        assert!(output.stdout.is_empty());
+        let stderr = text(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        lines[0].to_string()
+    };
+    for (model, weights, found, expected) in [
+        ("csm", FIXTURE_WEIGHTS, CERVICAL_ARCH, CSM_ARCH),
+        ("cervical", CSM_FIXTURE_WEIGHTS, CSM_ARCH, CERVICAL_ARCH),
+    ] {
+        let line = one_line_error(&sagitta(&[
+            path_str(&image),
+            "--model",
+            model,
+            "--weights",
+            weights,
+        ]));
+        assert!(line.contains(weights), "names the file: {line}");
+        assert!(
+            line.contains(&format!("'{found}'")) && line.contains(&format!("'{expected}'")),
+            "names both architectures: {line}"
+        );
+        assert!(line.contains(&format!("--model {model}")), "{line}");
+    }
+
+    let line = one_line_error(&sagitta(&[
+        path_str(&image),
+        "--weights",
+        CSM_FIXTURE_WEIGHTS,
+        "--weights",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/csm_small_f16.safetensors"
+        ),
+    ]));
+    assert!(line.contains("one file per model"), "{line}");
+
+    // A default named by the environment is checked like a flag.
+    let missing = dir.path().join("nowhere.safetensors");
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["analyze", "--model", "csm", path_str(&image)])
+        .env("SAGITTA_CSM_WEIGHTS", &missing)
+        .output()
+        .unwrap();
+    assert!(one_line_error(&output).contains(path_str(&missing)));
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["analyze", "--model", "csm", path_str(&image)])
+        .env("SAGITTA_CSM_WEIGHTS", FIXTURE_WEIGHTS)
+        .output()
+        .unwrap();
+    let line = one_line_error(&output);
+    assert!(
+        line.contains("$SAGITTA_CSM_WEIGHTS") && line.contains(CSM_ARCH),
+        "{line}"
+    );
 }

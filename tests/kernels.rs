@@ -1365,6 +1365,88 @@ fn upsample_bilinear_checks_its_shapes() {
     assert_eq!((params.scale_h, params.align_corners), (26.0 / 863.0, 1));
 }
 
+/// The fixture's cases written into channel views of one concatenation (batch 2, so that the
+/// view's stride between samples matters), against torch's outputs placed side by side.
+#[test]
+fn upsample_bilinear_writes_a_concatenation_in_place() {
+    let fx = Fixture::load("upsample_bilinear.safetensors");
+    let mut checked = 0;
+    for (variant, ctx, precision) in activation_variants() {
+        for case in &fx.cases() {
+            let name = case["name"].as_str().unwrap();
+            let (shape, input) = fx.get(&format!("{name}.input"));
+            let (out_shape, expected) = fx.get(&format!("{name}.output"));
+            if shape[0] != 1 {
+                continue;
+            }
+            let (c, oh, ow) = (shape[1] as u32, out_shape[2] as u32, out_shape[3] as u32);
+            let align_corners = param_bool(case, "align_corners");
+            // Two samples: the input and its negation; the concatenation holds a 3-channel
+            // filler, then the upsample's channels, then 2 more.
+            let batch: Vec<f32> = input
+                .iter()
+                .copied()
+                .chain(input.iter().map(|v| -v))
+                .collect();
+            let mut plan = Plan::with_precision(precision);
+            let in_shape = [2, shape[1], shape[2], shape[3]];
+            let x = store_activation(&ctx, &mut plan, "input", &in_shape, &batch);
+            let total = c + 5;
+            let concat = plan.activation("concat", &[2, total, oh, ow]);
+            let view = plan.channel_view("branch", concat, 3, c).unwrap();
+            let skip = if param_bool(case, "add") {
+                let (skip_shape, skip) = fx.get(&format!("{name}.skip"));
+                let doubled: Vec<f32> = skip.iter().chain(skip.iter()).copied().collect();
+                let mut shape2 = skip_shape.to_vec();
+                shape2[0] = 2;
+                Some((
+                    store_activation(&ctx, &mut plan, "skip", &shape2, &doubled),
+                    skip.to_vec(),
+                ))
+            } else {
+                None
+            };
+            ops::upsample_bilinear_into(
+                &mut plan,
+                name,
+                x,
+                skip.as_ref().map(|(t, _)| *t),
+                align_corners,
+                view,
+            )
+            .unwrap();
+            let got = run_on(&ctx, plan, &[concat]).remove(0);
+            let plane = (oh * ow) as usize;
+            let tol = tolerance(precision, expected, 1e-5, 2e-3);
+            for sample in 0..2 {
+                let start = (sample * total as usize + 3) * plane;
+                let written = &got[start..start + c as usize * plane];
+                // The negated input upsamples to the negated output; a skip adds unchanged.
+                let want: Vec<f32> = match (&skip, sample) {
+                    (_, 0) => expected.to_vec(),
+                    (None, _) => expected.iter().map(|v| -v).collect(),
+                    (Some((_, skip)), _) => expected
+                        .iter()
+                        .zip(skip)
+                        .map(|(e, s)| 2.0 * s - e)
+                        .collect(),
+                };
+                assert_close(
+                    &format!("{name} {variant} sample {sample}"),
+                    written,
+                    &want,
+                    tol,
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 4,
+        "only {checked} single-sample cases in the fixture"
+    );
+}
+
 #[test]
 fn ensemble_mean_matches_pytorch() {
     let fx = Fixture::load("ensemble_mean.safetensors");

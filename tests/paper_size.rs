@@ -1,20 +1,26 @@
-//! The paper-size pipeline (1024 input, 2-stack global network, six 128x128 refiners) against
-//! PyTorch on the same random weights and input: landmarks within 0.05 px of the 1024 frame.
+//! The paper-size models against PyTorch on the same random weights and input: the cervical
+//! pipeline (1024 input, 2-stack global network, six 128x128 refiners) with landmarks within
+//! 0.05 px of the 1024 frame; the CSM classifier at full VGG16 width and 224 px with the
+//! probability within 1e-5 and the logit within 1e-3 relative.
 //!
-//! Too heavy for CI on a software rasteriser and its reference is 118 MB, so it is ignored by
-//! default. Make the reference, then run it:
-//!   (cd tools && python3 make_paper_size.py /tmp/paper --seed 3)
+//! Too heavy for CI on a software rasteriser and their references are 118 MB and 65 MB, so they
+//! are ignored by default. Make the references, then run them:
+//!   (cd tools && python3 make_paper_size.py /tmp/paper --seed 3 &&
+//!    python3 make_paper_size.py /tmp/paper --model csm)
 //!   SAGITTA_PAPER_DIR=/tmp/paper cargo test --release --test paper_size -- --ignored --nocapture
 
 mod common;
 
 use std::path::PathBuf;
 
+fn reference_dir() -> PathBuf {
+    PathBuf::from(std::env::var("SAGITTA_PAPER_DIR").unwrap_or_else(|_| "/tmp/paper".into()))
+}
+
 #[test]
 #[ignore = "needs tools/make_paper_size.py output (118 MB); see the file's doc comment"]
 fn paper_size_pipeline_matches_pytorch_within_005_px() {
-    let dir =
-        PathBuf::from(std::env::var("SAGITTA_PAPER_DIR").unwrap_or_else(|_| "/tmp/paper".into()));
+    let dir = reference_dir();
     let summary = common::compare_with_reference(
         &dir.join("model.safetensors"),
         &dir.join("io.safetensors"),
@@ -23,4 +29,35 @@ fn paper_size_pipeline_matches_pytorch_within_005_px() {
         sagitta::engine::Precision::F32,
     );
     eprintln!("paper size: {summary}");
+}
+
+#[test]
+#[ignore = "needs tools/make_paper_size.py --model csm output (65 MB); see the file's doc comment"]
+fn paper_size_csm_matches_pytorch_probability_and_logit() {
+    let dir = reference_dir();
+    let reference = common::Reference::load(&dir.join("csm_io.safetensors"));
+    let weights = sagitta::WeightFile::open(dir.join("csm_model.safetensors")).unwrap();
+    let mut model = sagitta::models::csm::CsmModel::new(common::gpu(), &weights).unwrap();
+    assert_eq!(model.config.input_size, 224);
+    assert_eq!(model.config.width, 1.0);
+    let (width, height, pixels) = &reference.image;
+    let got = model
+        .run(sagitta::GreyImage {
+            width: *width,
+            height: *height,
+            pixels,
+        })
+        .unwrap();
+    let p = f64::from(got.p_csm);
+    let expected_p = f64::from(reference.io.get("p").1[0]);
+    let expected_logit = f64::from(reference.io.get("logit").1[0]);
+    // The engine reads back the probability only (the sigmoid is fused into the last layer);
+    // its logit is the probability's, exact to f32 rounding away from 0 and 1.
+    let logit = (p / (1.0 - p)).ln();
+    let logit_error = (logit - expected_logit).abs() / expected_logit.abs().max(1.0);
+    eprintln!(
+        "csm paper size: p {p} (torch {expected_p}), logit {logit:.6} (torch {expected_logit:.6})"
+    );
+    assert!((p - expected_p).abs() <= 1e-5, "p {p} vs {expected_p}");
+    assert!(logit_error <= 1e-3, "logit {logit} vs {expected_logit}");
 }

@@ -63,7 +63,7 @@ fn every_value_of_the_shipped_samples_is_right_or_flagged() {
     assert_eq!(records.len(), samples.len());
     let mut wrong = 0;
     for (sample, record) in samples.iter().zip(&records) {
-        assert_eq!(record["schema"], "sagitta-record/2");
+        assert_eq!(record["schema"], "sagitta-record/3");
         assert_eq!(record["model"]["not_for_clinical_use"], true);
         let truth: Value = serde_json::from_slice(
             &std::fs::read(root().join(sample).with_extension("json")).unwrap(),

@@ -596,16 +596,7 @@ def csm_fixture():
     image = testdata.synthetic_radiograph(150, 97, g, testdata.spine_targets(g))
     torch.manual_seed(11)
     model = CsmModel(config)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=g)
-                m.bias.uniform_(-0.1, 0.1, generator=g)
-        # a logit of order 1 that depends on the image: centre the last layer on this image
-        out = model(image)
-        last = model.classifier[-1]
-        last.bias -= out["logit"][0, 0] - 0.4
+    testdata.he_init_centred_(model, image, g)
     out = model(image)
     p = out["p"].item()
     assert 0.1 < p < 0.9, f"csm small p {p}"
@@ -632,6 +623,43 @@ def csm_fixture():
             io[f"{dtype}.{key}"] = res[key].float().contiguous()
         print(f"  {dtype}: logit {res['logit'].item():.6f}, p {res['p'].item():.6f}")
     path = os.path.join(OUT, "csm_small_io.safetensors")
+    st_io.save_file(io, path, {"config": json.dumps(config)})
+    print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
+
+
+# --- 11. the whole-spine model ----------------------------------------------------------------
+
+WHOLESPINE_KEYS = ["resized", "standardized", "member_rows", "norm", "landmarks_input",
+                   "landmarks"]
+
+
+def wholespine_fixture():
+    """The whole-spine CPN at a 96x64 input with narrow levels and two members, randomized (BN
+    statistics included) with a conv gain that makes the heatmaps peaked enough for the DSNT
+    coordinates to depend on every layer; on a portrait synthetic radiograph. Weights in f32 and
+    f16 through the converter, expectations from each file's own values."""
+    from sagitta_ref.models.wholespine import WholeSpineModel
+    from sagitta_ref.models.wholespine import small_config as wholespine_small_config
+    config = wholespine_small_config()
+    g = gen(13)
+    image = testdata.synthetic_radiograph(180, 110, g, testdata.spine_targets(g))
+    model = WholeSpineModel(config)
+    testdata.randomize_(model, g, conv_gain=1.2)
+    out = model(image)
+    spread = out["norm"][:, :2].std(0).min().item()
+    assert spread > 0.01, f"wholespine landmarks do not spread ({spread})"
+    io = {"image": image}
+    for dtype in ("f32", "f16"):
+        path = os.path.join(OUT, f"wholespine_small_{dtype}.safetensors")
+        save_model(model, config, path, dtype)
+        print(f"{os.path.relpath(path)}: {os.path.getsize(path)} bytes")
+        reloaded, _ = load_model(path, torch.float32)
+        res = reloaded(image)
+        for key in WHOLESPINE_KEYS:
+            io[f"{dtype}.{key}"] = res[key].float().contiguous()
+        sd = res["landmarks"][:, 2:]
+        print(f"  {dtype}: landmark sd {sd.min().item():.2f}..{sd.max().item():.2f} px")
+    path = os.path.join(OUT, "wholespine_small_io.safetensors")
     st_io.save_file(io, path, {"config": json.dumps(config)})
     print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
 
@@ -721,6 +749,7 @@ FIXTURES = {
     "csm_small": csm_fixture,             # csm_small_f32 / _f16 / _io
     "pool2d": pool2d_fixture,
     "grid_sample_crops": grid_sample_crops_fixture,
+    "wholespine_small": wholespine_fixture,  # wholespine_small_f32 / _f16 / _io
 }
 
 

@@ -12,10 +12,13 @@ use crate::engine::{AdapterChoice, GpuContext, Precision};
 use crate::error::SagittaError;
 use crate::io::{load_radiograph, LoadError, Radiograph};
 use crate::measure::{self, PixelSpacing};
-use crate::models::cervical::{CervicalConfig, CervicalModel, GreyImage};
+use crate::models::cervical::{CervicalModel, GreyImage};
+use crate::models::csm::CsmModel;
+use crate::models::{family_of, Family};
 use crate::nn::weights::WeightFile;
 use crate::report::{
-    self, build_record, landmark_array, ModelInfo, Record, RecordContext, TimingMs,
+    self, build_record, landmark_array, CsmOutcome, LandmarkOutcome, ModelInfo, Record,
+    RecordContext, TimingMs,
 };
 
 /// The environment variable naming the weights file when `--weights` is not given.
@@ -28,12 +31,24 @@ pub enum AnalyzeError {
     #[error("{0}")]
     Usage(String),
     #[error(
-        "no weights file: tried {tried}; pass --weights FILE or set {WEIGHTS_ENV} (the default \
+        "no weights file: tried {tried}; pass --weights FILE or set {env} (the default \
          weights are made by the training tools in tools/)"
     )]
-    NoWeights { tried: String },
-    #[error("{source}; pass a cervical model with --weights FILE or {WEIGHTS_ENV}")]
+    NoWeights { tried: String, env: &'static str },
+    #[error("{source}; pass a model's weights with --weights FILE")]
     Weights { source: SagittaError },
+    /// A weights file of another model family than the one asked for.
+    #[error(
+        "{}: a '{found}' model, not the '{expected}' that {asked_by} asks for; pass a '{expected}' \
+         weights file or leave out {asked_by}",
+        .path.display()
+    )]
+    WrongModel {
+        path: PathBuf,
+        found: String,
+        expected: &'static str,
+        asked_by: String,
+    },
     #[error("{0}")]
     Gpu(SagittaError),
     #[error("{}: {reason}", .path.display())]
@@ -46,72 +61,135 @@ impl AnalyzeError {
     }
 }
 
-/// The model, built once, and what every record says about it.
+/// Opens a weights file and checks that it holds a model of `expected` when a family was
+/// asked for (`asked_by` names who asked: a flag, an environment variable).
+pub fn open_weights(
+    path: &Path,
+    expected: Option<(Family, &str)>,
+) -> Result<(WeightFile, Family), AnalyzeError> {
+    let file = WeightFile::open(path).map_err(|source| AnalyzeError::Weights { source })?;
+    let family = family_of(&file).map_err(|source| AnalyzeError::Weights { source })?;
+    match expected {
+        Some((wanted, asked_by)) if wanted != family => Err(AnalyzeError::WrongModel {
+            path: path.to_path_buf(),
+            found: file.arch.clone(),
+            expected: wanted.arch(),
+            asked_by: asked_by.to_string(),
+        }),
+        _ => Ok((file, family)),
+    }
+}
+
+/// A model built on the device and what every record says about it.
+struct Loaded<M> {
+    model: M,
+    info: ModelInfo,
+}
+
+/// The models, each built once, that every image goes through: the landmark model (with the
+/// parameters measured from its landmarks) and the CSM classifier, either or both.
 pub struct Analyzer {
-    model: CervicalModel,
-    model_info: ModelInfo,
+    cervical: Option<Loaded<CervicalModel>>,
+    csm: Option<Loaded<CsmModel>>,
     adapter: String,
     notes: Vec<String>,
 }
 
 impl Analyzer {
-    /// Opens the weights and builds the model on the chosen adapter with `options` (device,
-    /// kernel tuning). Anything reported on the way (an unreadable tuning table) is in
-    /// [`Self::notes`].
+    /// Builds the models of `weights` (one file per family, opened with [`open_weights`]) on
+    /// the chosen adapter with `options` (device, kernel tuning). Anything reported on the way
+    /// (an unreadable tuning table) is in [`Self::notes`].
     pub fn new(
-        weights: &Path,
+        weights: &[WeightFile],
         gpu: &AdapterChoice,
         options: &EngineOptions,
     ) -> Result<Self, AnalyzeError> {
-        // Weights first: a wrong file is the more likely mistake, and it needs no GPU.
-        let file = WeightFile::open(weights).map_err(|source| AnalyzeError::Weights { source })?;
         let context = options.open_device(gpu).map_err(AnalyzeError::Gpu)?;
         let (selection, notes) = options.conv_selection(&context);
-        let mut analyzer = Self::with_selection(context, &file, &selection)?;
+        let mut analyzer = Self::with_selection(context, weights, &selection)?;
         analyzer.notes = notes;
         Ok(analyzer)
     }
 
-    /// Builds the model on a context the caller owns, with the heuristic kernel choice.
+    /// Builds the model of one weights file on a context the caller owns, with the heuristic
+    /// kernel choice.
     pub fn with_context(
         context: Arc<GpuContext>,
         weights: &WeightFile,
+    ) -> Result<Self, AnalyzeError> {
+        Self::with_selection(
+            context,
+            std::slice::from_ref(weights),
+            &crate::ops::ConvSelection::default(),
+        )
+    }
+
+    /// Builds the models of several weights files (at most one per family) on a context the
+    /// caller owns.
+    pub fn with_models(
+        context: Arc<GpuContext>,
+        weights: &[WeightFile],
     ) -> Result<Self, AnalyzeError> {
         Self::with_selection(context, weights, &crate::ops::ConvSelection::default())
     }
 
     fn with_selection(
         context: Arc<GpuContext>,
-        weights: &WeightFile,
+        weights: &[WeightFile],
         selection: &crate::ops::ConvSelection,
     ) -> Result<Self, AnalyzeError> {
-        let adapter = context.describe();
-        let model = CervicalModel::with_selection(context, weights, selection).map_err(
-            |error| match error {
-                SagittaError::Adapter(_) | SagittaError::Gpu(_) => AnalyzeError::Gpu(error),
-                other => AnalyzeError::Weights { source: other },
-            },
-        )?;
-        let config: &CervicalConfig = &model.config;
-        let model_info = ModelInfo {
-            name: config.name.clone(),
-            weights: weights.path.display().to_string(),
-            sha256: weights.sha256.clone(),
-            dtype: weights.dtype.clone(),
-            input_size: config.input_size,
-            precision: Precision::F32,
-            not_for_clinical_use: weights
-                .metadata
-                .get("not_for_clinical_use")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
+        let building = |error: SagittaError| match error {
+            SagittaError::Adapter(_) | SagittaError::Gpu(_) => AnalyzeError::Gpu(error),
+            other => AnalyzeError::Weights { source: other },
         };
-        Ok(Self {
-            model,
-            model_info,
-            adapter,
+        let mut analyzer = Self {
+            cervical: None,
+            csm: None,
+            adapter: context.describe(),
             notes: Vec::new(),
-        })
+        };
+        if weights.is_empty() {
+            return Err(AnalyzeError::Usage(
+                "no model to run: give a weights file".into(),
+            ));
+        }
+        for file in weights {
+            let family = family_of(file).map_err(building)?;
+            let taken = match family {
+                Family::Cervical => analyzer.cervical.is_some(),
+                Family::Csm => analyzer.csm.is_some(),
+                Family::WholeSpine => {
+                    return Err(AnalyzeError::Usage(format!(
+                        "{}: a whole-spine model; `analyze` does not run it yet (the library's \
+                         WholeSpineModel does); give a cervical or CSM weights file",
+                        file.path.display()
+                    )))
+                }
+            };
+            if taken {
+                return Err(AnalyzeError::Usage(format!(
+                    "{}: a second '{}' weights file; give one per model family",
+                    file.path.display(),
+                    family.arch()
+                )));
+            }
+            match family {
+                Family::Cervical => {
+                    let model = CervicalModel::with_selection(context.clone(), file, selection)
+                        .map_err(building)?;
+                    let info = model_info(file, &model.config.name, model.config.input_size);
+                    analyzer.cervical = Some(Loaded { model, info });
+                }
+                Family::Csm => {
+                    let model = CsmModel::with_selection(context.clone(), file, selection)
+                        .map_err(building)?;
+                    let info = model_info(file, &model.config.name, model.config.input_size);
+                    analyzer.csm = Some(Loaded { model, info });
+                }
+                Family::WholeSpine => unreachable!("refused above"),
+            }
+        }
+        Ok(analyzer)
     }
 
     /// What was reported while setting up (e.g. a tuning table that could not be read).
@@ -119,16 +197,29 @@ impl Analyzer {
         &self.notes
     }
 
-    pub fn model_info(&self) -> &ModelInfo {
-        &self.model_info
+    /// The models every image goes through, the landmark model first.
+    pub fn models(&self) -> Vec<&ModelInfo> {
+        let cervical = self.cervical.as_ref().map(|loaded| &loaded.info);
+        let csm = self.csm.as_ref().map(|loaded| &loaded.info);
+        cervical.into_iter().chain(csm).collect()
     }
 
     /// Stores activations in f16 or f32 (see [`CervicalModel::set_precision`]).
     pub fn set_precision(&mut self, precision: Precision) -> Result<(), AnalyzeError> {
-        self.model
-            .set_precision(precision)
-            .map_err(AnalyzeError::Gpu)?;
-        self.model_info.precision = precision;
+        if let Some(loaded) = &mut self.cervical {
+            loaded
+                .model
+                .set_precision(precision)
+                .map_err(AnalyzeError::Gpu)?;
+            loaded.info.precision = precision;
+        }
+        if let Some(loaded) = &mut self.csm {
+            loaded
+                .model
+                .set_precision(precision)
+                .map_err(AnalyzeError::Gpu)?;
+            loaded.info.precision = precision;
+        }
         Ok(())
     }
 
@@ -154,53 +245,73 @@ impl Analyzer {
             height: radiograph.height,
             pixels: &radiograph.pixels,
         };
-        // The engine checks its input, but a GPU driver or validation panic must not end a
-        // batch of hundreds of files.
-        let model = &mut self.model;
-        let prediction = catch_unwind(AssertUnwindSafe(|| model.run(grey))).unwrap_or_else(|_| {
-            Err(SagittaError::Gpu(
-                "the inference panicked (see the message above)".into(),
-            ))
-        });
-        let inference = started.elapsed();
-        let prediction = match prediction {
-            Ok(prediction) => prediction,
-            Err(error) => {
-                return Analysis {
-                    record: Record::failed(
-                        image,
-                        format!("{}: inference failed: {error}", image.display()),
-                    ),
-                    radiograph: Some(radiograph),
+        let failed = |error: SagittaError, model: &str| Analysis {
+            record: Record::failed(
+                image,
+                format!("{}: inference failed ({model}): {error}", image.display()),
+            ),
+            radiograph: None,
+        };
+        let prediction = match &mut self.cervical {
+            Some(loaded) => match guarded(|| loaded.model.run(grey)) {
+                Ok(prediction) => Some((prediction, &loaded.info)),
+                Err(error) => {
+                    return Analysis {
+                        radiograph: Some(radiograph),
+                        ..failed(error, &loaded.info.name)
+                    }
                 }
-            }
+            },
+            None => None,
         };
-        let landmarks = report::landmark_records(
-            &prediction,
-            radiograph.width,
-            radiograph.height,
-            self.model_info.input_size,
-        );
-        let measured = match landmark_array(&landmarks) {
-            Some(points) => {
-                measure::cervical(&points, radiograph.pixel_spacing).map_err(|e| e.to_string())
-            }
-            None => Err(format!(
-                "the model returned {} landmarks, not 29",
-                landmarks.len()
-            )),
+        let screen = match &mut self.csm {
+            Some(loaded) => match guarded(|| loaded.model.run(grey)) {
+                Ok(prediction) => Some(CsmOutcome {
+                    model: &loaded.info,
+                    prediction,
+                }),
+                Err(error) => {
+                    return Analysis {
+                        radiograph: Some(radiograph),
+                        ..failed(error, &loaded.info.name)
+                    }
+                }
+            },
+            None => None,
         };
+        let inference = started.elapsed();
+        let landmark_model = prediction.map(|(prediction, info)| {
+            let landmarks = report::landmark_records(
+                &prediction,
+                radiograph.width,
+                radiograph.height,
+                info.input_size,
+            );
+            let measured = match landmark_array(&landmarks) {
+                Some(points) => {
+                    measure::cervical(&points, radiograph.pixel_spacing).map_err(|e| e.to_string())
+                }
+                None => Err(format!(
+                    "the model returned {} landmarks, not 29",
+                    landmarks.len()
+                )),
+            };
+            LandmarkOutcome {
+                model: info,
+                landmarks,
+                measured,
+            }
+        });
         let context = RecordContext {
             image,
-            model: &self.model_info,
             adapter: &self.adapter,
         };
         let milliseconds = |duration: Duration| duration.as_secs_f64() * 1e3;
         let mut record = build_record(
             &context,
             &radiograph,
-            landmarks,
-            measured,
+            landmark_model,
+            screen,
             TimingMs {
                 load: milliseconds(load),
                 inference: milliseconds(inference),
@@ -236,6 +347,33 @@ impl Analyzer {
                 radiograph: None,
             },
         }
+    }
+}
+
+/// Runs one inference so that a GPU driver or validation panic fails the image, not the batch
+/// of hundreds of files (the engine checks its input, but not the driver's).
+fn guarded<T>(inference: impl FnOnce() -> Result<T, SagittaError>) -> Result<T, SagittaError> {
+    catch_unwind(AssertUnwindSafe(inference)).unwrap_or_else(|_| {
+        Err(SagittaError::Gpu(
+            "the inference panicked (see the message above)".into(),
+        ))
+    })
+}
+
+/// What every record says about the model of `weights`.
+fn model_info(weights: &WeightFile, name: &str, input_size: u32) -> ModelInfo {
+    ModelInfo {
+        name: name.to_string(),
+        weights: weights.path.display().to_string(),
+        sha256: weights.sha256.clone(),
+        dtype: weights.dtype.clone(),
+        input_size,
+        precision: Precision::F32,
+        not_for_clinical_use: weights
+            .metadata
+            .get("not_for_clinical_use")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
     }
 }
 

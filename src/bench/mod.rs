@@ -376,6 +376,15 @@ pub fn kernel_table(
             model.set_precision(settings.precision)?;
             model.dispatch_plan(w, h)?
         }
+        crate::models::Family::WholeSpine => {
+            let mut model = crate::models::wholespine::WholeSpineModel::with_selection(
+                ctx.clone(),
+                weights,
+                &settings.selection,
+            )?;
+            model.set_precision(settings.precision)?;
+            model.dispatch_plan(w, h)?
+        }
     };
     let mut seen: Vec<(String, usize, usize)> = Vec::new();
     for (i, step) in plan.steps().iter().enumerate() {

@@ -1,10 +1,11 @@
-//! `sagitta analyze`: radiographs in; landmarks, the nine cervical parameters, CSV and overlays
-//! out.
+//! `sagitta analyze`: radiographs in; landmarks, the nine cervical parameters, the myelopathy
+//! screen, CSV and overlays out.
 //!
 //! The pieces, usable on their own: [`collect_inputs`] turns files, folders and list files
-//! into the images to analyse; [`resolve_weights`] finds the weights file; [`Analyzer`] holds
-//! the model (built once per batch) and turns one radiograph into a [`Record`]; [`run`] is the
-//! whole batch with its outputs; [`main`] maps the outcome to the exit code.
+//! into the images to analyse; [`resolve_models`] finds and checks the weights files of the
+//! models asked for; [`Analyzer`] holds the models (built once per batch) and turns one
+//! radiograph into a [`Record`]; [`run`] is the whole batch with its outputs; [`main`] maps
+//! the outcome to the exit code.
 //!
 //! Exit codes: 0 when every image was analysed, 1 when some failed (each has an error
 //! record), 2 when the batch could not start (bad arguments, no or bad weights, no GPU).
@@ -20,9 +21,11 @@ use std::time::Instant;
 use glob::{MatchOptions, Pattern};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::api::{Analysis, AnalyzeError, Analyzer, EngineOptions, WEIGHTS_ENV};
+use crate::api::{open_weights, Analysis, AnalyzeError, Analyzer, EngineOptions, WEIGHTS_ENV};
 use crate::engine::{AdapterChoice, Precision};
 use crate::io::{load_radiograph_with, LoadLimits};
+use crate::models::Family;
+use crate::nn::WeightFile;
 use crate::report::overlay;
 use crate::report::{
     csv_field, csv_header, csv_row, landmarks_csv_header, landmarks_csv_rows, Record,
@@ -30,8 +33,24 @@ use crate::report::{
 
 use super::output::{self, AtomicFile, InputIdentities, OutputLock};
 
-/// The default weights, looked for in the current directory and then in the source tree.
+/// The default weights of the landmark model, looked for in the current directory and then in
+/// the source tree.
 pub const DEFAULT_WEIGHTS: &str = "weights/cervical_default.safetensors";
+/// The default weights of the CSM classifier, looked for likewise.
+pub const DEFAULT_CSM_WEIGHTS: &str = "weights/csm_default.safetensors";
+/// The environment variable naming the CSM classifier's weights file.
+pub const CSM_WEIGHTS_ENV: &str = "SAGITTA_CSM_WEIGHTS";
+
+/// Which models `analyze` runs on each image (`--model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelChoice {
+    /// The landmark model and the nine cervical parameters (SPEC-cervical.md).
+    Cervical,
+    /// The myelopathy classifier (SPEC-csm.md).
+    Csm,
+    /// Every shipped model.
+    All,
+}
 
 /// File extensions taken from folders by default. Files without an extension are taken too
 /// (DICOM files often have none), and so is any other file whose content is an image.
@@ -45,9 +64,15 @@ pub struct AnalyzeArgs {
     /// Radiographs: PNG, JPEG, TIFF or DICOM files, or folders (searched recursively).
     #[arg(value_name = "INPUT", required_unless_present = "list")]
     pub inputs: Vec<PathBuf>,
-    /// Weights file [default: $SAGITTA_WEIGHTS, else weights/cervical_default.safetensors].
+    /// The models to run: cervical (landmarks and parameters), csm (the myelopathy screen), or
+    /// all [default: the models of the --weights files, else cervical].
+    #[arg(long, value_enum, value_name = "MODEL")]
+    pub model: Option<ModelChoice>,
+    /// Weights file; its architecture picks the model. Repeat it for several models (one file
+    /// per model) [default: $SAGITTA_WEIGHTS, else weights/cervical_default.safetensors; for
+    /// csm $SAGITTA_CSM_WEIGHTS, else weights/csm_default.safetensors].
     #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
+    pub weights: Vec<PathBuf>,
     /// Write one JSON record per image to DIR/<file stem>.json instead of printing to stdout.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -310,34 +335,91 @@ fn starts_like_an_image(path: &Path) -> bool {
             .any(|signature| head.starts_with(signature))
 }
 
-/// The weights file to use: `explicit`, else `$SAGITTA_WEIGHTS`, else
-/// `weights/cervical_default.safetensors` in the current directory, else the same file in
-/// the source tree this binary was built from.
-pub fn resolve_weights(explicit: Option<&Path>) -> Result<PathBuf, AnalyzeError> {
-    if let Some(path) = explicit {
-        return Ok(path.to_path_buf());
-    }
-    if let Some(path) = std::env::var_os(WEIGHTS_ENV).filter(|value| !value.is_empty()) {
-        return Ok(PathBuf::from(path));
+/// The default weights file of `family`: `$SAGITTA_WEIGHTS` (cervical) or
+/// `$SAGITTA_CSM_WEIGHTS` (csm), else its shipped file in the current directory, else the same
+/// file in the source tree this binary was built from. Returns the path and who named it.
+pub fn default_weights(family: Family) -> Result<(PathBuf, String), AnalyzeError> {
+    let (env, file) = match family {
+        Family::Cervical => (WEIGHTS_ENV, DEFAULT_WEIGHTS),
+        Family::Csm => (CSM_WEIGHTS_ENV, DEFAULT_CSM_WEIGHTS),
+        Family::WholeSpine => (
+            "SAGITTA_WHOLESPINE_WEIGHTS",
+            "weights/wholespine_default.safetensors",
+        ),
+    };
+    if let Some(path) = std::env::var_os(env).filter(|value| !value.is_empty()) {
+        return Ok((PathBuf::from(path), format!("${env}")));
     }
     let candidates = [
-        PathBuf::from(DEFAULT_WEIGHTS),
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/weights/cervical_default.safetensors"
-        )),
+        PathBuf::from(file),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(file),
     ];
     candidates
         .iter()
         .find(|path| path.is_file())
-        .cloned()
+        .map(|path| (path.clone(), format!("--model {}", family.name())))
         .ok_or_else(|| AnalyzeError::NoWeights {
             tried: candidates
                 .iter()
                 .map(|path| path.display().to_string())
                 .collect::<Vec<_>>()
                 .join(" and "),
+            env,
         })
+}
+
+/// The weights files of the models to run, opened and checked: each `--weights` file's
+/// architecture picks its model; `--model` names the models (a file of another model is
+/// refused, naming both architectures); a model asked for without a file gets its default.
+pub fn resolve_models(
+    choice: Option<ModelChoice>,
+    explicit: &[PathBuf],
+) -> Result<Vec<WeightFile>, AnalyzeError> {
+    let wanted: Option<Vec<Family>> = choice.map(|choice| match choice {
+        ModelChoice::Cervical => vec![Family::Cervical],
+        ModelChoice::Csm => vec![Family::Csm],
+        ModelChoice::All => vec![Family::Cervical, Family::Csm],
+    });
+    let mut files: Vec<(WeightFile, Family)> = Vec::new();
+    for path in explicit {
+        let asked_by = wanted
+            .as_ref()
+            .filter(|families| families.len() == 1)
+            .map(|families| (families[0], format!("--model {}", families[0].name())));
+        let (file, family) = open_weights(
+            path,
+            asked_by
+                .as_ref()
+                .map(|(family, flag)| (*family, flag.as_str())),
+        )?;
+        if let Some((previous, _)) = files.iter().find(|(_, other)| *other == family) {
+            return Err(AnalyzeError::Usage(format!(
+                "--weights {} and --weights {} are both '{}' models; give one file per model",
+                previous.path.display(),
+                path.display(),
+                family.arch()
+            )));
+        }
+        files.push((file, family));
+    }
+    let wanted = wanted.unwrap_or_else(|| {
+        if explicit.is_empty() {
+            vec![Family::Cervical]
+        } else {
+            Vec::new()
+        }
+    });
+    for family in wanted {
+        if files.iter().any(|(_, other)| *other == family) {
+            continue;
+        }
+        let (path, asked_by) = default_weights(family)?;
+        let (file, _) = open_weights(&path, Some((family, &asked_by)))?;
+        files.push((file, family));
+    }
+    // The landmark model first: records and CSV list it first.
+    files.sort_by_key(|(_, family)| *family != Family::Cervical);
+    Ok(files.into_iter().map(|(file, _)| file).collect())
 }
 
 /// How a batch went.
@@ -386,7 +468,7 @@ struct PlannedOutputs {
 /// through a link), none a symbolic link, no two the same file. Returns the paths per image.
 fn plan_outputs(
     args: &AnalyzeArgs,
-    weights: &Path,
+    weights: &[PathBuf],
     items: &[InputItem],
     stems: &[String],
     overlay_target: Option<&OverlayTarget>,
@@ -396,7 +478,7 @@ fn plan_outputs(
             .iter()
             .map(|item| item.path.as_path())
             .chain(args.list.as_deref().filter(|list| *list != Path::new("-")))
-            .chain(std::iter::once(weights)),
+            .chain(weights.iter().map(PathBuf::as_path)),
     );
     let json: Vec<Option<PathBuf>> = stems
         .iter()
@@ -704,11 +786,13 @@ pub fn run(
     }
     let paths: Vec<PathBuf> = inputs.items.iter().map(|item| item.path.clone()).collect();
     let stems = unique_stems(&paths);
-    // Found (not read) before the outputs are checked: it is an input too.
-    let weights = resolve_weights(args.weights.as_deref())?;
+    // Read and checked before the outputs are: a wrong file is the likelier mistake, needs
+    // no GPU, and the weights are inputs that no output may overwrite.
+    let weights = resolve_models(args.model, &args.weights)?;
+    let weight_paths: Vec<PathBuf> = weights.iter().map(|file| file.path.clone()).collect();
     let planned = plan_outputs(
         args,
-        &weights,
+        &weight_paths,
         &inputs.items,
         &stems,
         overlay_target.as_ref(),
@@ -978,12 +1062,6 @@ mod tests {
         assert!(parse_pixel_spacing("nan").is_err());
         assert!(parse_pixel_spacing("inf").is_err());
         assert!(parse_pixel_spacing("abc").is_err());
-    }
-
-    #[test]
-    fn explicit_weights_win() {
-        let path = Path::new("some/where.safetensors");
-        assert_eq!(resolve_weights(Some(path)).unwrap(), path);
     }
 
     #[test]

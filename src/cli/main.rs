@@ -338,6 +338,11 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
     let report = match family {
         sagitta::models::Family::Cervical => sagitta::bench::run(ctx.clone(), &weights, &settings)?,
         sagitta::models::Family::Csm => sagitta::bench::run_csm(ctx.clone(), &weights, &settings)?,
+        sagitta::models::Family::WholeSpine => {
+            return Err("bench runs the cervical and CSM models; the whole-spine model has no \
+                        benchmark yet"
+                .into())
+        }
     };
     let kernels = if args.kernels {
         sagitta::bench::kernel_table(ctx, &weights, &settings, args.kernel_repeats, 3)?

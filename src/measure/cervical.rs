@@ -25,8 +25,10 @@
 //! - **cSVA** is measured horizontally in the image (not perpendicular to any endplate):
 //!   positive when the C2 centroid is anterior of `C7_ps`.
 
-use serde::Serialize;
-
+use super::frame::{canonical_frame, normalize_degrees, unsigned_angle_between, Frame, Point};
+pub use super::frame::{
+    Facing, MeasureError, Measurements, Parameter, PixelSpacing, MAX_ABS_COORDINATE,
+};
 pub use crate::anatomy::cervical::{
     AI, AS, C2, C6, C7, DENS, LANDMARK_COUNT, LANDMARK_NAMES, OCC, PI, PNS, PS, T1_AS, T1_PS,
 };
@@ -41,167 +43,8 @@ const ANTERIOR_CORNERS: [usize; 13] = [0, 3, 4, 7, 8, 11, 12, 15, 16, 19, 20, 23
 /// Indices of the corners that lie on the posterior wall (`*_ps`, `*_pi`, `T1_ps`).
 const POSTERIOR_CORNERS: [usize; 13] = [1, 2, 5, 6, 9, 10, 13, 14, 17, 18, 21, 22, 25];
 
-/// Below this fraction of the landmarks' overall extent, a length counts as zero: landmarks
-/// that coincide up to floating-point noise have no direction.
-const DEGENERATE_FRACTION: f64 = 1e-9;
-
-/// Coordinates (in mm or px, after scaling) beyond this are refused: far outside any image,
-/// and large enough that products of coordinate differences could overflow.
-pub const MAX_ABS_COORDINATE: f64 = 1e12;
-
-/// Landmarks spread over less than this (in mm or px) are one point, not a spine; below it
-/// products of coordinate differences could underflow to zero and fake a direction.
-const MIN_EXTENT: f64 = 1e-6;
-
-/// Physical size of one pixel, in DICOM order.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct PixelSpacing {
-    /// Vertical distance between the centres of adjacent rows, in millimetres.
-    pub row_mm: f64,
-    /// Horizontal distance between the centres of adjacent columns, in millimetres.
-    pub column_mm: f64,
-}
-
-/// The direction the patient faces in the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Facing {
-    Left,
-    Right,
-}
-
-/// One measured parameter.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Parameter {
-    pub name: &'static str,
-    pub value: f64,
-    /// `"deg"`, `"mm"`, or `"px"` when no pixel spacing was known.
-    pub unit: &'static str,
-    /// How the value is defined and which sign means what.
-    pub convention: &'static str,
-}
-
-/// The nine parameters of one radiograph.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Measurements {
-    pub facing: Facing,
-    /// `"mm"` or `"px"`: the unit of every distance parameter.
-    pub distance_unit: &'static str,
-    /// In the order of [`PARAMETER_NAMES`].
-    pub parameters: Vec<Parameter>,
-}
-
-impl Measurements {
-    /// The value of the parameter called `name`, if there is one.
-    pub fn get(&self, name: &str) -> Option<f64> {
-        self.parameters
-            .iter()
-            .find(|parameter| parameter.name == name)
-            .map(|parameter| parameter.value)
-    }
-}
-
-/// Why the parameters could not be computed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum MeasureError {
-    #[error("landmark coordinates are not finite: {}", .landmarks.join(", "))]
-    NonFiniteLandmark { landmarks: Vec<&'static str> },
-    #[error(
-        "invalid pixel spacing (row {row_mm} mm, column {column_mm} mm): both must be finite and positive"
-    )]
-    InvalidSpacing { row_mm: f64, column_mm: f64 },
-    /// Landmarks that coincide where a direction is needed: a zero-length endplate or line.
-    #[error("degenerate geometry, {what}: {}", .landmarks.join(", "))]
-    Degenerate {
-        what: &'static str,
-        landmarks: Vec<&'static str>,
-    },
-    #[error(
-        "cannot tell which way the patient faces: the anterior and posterior vertebral corners have the same mean x"
-    )]
-    AmbiguousFacing,
-    #[error(
-        "landmark coordinates out of range (more than {MAX_ABS_COORDINATE:e} from the origin after scaling): {}",
-        .landmarks.join(", ")
-    )]
-    LandmarkOutOfRange { landmarks: Vec<&'static str> },
-    /// A safety net: the range checks should make it unreachable, but no NaN may ever reach
-    /// a report.
-    #[error("{parameter} did not come out as a finite number")]
-    NonFiniteResult { parameter: &'static str },
-}
-
-/// A point in the canonical frame: anterior is +x, inferior is +y.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Point {
-    x: f64,
-    y: f64,
-}
-
-impl Point {
-    fn minus(self, other: Point) -> Point {
-        Point {
-            x: self.x - other.x,
-            y: self.y - other.y,
-        }
-    }
-
-    fn midpoint(self, other: Point) -> Point {
-        Point {
-            x: 0.5 * (self.x + other.x),
-            y: 0.5 * (self.y + other.y),
-        }
-    }
-
-    fn length(self) -> f64 {
-        self.x.hypot(self.y)
-    }
-}
-
-/// The landmarks in the canonical frame, plus what is needed to judge degeneracy.
-struct CanonicalLandmarks {
-    points: [Point; LANDMARK_COUNT],
-    /// Lengths at or below this are treated as zero.
-    zero_length: f64,
-}
-
-impl CanonicalLandmarks {
-    fn point(&self, index: usize) -> Point {
-        self.points[index]
-    }
-
-    /// The vector from landmark `from` to landmark `to`, refused when it has no direction.
-    fn direction(&self, from: usize, to: usize, what: &'static str) -> Result<Point, MeasureError> {
-        let vector = self.point(to).minus(self.point(from));
-        if vector.length() <= self.zero_length {
-            return Err(MeasureError::Degenerate {
-                what,
-                landmarks: vec![LANDMARK_NAMES[from], LANDMARK_NAMES[to]],
-            });
-        }
-        Ok(vector)
-    }
-
-    /// Slope in degrees of the segment from posterior landmark to anterior landmark.
-    fn slope(
-        &self,
-        posterior: usize,
-        anterior: usize,
-        what: &'static str,
-    ) -> Result<f64, MeasureError> {
-        let vector = self.direction(posterior, anterior, what)?;
-        Ok(vector.y.atan2(vector.x).to_degrees())
-    }
-
-    fn vertebra_centroid(&self, first_corner: usize) -> Point {
-        let corners = &self.points[first_corner..first_corner + 4];
-        let count = corners.len() as f64;
-        Point {
-            x: corners.iter().map(|p| p.x).sum::<f64>() / count,
-            y: corners.iter().map(|p| p.y).sum::<f64>() / count,
-        }
-    }
-}
+const C2_CORNERS: [usize; 4] = [C2 + AS, C2 + PS, C2 + PI, C2 + AI];
+const C7_CORNERS: [usize; 4] = [C7 + AS, C7 + PS, C7 + PI, C7 + AI];
 
 /// Computes the nine cervical parameters from the 29 landmarks.
 ///
@@ -223,7 +66,7 @@ pub fn cervical(
     let t1_superior = canonical.slope(T1_PS, T1_AS, "zero-length T1 superior endplate")?;
     let mcgregor = canonical.slope(OCC, PNS, "zero-length McGregor line")?;
 
-    let c2_centroid = canonical.vertebra_centroid(C2);
+    let c2_centroid = canonical.centroid(&C2_CORNERS);
     let sagittal_vertical_axis = c2_centroid.x - canonical.point(C7 + PS).x;
 
     let c2_inferior_midpoint = canonical.point(C2 + PI).midpoint(canonical.point(C2 + AI));
@@ -245,7 +88,7 @@ pub fn cervical(
     // Angle from "straight up" (−y) towards anterior (+x).
     let cranial_tilt = to_dens.x.atan2(-to_dens.y).to_degrees();
 
-    let c7_centroid = canonical.vertebra_centroid(C7);
+    let c7_centroid = canonical.centroid(&C7_CORNERS);
     let pns_to_occ = canonical.direction(PNS, OCC, "zero-length McGregor line")?;
     let pns_to_c7 = c7_centroid.minus(canonical.point(PNS));
     if pns_to_c7.length() <= canonical.zero_length {
@@ -346,105 +189,25 @@ pub(super) fn canonical_points(
     spacing: Option<PixelSpacing>,
 ) -> Result<([[f64; 2]; LANDMARK_COUNT], Facing), MeasureError> {
     let (canonical, facing) = to_canonical_frame(landmarks, spacing)?;
-    Ok((canonical.points.map(|point| [point.x, point.y]), facing))
+    let mut points = [[0.0; 2]; LANDMARK_COUNT];
+    for (out, point) in points.iter_mut().zip(&canonical.points) {
+        *out = [point.x, point.y];
+    }
+    Ok((points, facing))
 }
 
-/// Validates the input, applies the spacing, and mirrors x so that anterior is +x.
+/// The landmarks in the canonical frame, the facing decided from every vertebral corner.
 fn to_canonical_frame(
     landmarks: &[[f64; 2]; LANDMARK_COUNT],
     spacing: Option<PixelSpacing>,
-) -> Result<(CanonicalLandmarks, Facing), MeasureError> {
-    let non_finite: Vec<&'static str> = landmarks
-        .iter()
-        .zip(LANDMARK_NAMES)
-        .filter(|(point, _)| !point[0].is_finite() || !point[1].is_finite())
-        .map(|(_, name)| name)
-        .collect();
-    if !non_finite.is_empty() {
-        return Err(MeasureError::NonFiniteLandmark {
-            landmarks: non_finite,
-        });
-    }
-
-    let (x_scale, y_scale) = match spacing {
-        Some(spacing) => {
-            let valid = |value: f64| value.is_finite() && value > 0.0;
-            if !valid(spacing.row_mm) || !valid(spacing.column_mm) {
-                return Err(MeasureError::InvalidSpacing {
-                    row_mm: spacing.row_mm,
-                    column_mm: spacing.column_mm,
-                });
-            }
-            (spacing.column_mm, spacing.row_mm)
-        }
-        None => (1.0, 1.0),
-    };
-
-    let mut points = [Point { x: 0.0, y: 0.0 }; LANDMARK_COUNT];
-    for (point, landmark) in points.iter_mut().zip(landmarks) {
-        *point = Point {
-            x: landmark[0] * x_scale,
-            y: landmark[1] * y_scale,
-        };
-    }
-    // Also catches coordinates that the spacing pushed to infinity.
-    let out_of_range: Vec<&'static str> = points
-        .iter()
-        .zip(LANDMARK_NAMES)
-        .filter(|(point, _)| {
-            !(point.x.abs() <= MAX_ABS_COORDINATE && point.y.abs() <= MAX_ABS_COORDINATE)
-        })
-        .map(|(_, name)| name)
-        .collect();
-    if !out_of_range.is_empty() {
-        return Err(MeasureError::LandmarkOutOfRange {
-            landmarks: out_of_range,
-        });
-    }
-
-    let extent = {
-        let (mut min_x, mut max_x) = (f64::INFINITY, f64::NEG_INFINITY);
-        let (mut min_y, mut max_y) = (f64::INFINITY, f64::NEG_INFINITY);
-        for point in &points {
-            min_x = min_x.min(point.x);
-            max_x = max_x.max(point.x);
-            min_y = min_y.min(point.y);
-            max_y = max_y.max(point.y);
-        }
-        (max_x - min_x).max(max_y - min_y)
-    };
-    if extent < MIN_EXTENT {
-        return Err(MeasureError::Degenerate {
-            what: "all landmarks coincide",
-            landmarks: LANDMARK_NAMES.to_vec(),
-        });
-    }
-    let zero_length = extent * DEGENERATE_FRACTION;
-
-    let mean_x = |indices: &[usize]| {
-        indices.iter().map(|&index| points[index].x).sum::<f64>() / indices.len() as f64
-    };
-    let anterior_minus_posterior = mean_x(&ANTERIOR_CORNERS) - mean_x(&POSTERIOR_CORNERS);
-    let facing = if anterior_minus_posterior > zero_length {
-        Facing::Right
-    } else if anterior_minus_posterior < -zero_length {
-        Facing::Left
-    } else {
-        return Err(MeasureError::AmbiguousFacing);
-    };
-    if facing == Facing::Left {
-        for point in &mut points {
-            point.x = -point.x;
-        }
-    }
-
-    Ok((
-        CanonicalLandmarks {
-            points,
-            zero_length,
-        },
-        facing,
-    ))
+) -> Result<(Frame<'static>, Facing), MeasureError> {
+    canonical_frame(
+        landmarks,
+        &LANDMARK_NAMES,
+        &ANTERIOR_CORNERS,
+        &POSTERIOR_CORNERS,
+        spacing,
+    )
 }
 
 /// Signed distance of `point` from the line through `origin` along `direction`, positive on
@@ -462,24 +225,6 @@ fn signed_distance_below_line(origin: Point, direction: Point, point: Point) -> 
     };
     let offset = point.minus(origin);
     (direction.x * offset.y - direction.y * offset.x) / direction.length()
-}
-
-/// The angle between two non-zero vectors, in [0°, 180°].
-fn unsigned_angle_between(a: Point, b: Point) -> f64 {
-    // atan2 of cross and dot stays accurate near 0° and 180°, where acos loses precision.
-    let cross = a.x * b.y - a.y * b.x;
-    let dot = a.x * b.x + a.y * b.y;
-    cross.abs().atan2(dot).to_degrees()
-}
-
-/// Maps an angle in degrees to (−180°, 180°].
-fn normalize_degrees(angle: f64) -> f64 {
-    let wrapped = (angle + 180.0).rem_euclid(360.0) - 180.0;
-    if wrapped <= -180.0 {
-        wrapped + 360.0
-    } else {
-        wrapped
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,10 @@ use super::cervical::{
     canonical_points, Measurements, PixelSpacing, AI, AS, C2, C7, DENS, LANDMARK_COUNT,
     LANDMARK_NAMES, OCC, PARAMETER_NAMES, PI, PNS, PS, T1_AS, T1_PS,
 };
-use super::quality::{Finding, ParameterQuality, PlausibleRange, ReasonCode};
+use super::quality::{
+    confidence_findings, dot, judge, length, median, mid, propagated_standard_errors, range, sub,
+    Body, Finding, ParameterQuality, PlausibleRange, ReasonCode, ValueCheck, P,
+};
 use crate::anatomy::cervical::DISC_COUNT;
 
 /// The first landmark of the first disc group (C2_pi): disc k holds 4k+2 .. 4k+5.
@@ -118,10 +121,6 @@ const DENS_ABOVE_C2: f64 = 0.3;
 const OCC_ABOVE_C2: f64 = -1.0;
 const OCC_BEHIND_PNS: f64 = 1.0;
 
-const fn range(low: f64, high: f64) -> PlausibleRange {
-    PlausibleRange { low, high }
-}
-
 /// What the checks read.
 pub struct QualityInput<'a> {
     /// Original-image pixels, in the order of [`LANDMARK_NAMES`].
@@ -187,82 +186,15 @@ fn names(indices: impl IntoIterator<Item = usize>) -> Vec<&'static str> {
     indices.into_iter().map(|i| LANDMARK_NAMES[i]).collect()
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        0.5 * (values[middle - 1] + values[middle])
-    }
-}
-
-type P = [f64; 2];
-
-fn sub(a: P, b: P) -> P {
-    [a[0] - b[0], a[1] - b[1]]
-}
-fn length(a: P) -> f64 {
-    a[0].hypot(a[1])
-}
-fn mid(a: P, b: P) -> P {
-    [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])]
-}
-fn dot(a: P, b: P) -> f64 {
-    a[0] * b[0] + a[1] * b[1]
-}
-fn cross(a: P, b: P) -> f64 {
-    a[0] * b[1] - a[1] * b[0]
-}
-
-/// One vertebra's measurements in the canonical frame.
-struct Body {
-    corners: [P; 4],
-    width: f64,
-    height: f64,
-    superior_mid: P,
-    inferior_mid: P,
-}
-
-impl Body {
-    fn new(points: &[P; LANDMARK_COUNT], vertebra: usize) -> Self {
-        let first = 4 * vertebra;
-        let corners = [
-            points[first + AS],
-            points[first + PS],
-            points[first + PI],
-            points[first + AI],
-        ];
-        let [a_s, p_s, p_i, a_i] = corners;
-        Self {
-            corners,
-            width: 0.5 * (length(sub(a_s, p_s)) + length(sub(a_i, p_i))),
-            height: 0.5 * (length(sub(a_s, a_i)) + length(sub(p_s, p_i))),
-            superior_mid: mid(a_s, p_s),
-            inferior_mid: mid(a_i, p_i),
-        }
-    }
-
-    fn centroid(&self) -> P {
-        let sum = self
-            .corners
-            .iter()
-            .fold([0.0, 0.0], |acc, c| [acc[0] + c[0], acc[1] + c[1]]);
-        [0.25 * sum[0], 0.25 * sum[1]]
-    }
-
-    /// The largest turn at a corner, normalised by width × height: negative everywhere for a
-    /// convex quadrilateral in the order as → ps → pi → ai (anterior +x, inferior +y).
-    fn largest_turn(&self) -> f64 {
-        let scale = (self.width * self.height).max(f64::MIN_POSITIVE);
-        (0..4)
-            .map(|i| {
-                let edge = sub(self.corners[(i + 1) % 4], self.corners[i]);
-                let next = sub(self.corners[(i + 2) % 4], self.corners[(i + 1) % 4]);
-                cross(edge, next) / scale
-            })
-            .fold(f64::NEG_INFINITY, f64::max)
-    }
+/// One vertebra's corners in the canonical frame.
+fn body(points: &[P; LANDMARK_COUNT], vertebra: usize) -> Body {
+    let first = 4 * vertebra;
+    Body::from_corners([
+        points[first + AS],
+        points[first + PS],
+        points[first + PI],
+        points[first + AI],
+    ])
 }
 
 fn corners_of(vertebra: usize) -> Vec<&'static str> {
@@ -276,9 +208,7 @@ fn corners_of(vertebra: usize) -> Vec<&'static str> {
 /// Geometric findings: vertebral shape, size against the neighbours, spacing and order.
 fn geometry_findings(points: &[P; LANDMARK_COUNT]) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let bodies: Vec<Body> = (0..CORNERED_VERTEBRAE)
-        .map(|v| Body::new(points, v))
-        .collect();
+    let bodies: Vec<Body> = (0..CORNERED_VERTEBRAE).map(|v| body(points, v)).collect();
     let median_width = median(&mut bodies[1..].iter().map(|b| b.width).collect::<Vec<_>>());
     let median_height = median(&mut bodies[1..].iter().map(|b| b.height).collect::<Vec<_>>());
     if !(median_width > 0.0 && median_height > 0.0) {
@@ -455,75 +385,45 @@ pub fn standard_errors(
     spread_px: &[f64; LANDMARK_COUNT],
     spacing: Option<PixelSpacing>,
 ) -> Option<[f64; PARAMETER_NAMES.len()]> {
-    let base = super::cervical::cervical(landmarks, spacing).ok()?;
-    // A tenth of a pixel: small against any landmark spread, large against rounding.
-    const STEP_PX: f64 = 0.1;
-    let mut variance = [0.0; PARAMETER_NAMES.len()];
-    for index in 0..LANDMARK_COUNT {
-        let spread = spread_px[index];
-        if !spread.is_finite() {
-            return None;
-        }
-        for axis in 0..2 {
-            let mut moved = *landmarks;
-            moved[index][axis] += STEP_PX;
-            let shifted = super::cervical::cervical(&moved, spacing).ok()?;
-            for (k, (after, before)) in shifted.parameters.iter().zip(&base.parameters).enumerate()
-            {
-                let mut change = after.value - before.value;
-                if after.unit == "deg" {
-                    // Angles wrap at ±180°.
-                    change = (change + 180.0).rem_euclid(360.0) - 180.0;
-                }
-                let per_sd = change / STEP_PX * spread;
-                variance[k] += per_sd * per_sd;
-            }
-        }
+    let measure = |points: &[[f64; 2]]| {
+        let points: &[[f64; 2]; LANDMARK_COUNT] = points.try_into().ok()?;
+        let measurements = super::cervical::cervical(points, spacing).ok()?;
+        Some(
+            measurements
+                .parameters
+                .iter()
+                .map(|parameter| Some(parameter.value))
+                .collect(),
+        )
+    };
+    let angle = PARAMETER_NAMES.map(|name| !matches!(name, "cSVA" | "RJD"));
+    let errors = propagated_standard_errors(landmarks, spread_px, &angle, measure)?;
+    let mut out = [0.0; PARAMETER_NAMES.len()];
+    for (out, error) in out.iter_mut().zip(errors) {
+        *out = error?;
     }
-    Some(variance.map(f64::sqrt))
+    Some(out)
 }
 
 /// Checks every parameter. Never fails: what cannot be judged is `not_measurable`.
 pub fn assess(input: &QualityInput<'_>, thresholds: &QualityThresholds) -> CervicalQuality {
-    let mut findings = Vec::new();
-
     let effective = effective_confidences(input.confidences);
-    let low: Vec<usize> = (0..LANDMARK_COUNT)
-        .filter(|&i| !effective[i].is_some_and(|c| c >= thresholds.min_landmark_confidence))
-        .collect();
-    if !low.is_empty() {
-        findings.push(Finding {
-            code: ReasonCode::LowLandmarkConfidence,
-            landmarks: names(low.iter().copied()),
-            detail: format!(
-                "confidence below {} (or unknown; a refined corner counts with the lowest \
-                 confidence of its disc)",
-                thresholds.min_landmark_confidence
-            ),
-        });
-    }
-    let mut known: Vec<f64> = input.confidences.iter().flatten().copied().collect();
-    let median_confidence = (!known.is_empty()).then(|| median(&mut known));
-    let image_low = !median_confidence.is_some_and(|m| m >= thresholds.min_median_confidence);
-    if image_low {
-        findings.push(Finding {
-            code: ReasonCode::ImageLowConfidence,
-            landmarks: Vec::new(),
-            detail: format!(
-                "median landmark confidence {} is below {}: the image may not be a lateral \
-                 cervical radiograph, or the spine is not fully in view",
-                median_confidence.map_or("unknown".to_string(), |m| format!("{m:.3}")),
-                thresholds.min_median_confidence
-            ),
-        });
-    }
+    let (mut findings, image_low) = confidence_findings(
+        &LANDMARK_NAMES,
+        input.confidences,
+        &effective,
+        thresholds.min_landmark_confidence,
+        thresholds.min_median_confidence,
+        "; a refined corner counts with the lowest confidence of its disc",
+        "a lateral cervical radiograph",
+    );
 
     let canonical = canonical_points(input.landmarks, input.spacing).ok();
     if let Some((points, _)) = &canonical {
         if let Some(shifts) = input.refinement_shift_px {
             // Shifts are in original pixels; compare with the width in original pixels.
             let mut pixel_bodies: Vec<f64> = (1..CORNERED_VERTEBRAE)
-                .map(|v| Body::new(input.landmarks, v).width)
+                .map(|v| body(input.landmarks, v).width)
                 .collect();
             let width_px = median(&mut pixel_bodies);
             let far: Vec<usize> = (0..LANDMARK_COUNT)
@@ -555,47 +455,22 @@ pub fn assess(input: &QualityInput<'_>, thresholds: &QualityThresholds) -> Cervi
         let standard_error = errors.map(|errors| errors[k]);
         let used = parameter_landmarks(name);
         let used_names = names(used.iter().copied());
-        let mut reasons: Vec<ReasonCode> = input.image_reasons.to_vec();
-        if image_low {
-            reasons.push(ReasonCode::ImageLowConfidence);
-        }
-        for finding in &findings {
-            if finding.landmarks.iter().any(|l| used_names.contains(l)) {
-                reasons.push(finding.code);
-            }
-        }
-        let value = input.measurements.and_then(|m| m.get(name));
-        match value {
-            None => reasons.push(ReasonCode::NotComputed),
-            Some(value) => {
-                let is_distance = matches!(name, "cSVA" | "RJD");
-                let checkable = !is_distance || input.spacing.is_some();
-                let limit = thresholds.max_standard_error[k];
-                if checkable && standard_error.is_some_and(|error| error.is_nan() || error > limit)
-                {
-                    reasons.push(ReasonCode::UncertainValue);
-                }
-                if let Some(range) = plausible_range(name).filter(|_| checkable) {
-                    if !range.contains(value) {
-                        reasons.push(ReasonCode::OutsidePlausibleRange);
-                        findings.push(Finding {
-                            code: ReasonCode::OutsidePlausibleRange,
-                            landmarks: Vec::new(),
-                            detail: format!(
-                                "{name} = {value:.1} is outside the plausible range [{}, {}]",
-                                range.low, range.high
-                            ),
-                        });
-                    }
-                }
-            }
-        }
+        let is_distance = matches!(name, "cSVA" | "RJD");
+        let checkable = !is_distance || input.spacing.is_some();
         let min_confidence = used
             .iter()
             .filter_map(|&i| effective[i])
             .min_by(f64::total_cmp);
-        let mut quality = ParameterQuality::from_reasons(reasons, min_confidence);
-        quality.standard_error = standard_error;
+        let check = ValueCheck {
+            name,
+            landmarks: &used_names,
+            value: input.measurements.and_then(|m| m.get(name)),
+            range: plausible_range(name).filter(|_| checkable),
+            standard_error,
+            max_standard_error: checkable.then_some(thresholds.max_standard_error[k]),
+            min_landmark_confidence: min_confidence,
+        };
+        let quality = judge(&check, input.image_reasons, image_low, &mut findings);
         parameters.push((name, quality));
     }
     CervicalQuality {

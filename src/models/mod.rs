@@ -4,6 +4,7 @@
 
 pub mod cervical;
 pub mod csm;
+pub mod wholespine;
 
 use crate::engine::GpuContext;
 use crate::error::{Result, SagittaError};
@@ -54,12 +55,35 @@ pub enum Family {
     Cervical,
     /// Lateral cervical radiograph -> probability of myelopathy (SPEC-csm.md).
     Csm,
+    /// Whole-spine lateral radiograph -> 45 landmarks (SPEC-wholespine.md).
+    WholeSpine,
+}
+
+impl Family {
+    /// The `arch` of this family's weights files.
+    pub fn arch(self) -> &'static str {
+        REGISTRY
+            .iter()
+            .find(|(_, family)| *family == self)
+            .map(|(arch, _)| *arch)
+            .unwrap_or("unregistered")
+    }
+
+    /// The short name users pick the family by (`--model`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Cervical => "cervical",
+            Family::Csm => "csm",
+            Family::WholeSpine => "wholespine",
+        }
+    }
 }
 
 /// `arch` of the weights metadata -> family. One line per architecture.
 pub const REGISTRY: &[(&str, Family)] = &[
     (cervical::CERVICAL_ARCH, Family::Cervical),
     (csm::CSM_ARCH, Family::Csm),
+    (wholespine::WHOLESPINE_ARCH, Family::WholeSpine),
 ];
 
 /// The architecture names the registry knows, for error messages and `sagitta info`.
@@ -107,6 +131,9 @@ pub fn dispatch_plan(
             cervical::CervicalModel::new(ctx, weights)?.dispatch_plan(width, height)
         }
         Family::Csm => csm::CsmModel::new(ctx, weights)?.dispatch_plan(width, height),
+        Family::WholeSpine => {
+            wholespine::WholeSpineModel::new(ctx, weights)?.dispatch_plan(width, height)
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! Building blocks of networks above the operators: safetensors weights, weight scopes that
 //! declare each block's tensors once, and blocks (the stacked hourglass with pre-activation
-//! bottlenecks). Knows no model family.
+//! bottlenecks, the pre-activation basic block). Knows no model family.
 
 pub mod hourglass;
+pub mod preact;
 pub mod scope;
 pub mod weights;
 

@@ -1,5 +1,7 @@
 //! Landmarks from box-relative and input-relative coordinates back to the original image (the
-//! model's table of which landmark comes from which refined row and box arrives as data).
+//! model's table of which landmark comes from which refined row and box arrives as data). An
+//! ensemble's members give one block of global rows each; their mean (in normalized
+//! coordinates, as the whole-spine SPEC averages) is taken on the way.
 
 use crate::engine::kernel::UniformParams;
 use crate::engine::{Kernel, Plan, Step, TensorId, Threads};
@@ -15,6 +17,8 @@ uniform_params! {
         pub original_h: f32,
         pub landmarks: u32,
         pub boxes: u32,
+        /// Blocks of `landmarks` global rows averaged (1: no ensemble).
+        pub members: u32,
     }
 }
 
@@ -29,6 +33,7 @@ pub fn map_back_params(
     original: (u32, u32),
     landmarks: u32,
     boxes: u32,
+    members: u32,
 ) -> MapBackParams {
     MapBackParams {
         input_w: input.0 as f32,
@@ -37,13 +42,15 @@ pub fn map_back_params(
         original_h: original.1 as f32,
         landmarks,
         boxes,
+        members,
     }
 }
 
-/// `map_back`: global points `coarse` [L, 4] (normalized), refined points `refined` [R, 4]
-/// (relative to their box), `boxes` [B, 4] and the table `sources` [L, 2] of u32 pairs
-/// (refined row or [`GLOBAL_POINT`], box) -> `result` rows: [0, L) landmarks in original pixels,
-/// [L, 2L) global points in input pixels, [2L, 2L + B) boxes.
+/// `map_back`: global points `coarse` [M * L, 4] (normalized; M members' blocks of L rows,
+/// averaged), refined points `refined` [R, 4] (relative to their box), `boxes` [B, 4] and the
+/// table `sources` [L, 2] of u32 pairs (refined row or [`GLOBAL_POINT`], box) -> `result` rows:
+/// [0, L) landmarks in original pixels, [L, 2L) global points in input pixels, [2L, 2L + B)
+/// boxes.
 #[allow(clippy::too_many_arguments)]
 pub fn map_back(
     plan: &mut Plan,
@@ -54,8 +61,10 @@ pub fn map_back(
     result: TensorId,
     input: (u32, u32),
     original: (u32, u32),
+    members: u32,
 ) -> Result<()> {
-    let landmarks = plan.shape(coarse).iter().product::<u32>() / 4;
+    invariant(members > 0, || "map_back: an ensemble of 0 members".into())?;
+    let landmarks = plan.shape(coarse).iter().product::<u32>() / 4 / members;
     let box_count = plan.shape(boxes).iter().product::<u32>() / 4;
     let rows = plan.shape(result).iter().product::<u32>() / 4;
     invariant(rows >= 2 * landmarks + box_count, || {
@@ -69,7 +78,7 @@ pub fn map_back(
         label: "map_back".into(),
         kernel: MAP_BACK,
         overrides: vec![],
-        params: map_back_params(input, original, landmarks, box_count).words(),
+        params: map_back_params(input, original, landmarks, box_count, members).words(),
         reads: vec![coarse, refined, boxes, sources],
         writes: vec![result],
         threads: Threads::Linear(landmarks.max(box_count) as u64),

@@ -86,8 +86,8 @@ pub use roi_align::{roi_align, ROI_ALIGN};
 pub use standardize::{standardize, STANDARDIZE_APPLY, STANDARDIZE_STATS};
 pub use upsample::{upsample_add, UPSAMPLE_ADD};
 pub use upsample_bilinear::{
-    upsample_bilinear, upsample_bilinear_add, upsample_bilinear_params, UPSAMPLE_BILINEAR,
-    UPSAMPLE_BILINEAR_ADD,
+    upsample_bilinear, upsample_bilinear_add, upsample_bilinear_into, upsample_bilinear_params,
+    UPSAMPLE_BILINEAR, UPSAMPLE_BILINEAR_ADD,
 };
 
 /// Every kernel that builds on every adapter, for the shader-translation test and pipeline

@@ -2,7 +2,9 @@
 //! `F.interpolate(size=(out_h, out_w), mode="bilinear", align_corners=...)` (no antialias; twin:
 //! `tools/sagitta_ref/ops/upsample_bilinear.py`). Any sizes, up or down, integer ratios or not.
 //! [`upsample_bilinear_add`] adds a skip tensor of the output's shape in the same pass (a
-//! decoder's `skip + up(x)`), saving a full write and read of the upsampled map.
+//! decoder's `skip + up(x)`), saving a full write and read of the upsampled map. Both can write
+//! into a channel view of a larger tensor ([`Plan::channel_view`]): a branch of a concatenation
+//! written in place.
 
 use crate::engine::kernel::UniformParams;
 use crate::engine::{Kernel, Plan, Step, TensorId, Threads};
@@ -23,6 +25,11 @@ uniform_params! {
         pub scale_w: f32,
         /// 1 for `align_corners=True`.
         pub align_corners: u32,
+        /// C of the input; the output tensor's channel count and the first channel written
+        /// (C and 0 unless the output is a channel view).
+        pub channels: u32,
+        pub out_c_total: u32,
+        pub out_c_offset: u32,
     }
 }
 
@@ -86,6 +93,9 @@ pub fn upsample_bilinear_params(
         scale_h: scale(shape[2], out_h, align_corners),
         scale_w: scale(shape[3], out_w, align_corners),
         align_corners: align_corners as u32,
+        channels: shape[1],
+        out_c_total: shape[1],
+        out_c_offset: 0,
     })
 }
 
@@ -99,10 +109,10 @@ pub fn upsample_bilinear(
     align_corners: bool,
 ) -> Result<TensorId> {
     let shape = plan.shape(input).to_vec();
-    let params = upsample_bilinear_params(label, &shape, out_h, out_w, align_corners)?;
+    upsample_bilinear_params(label, &shape, out_h, out_w, align_corners)?;
     let out_shape = [shape[0], shape[1], out_h, out_w];
     let output = plan.activation(label, &out_shape);
-    push(plan, label, UPSAMPLE_BILINEAR, params, vec![input], output);
+    upsample_bilinear_into(plan, label, input, None, align_corners, output)?;
     Ok(output)
 }
 
@@ -115,24 +125,51 @@ pub fn upsample_bilinear_add(
     skip: TensorId,
     align_corners: bool,
 ) -> Result<TensorId> {
-    let shape = plan.shape(input).to_vec();
     let skip_shape = plan.shape(skip).to_vec();
-    invariant(
-        shape.len() == 4 && skip_shape.len() == 4 && shape[..2] == skip_shape[..2],
-        || format!("{label}: cannot add a bilinear upsample of {shape:?} to {skip_shape:?}"),
-    )?;
-    let (out_h, out_w) = (skip_shape[2], skip_shape[3]);
-    let params = upsample_bilinear_params(label, &shape, out_h, out_w, align_corners)?;
     let output = plan.activation(label, &skip_shape);
-    push(
-        plan,
-        label,
-        UPSAMPLE_BILINEAR_ADD,
-        params,
-        vec![input, skip],
-        output,
-    );
+    upsample_bilinear_into(plan, label, input, Some(skip), align_corners, output)?;
     Ok(output)
+}
+
+/// [`upsample_bilinear`] (with `skip`: [`upsample_bilinear_add`]) writing `output`: a tensor of
+/// the result's shape, or a channel view of a larger one. The output's size is the resize's.
+pub fn upsample_bilinear_into(
+    plan: &mut Plan,
+    label: &str,
+    input: TensorId,
+    skip: Option<TensorId>,
+    align_corners: bool,
+    output: TensorId,
+) -> Result<()> {
+    let shape = plan.shape(input).to_vec();
+    let out_shape = plan.shape(output).to_vec();
+    invariant(
+        shape.len() == 4 && out_shape.len() == 4 && shape[..2] == out_shape[..2],
+        || format!("{label}: cannot write a bilinear upsample of {shape:?} into {out_shape:?}"),
+    )?;
+    if let Some(skip) = skip {
+        let skip_shape = plan.shape(skip);
+        invariant(skip_shape == out_shape.as_slice(), || {
+            format!("{label}: cannot add a bilinear upsample of {shape:?} to {skip_shape:?}")
+        })?;
+    }
+    let mut params =
+        upsample_bilinear_params(label, &shape, out_shape[2], out_shape[3], align_corners)?;
+    if let Some((parent, offset)) = plan.view_of(output) {
+        params.out_c_total = plan.shape(parent)[1];
+        params.out_c_offset = offset;
+        let elements =
+            shape[0] as u64 * params.out_c_total as u64 * params.out_h as u64 * params.out_w as u64;
+        invariant(elements <= u32::MAX as u64, || {
+            format!("{label}: the concatenation it writes into is too large")
+        })?;
+    }
+    let (kernel, reads) = match skip {
+        Some(skip) => (UPSAMPLE_BILINEAR_ADD, vec![input, skip]),
+        None => (UPSAMPLE_BILINEAR, vec![input]),
+    };
+    push(plan, label, kernel, params, reads, output);
+    Ok(())
 }
 
 fn push(

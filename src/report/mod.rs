@@ -7,7 +7,9 @@
 //! where a failure has nothing to say, and `status` is `ok`, `flagged` or `error`.
 //!
 //! Every parameter carries a quality status with reason codes (`measure::cervical_quality`);
-//! a flagged value is still reported.
+//! a flagged value is still reported. A record holds what each model that ran on the image
+//! said: the landmark model's landmarks and parameters (`model`, `null` when it did not run)
+//! and the myelopathy screen (`csm`, `null` when it did not run).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -18,15 +20,17 @@ pub mod overlay;
 
 use crate::io::{DicomAttributes, Radiograph, SpacingSource};
 use crate::measure::cervical_quality::{self, QualityInput, QualityThresholds};
+use crate::measure::quality::status_of;
 use crate::measure::{
     Facing, Finding, Measurements, PixelSpacing, QualityStatus, ReasonCode, LANDMARK_COUNT,
     PARAMETER_NAMES,
 };
 use crate::models::cervical::{Landmark, Prediction};
+use crate::models::csm::CsmPrediction;
 
 /// The name and version of the record's JSON shape; it changes when a key changes meaning or
 /// goes away.
-pub const RECORD_SCHEMA: &str = "sagitta-record/2";
+pub const RECORD_SCHEMA: &str = "sagitta-record/3";
 
 /// The engine that wrote a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -146,6 +150,54 @@ pub struct ModelInfo {
     pub not_for_clinical_use: bool,
 }
 
+/// What the CSM classifier's output means, stated in every record that carries one.
+pub const CSM_CAVEAT: &str = "p_csm screens a lateral cervical radiograph for cervical \
+    spondylotic myelopathy; it is not a diagnosis (the paper's reference standard is MRI and \
+    surgery) and says nothing about an image that is not a lateral cervical radiograph";
+
+/// The myelopathy screen of one image (SPEC-csm.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CsmRecord {
+    /// sigmoid(logit) of the classifier, in [0, 1].
+    #[serde(serialize_with = "serialize_probability")]
+    pub p_csm: f64,
+    /// `CSM` when `p_csm >= threshold`, else `no CSM`.
+    pub label: &'static str,
+    /// The threshold of the weights file's metadata.
+    pub threshold: f64,
+    /// `ok`, or why the number should not be read (the DICOM header says the image is not a
+    /// lateral cervical radiograph).
+    pub status: QualityStatus,
+    pub reasons: Vec<ReasonCode>,
+    pub caveat: &'static str,
+    pub model: ModelInfo,
+}
+
+impl CsmRecord {
+    fn new(outcome: CsmOutcome<'_>, image_reasons: &[ReasonCode]) -> Self {
+        let prediction = outcome.prediction;
+        let reasons = image_reasons.to_vec();
+        Self {
+            p_csm: f64::from(prediction.p_csm),
+            label: prediction.label_text(),
+            threshold: f64::from(prediction.threshold),
+            status: status_of(&reasons),
+            reasons,
+            caveat: CSM_CAVEAT,
+            model: outcome.model.clone(),
+        }
+    }
+}
+
+fn serialize_probability<S: serde::Serializer>(
+    value: &f64,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    // Six significant digits: below the f32 parity tolerance against PyTorch, without the
+    // float noise of the last digits.
+    serializer.serialize_f64(significant_digits(*value, 6))
+}
+
 /// Where a landmark's position comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -248,8 +300,11 @@ pub struct ImageRecord {
     pub spacing_source: SpacingSource,
     /// `mm` with a pixel spacing, `px` without.
     pub distance_unit: &'static str,
-    pub model: ModelInfo,
-    /// The GPU adapter that ran the model.
+    /// The landmark model; `null` when only the CSM classifier ran.
+    pub model: Option<ModelInfo>,
+    /// The myelopathy screen; `null` when the CSM classifier did not run.
+    pub csm: Option<CsmRecord>,
+    /// The GPU adapter that ran the models.
     pub adapter: String,
     /// The direction the patient faces; `null` only when the landmarks cannot tell.
     pub facing: Option<Facing>,
@@ -299,6 +354,7 @@ struct ErrorRecordShape<'a> {
     spacing_source: Option<()>,
     distance_unit: Option<()>,
     model: Option<()>,
+    csm: Option<()>,
     adapter: Option<()>,
     facing: Option<()>,
     pixel_convention: &'static str,
@@ -329,6 +385,7 @@ impl Serialize for Record {
                 spacing_source: None,
                 distance_unit: None,
                 model: None,
+                csm: None,
                 adapter: None,
                 facing: None,
                 pixel_convention: PIXEL_CONVENTION,
@@ -554,112 +611,90 @@ pub fn facing_from_corners(points: &[[f64; 2]; LANDMARK_COUNT]) -> Option<Facing
     }
 }
 
-/// The inputs of [`build_record`] beyond the radiograph and the prediction.
+/// The inputs of [`build_record`] beyond the radiograph and the models' outputs.
 pub struct RecordContext<'a> {
     pub image: &'a Path,
-    pub model: &'a ModelInfo,
     pub adapter: &'a str,
 }
 
-/// Assembles the record of one analysed radiograph: the quality of every parameter, the
-/// findings behind it, and the warnings.
+/// What the landmark model gave for one image: its landmarks and the parameters measured from
+/// them (or why they could not be).
+pub struct LandmarkOutcome<'a> {
+    pub model: &'a ModelInfo,
+    pub landmarks: Vec<LandmarkRecord>,
+    pub measured: Result<Measurements, String>,
+}
+
+/// What the CSM classifier gave for one image.
+pub struct CsmOutcome<'a> {
+    pub model: &'a ModelInfo,
+    pub prediction: CsmPrediction,
+}
+
+/// Assembles the record of one analysed radiograph from what each model that ran gave: the
+/// quality of every parameter, the findings behind it, the screen, and the warnings.
 pub fn build_record(
     context: &RecordContext<'_>,
     radiograph: &Radiograph,
-    landmarks: Vec<LandmarkRecord>,
-    measured: Result<Measurements, impl std::fmt::Display>,
+    landmark_model: Option<LandmarkOutcome<'_>>,
+    csm: Option<CsmOutcome<'_>>,
     timing_ms: TimingMs,
 ) -> ImageRecord {
     let mut warnings = Vec::new();
-    match radiograph.spacing_source {
-        SpacingSource::None => warnings.push(
-            "no pixel spacing in the file and none given (--pixel-spacing MM): distances (cSVA, \
-             RJD) are in pixels"
-                .to_string(),
-        ),
-        SpacingSource::ImagerPixelSpacing => warnings.push(
-            "pixel spacing is the detector's (ImagerPixelSpacing), not corrected for the \
-             projection magnification: distances are slightly overstated"
-                .to_string(),
-        ),
-        SpacingSource::PixelSpacing | SpacingSource::User => {}
-    }
-    let fallback_unit = if radiograph.pixel_spacing.is_some() {
-        "mm"
-    } else {
-        "px"
-    };
-    let (facing, distance_unit, measurements) = match measured {
-        Ok(measurements) => (
-            Some(measurements.facing),
-            measurements.distance_unit,
-            Some(measurements),
-        ),
-        Err(error) => {
-            warnings.push(format!("parameters not computed: {error}"));
-            let facing = landmark_array(&landmarks)
-                .as_ref()
-                .and_then(facing_from_corners);
-            (facing, fallback_unit, None)
-        }
-    };
-
     let header = radiograph
         .dicom
         .as_ref()
         .map(header_findings)
         .unwrap_or_default();
     let image_reasons: Vec<ReasonCode> = header.iter().map(|finding| finding.code).collect();
-    let (parameters, findings) = match landmark_array(&landmarks) {
-        Some(points) => {
-            let mut confidences = [None; LANDMARK_COUNT];
-            let mut shifts = [0.0; LANDMARK_COUNT];
-            let mut spreads = [0.0; LANDMARK_COUNT];
-            for (index, landmark) in landmarks.iter().enumerate() {
-                confidences[index] = landmark.confidence;
-                shifts[index] = landmark.refinement_shift_px;
-                spreads[index] = f64::from(landmark.sd_px);
-            }
-            let quality = cervical_quality::assess(
-                &QualityInput {
-                    landmarks: &points,
-                    confidences: &confidences,
-                    refinement_shift_px: Some(&shifts),
-                    spread_px: Some(&spreads),
-                    spacing: radiograph.pixel_spacing,
-                    measurements: measurements.as_ref(),
-                    image_reasons: &image_reasons,
-                },
-                &QualityThresholds::default(),
-            );
-            let parameters = measurements
-                .as_ref()
-                .map(|measured| {
-                    measured
-                        .parameters
-                        .iter()
-                        .filter_map(|parameter| {
-                            let quality = quality.get(parameter.name)?;
-                            Some(ParameterRecord {
-                                name: parameter.name,
-                                value: parameter.value,
-                                unit: parameter.unit,
-                                status: quality.status,
-                                reasons: quality.reasons.clone(),
-                                min_landmark_confidence: quality.min_landmark_confidence,
-                                standard_error: quality.standard_error,
-                                convention: parameter.convention,
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut findings = header;
-            findings.extend(quality.findings);
-            (parameters, findings)
-        }
-        None => (Vec::new(), header),
+    let fallback_unit = if radiograph.pixel_spacing.is_some() {
+        "mm"
+    } else {
+        "px"
     };
+    let mut facing = None;
+    let mut distance_unit = fallback_unit;
+    let mut landmarks = Vec::new();
+    let mut parameters = Vec::new();
+    let mut findings = header;
+    let mut model = None;
+    let mut all_ok = true;
+    if let Some(outcome) = landmark_model {
+        spacing_warnings(radiograph, &mut warnings);
+        let measurements = match outcome.measured {
+            Ok(measurements) => {
+                facing = Some(measurements.facing);
+                distance_unit = measurements.distance_unit;
+                Some(measurements)
+            }
+            Err(error) => {
+                warnings.push(format!("parameters not computed: {error}"));
+                facing = landmark_array(&outcome.landmarks)
+                    .as_ref()
+                    .and_then(facing_from_corners);
+                None
+            }
+        };
+        if let Some(points) = landmark_array(&outcome.landmarks) {
+            let (assessed, quality_findings) = assess_parameters(
+                &points,
+                &outcome.landmarks,
+                radiograph.pixel_spacing,
+                measurements.as_ref(),
+                &image_reasons,
+            );
+            parameters = assessed;
+            findings.extend(quality_findings);
+        }
+        all_ok = parameters.len() == PARAMETER_NAMES.len()
+            && parameters.iter().all(|p| p.status == QualityStatus::Ok);
+        landmarks = outcome.landmarks;
+        model = Some(outcome.model.clone());
+    }
+    let csm = csm.map(|outcome| CsmRecord::new(outcome, &image_reasons));
+    if let Some(screen) = &csm {
+        all_ok &= screen.status == QualityStatus::Ok;
+    }
     for finding in &findings {
         if matches!(
             finding.code,
@@ -668,8 +703,6 @@ pub fn build_record(
             warnings.push(format!("{}: {}", finding.code.as_str(), finding.detail));
         }
     }
-    let all_ok = parameters.len() == PARAMETER_NAMES.len()
-        && parameters.iter().all(|p| p.status == QualityStatus::Ok);
     ImageRecord {
         schema: RECORD_SCHEMA,
         status: if all_ok {
@@ -689,7 +722,8 @@ pub fn build_record(
         pixel_spacing: radiograph.pixel_spacing,
         spacing_source: radiograph.spacing_source,
         distance_unit,
-        model: context.model.clone(),
+        model,
+        csm,
         adapter: context.adapter.to_string(),
         facing,
         pixel_convention: PIXEL_CONVENTION,
@@ -699,6 +733,75 @@ pub fn build_record(
         warnings,
         timing_ms,
     }
+}
+
+/// What the pixel spacing's source means for the distances.
+fn spacing_warnings(radiograph: &Radiograph, warnings: &mut Vec<String>) {
+    match radiograph.spacing_source {
+        SpacingSource::None => warnings.push(
+            "no pixel spacing in the file and none given (--pixel-spacing MM): distances (cSVA, \
+             RJD) are in pixels"
+                .to_string(),
+        ),
+        SpacingSource::ImagerPixelSpacing => warnings.push(
+            "pixel spacing is the detector's (ImagerPixelSpacing), not corrected for the \
+             projection magnification: distances are slightly overstated"
+                .to_string(),
+        ),
+        SpacingSource::PixelSpacing | SpacingSource::User => {}
+    }
+}
+
+/// The nine parameters with their quality, and the quality checks' findings.
+fn assess_parameters(
+    points: &[[f64; 2]; LANDMARK_COUNT],
+    landmarks: &[LandmarkRecord],
+    spacing: Option<PixelSpacing>,
+    measurements: Option<&Measurements>,
+    image_reasons: &[ReasonCode],
+) -> (Vec<ParameterRecord>, Vec<Finding>) {
+    let mut confidences = [None; LANDMARK_COUNT];
+    let mut shifts = [0.0; LANDMARK_COUNT];
+    let mut spreads = [0.0; LANDMARK_COUNT];
+    for (index, landmark) in landmarks.iter().enumerate() {
+        confidences[index] = landmark.confidence;
+        shifts[index] = landmark.refinement_shift_px;
+        spreads[index] = f64::from(landmark.sd_px);
+    }
+    let quality = cervical_quality::assess(
+        &QualityInput {
+            landmarks: points,
+            confidences: &confidences,
+            refinement_shift_px: Some(&shifts),
+            spread_px: Some(&spreads),
+            spacing,
+            measurements,
+            image_reasons,
+        },
+        &QualityThresholds::default(),
+    );
+    let parameters = measurements
+        .map(|measured| {
+            measured
+                .parameters
+                .iter()
+                .filter_map(|parameter| {
+                    let quality = quality.get(parameter.name)?;
+                    Some(ParameterRecord {
+                        name: parameter.name,
+                        value: parameter.value,
+                        unit: parameter.unit,
+                        status: quality.status,
+                        reasons: quality.reasons.clone(),
+                        min_landmark_confidence: quality.min_landmark_confidence,
+                        standard_error: quality.standard_error,
+                        convention: parameter.convention,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (parameters, quality.findings)
 }
 
 /// The reason codes of a record, each once, in a stable order.
@@ -726,7 +829,9 @@ pub fn is_distance_parameter(name: &str) -> bool {
 
 /// The CSV header: `image, status, facing, distance_unit`, then per parameter either
 /// `NAME (deg)` for angles or `NAME` and `NAME unit` for distances (their unit depends on the
-/// image), each followed by `NAME status`; then `median_confidence`, `warning_codes` (the
+/// image), each followed by `NAME status`; then the myelopathy screen (`p_csm`, `csm_label`,
+/// `csm_threshold`, `csm_status`; empty when it did not run); then `median_confidence`,
+/// `warning_codes` (the
 /// record's reason codes, `;`-separated), `warnings`, `error`.
 pub fn csv_header() -> Vec<String> {
     let mut columns: Vec<String> = ["image", "status", "facing", "distance_unit"]
@@ -742,7 +847,19 @@ pub fn csv_header() -> Vec<String> {
         }
         columns.push(format!("{name} status"));
     }
-    columns.extend(["median_confidence", "warning_codes", "warnings", "error"].map(String::from));
+    columns.extend(
+        [
+            "p_csm",
+            "csm_label",
+            "csm_threshold",
+            "csm_status",
+            "median_confidence",
+            "warning_codes",
+            "warnings",
+            "error",
+        ]
+        .map(String::from),
+    );
     columns
 }
 
@@ -768,6 +885,12 @@ pub fn csv_row(record: &Record) -> Vec<String> {
                 None => String::new(),
             });
             cells.push(analysis.distance_unit.to_string());
+            // Without the landmark model the parameters were not asked for: empty, not
+            // `not_measurable`.
+            let missing_status = match analysis.model {
+                Some(_) => QualityStatus::NotMeasurable.as_str(),
+                None => "",
+            };
             for name in PARAMETER_NAMES {
                 let parameter = analysis.parameters.iter().find(|p| p.name == name);
                 cells.push(parameter.map_or_else(String::new, |p| format!("{:.2}", p.value)));
@@ -776,9 +899,18 @@ pub fn csv_row(record: &Record) -> Vec<String> {
                 }
                 cells.push(
                     parameter
-                        .map_or(QualityStatus::NotMeasurable.as_str(), |p| p.status.as_str())
+                        .map_or(missing_status, |p| p.status.as_str())
                         .to_string(),
                 );
+            }
+            match &analysis.csm {
+                Some(screen) => cells.extend([
+                    significant_digits(screen.p_csm, 6).to_string(),
+                    screen.label.to_string(),
+                    screen.threshold.to_string(),
+                    screen.status.as_str().to_string(),
+                ]),
+                None => cells.extend(std::iter::repeat_n(String::new(), 4)),
             }
             cells
                 .push(median_confidence(&analysis.landmarks).map_or_else(String::new, significant));

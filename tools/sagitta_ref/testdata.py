@@ -166,6 +166,22 @@ def peaked_init_(model: CervicalModel, image: torch.Tensor, gen: torch.Generator
                    ridge=1e-2, min_peak=0.1)
 
 
+def he_init_centred_(model: nn.Module, image: torch.Tensor, gen: torch.Generator,
+                     logit: float = 0.4) -> None:
+    """He-normal weights and small uniform biases for every conv and linear layer of a
+    classifier, then the last layer's bias shifted so that `image` gets `logit`: a probability
+    away from 0 and 1, where the engine-vs-torch comparison of p is sensitive."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()
+                m.weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=gen)
+                m.bias.uniform_(-0.1, 0.1, generator=gen)
+        out = model(image)
+        last = model.classifier[-1]
+        last.bias -= out["logit"][0, 0] - logit
+
+
 def statistics(out: dict, config: dict) -> dict:
     """Numbers that say whether a fixture is meaningful (printed and asserted by the scripts)."""
     s = config["input_size"]

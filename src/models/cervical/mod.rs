@@ -281,6 +281,7 @@ impl CervicalModel {
             result,
             (s, s),
             original,
+            1,
         )?;
         Ok((plan, image, resize_step, map_step))
     }
@@ -320,6 +321,7 @@ impl CervicalModel {
                     (w, h),
                     CERVICAL_LANDMARKS as u32,
                     CERVICAL_DISCS as u32,
+                    1,
                 )
                 .words(),
             );

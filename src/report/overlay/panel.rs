@@ -1,5 +1,6 @@
-//! The panel: the model, each parameter's value with its unit and quality status, the record's
-//! warnings and the legend; and the "NOT FOR CLINICAL USE" banner.
+//! The panel: the models, each parameter's value with its unit and quality status, the
+//! myelopathy screen, the record's warnings and the legend; and the "NOT FOR CLINICAL USE"
+//! banner.
 
 use super::draw::{Canvas, Colour};
 use super::text::{wrap, Face, TextStyle};
@@ -8,7 +9,7 @@ use super::{
     OUTLINE, PANEL, PANEL_OPACITY, REFERENCE, TEXT, WARNING_TEXT,
 };
 use crate::measure::{QualityStatus, PARAMETER_NAMES};
-use crate::report::{ImageRecord, ParameterRecord};
+use crate::report::{CsmRecord, ImageRecord, ModelInfo, ParameterRecord};
 
 /// The banner's background and text.
 const BANNER: Colour = [200, 0, 0];
@@ -127,23 +128,28 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         size,
     };
     let em = f64::from(size);
+    let names: Vec<&str> = model_infos(record)
+        .map(|model| model.name.as_str())
+        .collect();
     layout.lines.push(vec![Span::Text {
-        text: format!("Model: {}", record.model.name),
+        text: format!("Model: {}", names.join(" + ")),
         face: Face::Bold,
         size: 1.0,
         colour: TEXT,
         struck: false,
     }]);
     let facing = match record.facing {
-        Some(crate::measure::Facing::Left) => "facing left",
-        Some(crate::measure::Facing::Right) => "facing right",
-        None => "facing unknown",
+        Some(crate::measure::Facing::Left) => "facing left · ",
+        Some(crate::measure::Facing::Right) => "facing right · ",
+        None if record.model.is_some() => "facing unknown · ",
+        None => "",
+    };
+    let distances = match record.model {
+        Some(_) => format!("distances in {} · ", record.distance_unit),
+        None => String::new(),
     };
     layout.lines.push(vec![Span::Text {
-        text: format!(
-            "{facing} · distances in {} · sagitta {}",
-            record.distance_unit, record.engine.version
-        ),
+        text: format!("{facing}{distances}sagitta {}", record.engine.version),
         face: Face::Regular,
         size: 0.8,
         colour: REASON_TEXT,
@@ -158,7 +164,11 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
     let value_column = 1.6 * em + 0.4 * em + name_width + 0.8 * em;
     let value_width = regular.width("\u{2212}000.0 mm");
     let mut rows = Vec::new();
-    for name in PARAMETER_NAMES {
+    let measured: &[&str] = match record.model {
+        Some(_) => &PARAMETER_NAMES,
+        None => &[],
+    };
+    for &name in measured {
         let colour = parameter_colour(name);
         let parameter = record.parameters.iter().find(|p| p.name == name);
         let mut line = vec![
@@ -212,6 +222,9 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         }
         rows.push((line, reasons));
     }
+    if let Some(screen) = &record.csm {
+        rows.push(csm_row(screen, &regular, value_column + value_width, em));
+    }
 
     // The widest of the title and the value rows (not narrower than the legend) sets the
     // width that reasons and warnings wrap to.
@@ -261,6 +274,9 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         }
     }
 
+    if record.model.is_none() {
+        return layout;
+    }
     let legend_text = |t: &str| Span::Text {
         text: t.to_string(),
         face: Face::Regular,
@@ -292,15 +308,87 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
     layout
 }
 
+/// The models of a record, the landmark model first.
+fn model_infos(record: &ImageRecord) -> impl Iterator<Item = &ModelInfo> {
+    record
+        .model
+        .iter()
+        .chain(record.csm.iter().map(|screen| &screen.model))
+}
+
+/// The screen's line: the probability right-aligned at `value_end`, the label as a tag, and
+/// below it the threshold, the caveat's gist and any reason not to read it.
+fn csm_row(
+    screen: &CsmRecord,
+    regular: &TextStyle,
+    value_end: f64,
+    em: f64,
+) -> (Vec<Span>, Vec<&'static str>) {
+    let value = format!("{:.3}", screen.p_csm);
+    let readable = screen.status == QualityStatus::Ok;
+    // No swatch: nothing is drawn on the image for the screen.
+    let mut line = vec![
+        Span::Gap(2.0 * em),
+        Span::Text {
+            text: "p(CSM)".to_string(),
+            face: Face::Bold,
+            size: 1.0,
+            colour: TEXT,
+            struck: false,
+        },
+        Span::Column(value_end - regular.width(&value)),
+        Span::Text {
+            text: value,
+            face: Face::Regular,
+            size: 1.0,
+            colour: if readable { TEXT } else { DIMMED },
+            struck: false,
+        },
+        Span::Gap(0.6 * em),
+    ];
+    let (background, colour) = if readable {
+        match screen.label {
+            "CSM" => status_colours(QualityStatus::LowConfidence),
+            _ => status_colours(QualityStatus::Ok),
+        }
+    } else {
+        status_colours(screen.status)
+    };
+    line.push(Span::Tag {
+        text: if readable {
+            screen.label
+        } else {
+            status_label(screen.status)
+        },
+        background,
+        colour,
+    });
+    let mut notes = vec![if screen.threshold == 0.5 {
+        "threshold 0.5"
+    } else {
+        "threshold from the weights"
+    }];
+    notes.push("myelopathy screen, not a diagnosis");
+    notes.extend(screen.reasons.iter().map(|reason| reason.as_str()));
+    (line, notes)
+}
+
 /// Draws the banner across the top of the image; returns its height.
 pub(super) fn draw_banner(canvas: &mut Canvas, style: &Style, record: &ImageRecord) -> i64 {
-    if !record.model.not_for_clinical_use {
+    let research_only: Vec<&str> = model_infos(record)
+        .filter(|model| model.not_for_clinical_use)
+        .map(|model| model.name.as_str())
+        .collect();
+    if research_only.is_empty() {
         return 0;
     }
     let width = f64::from(canvas.image.width());
     let mut size = style.banner_size;
     let message = "NOT FOR CLINICAL USE";
-    let detail = format!(" · model {} is for research only", record.model.name);
+    let detail = match research_only.as_slice() {
+        [one] => format!(" · model {one} is for research only"),
+        many => format!(" · models {} are for research only", many.join(", ")),
+    };
     let mut bold = TextStyle::new(Face::Bold, size);
     while bold.width(message) > 0.95 * width && size > 6.0 {
         size *= 0.9;

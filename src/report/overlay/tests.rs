@@ -9,7 +9,7 @@ use crate::measure::{
     cervical, Finding, PixelSpacing, QualityStatus, ReasonCode, AI, AS, LANDMARK_COUNT,
     LANDMARK_NAMES, PI, PS,
 };
-use crate::report::{build_record, ModelInfo, RecordContext, TimingMs};
+use crate::report::{build_record, LandmarkOutcome, ModelInfo, RecordContext, TimingMs};
 
 const SIZE: u32 = 800;
 const SPACING: PixelSpacing = PixelSpacing {
@@ -100,14 +100,17 @@ fn record_of(
     let model = model(not_for_clinical_use);
     let context = RecordContext {
         image: Path::new("spine.dcm"),
-        model: &model,
         adapter: "test",
     };
     build_record(
         &context,
         &radiograph(ramp()),
-        landmarks,
-        cervical(points, Some(SPACING)),
+        Some(LandmarkOutcome {
+            model: &model,
+            landmarks,
+            measured: cervical(points, Some(SPACING)).map_err(|error| error.to_string()),
+        }),
+        None,
         TimingMs {
             load: 0.0,
             inference: 0.0,

@@ -7,12 +7,13 @@ ARCHITECTURES below.
 
 from __future__ import annotations
 
-from . import cervical, csm
+from . import cervical, csm, wholespine
 from .architecture import Architecture
 
 ARCHITECTURES: dict[str, Architecture] = {
     "cervical-hourglass-dsnt": cervical.ARCHITECTURE,
     "csm-vgg16": csm.ARCHITECTURE,
+    "wholespine-cpn-dsnt": wholespine.ARCHITECTURE,
 }
 
 

@@ -2,12 +2,19 @@
 
     python3 train_csm.py --make-data /tmp/csm/train.npz --count 4000 --workers 2
     python3 train_csm.py --make-data /tmp/csm/val.npz --count 400 --seed-base 31000000 --workers 2
-    python3 train_csm.py --data /tmp/csm/train.npz --val /tmp/csm/val.npz --out /tmp/csm/run1 \
-        --epochs 8 --minutes 42
+    python3 train_csm.py --data /tmp/csm/train.npz --val /tmp/csm/val.npz --out /tmp/csm/run2 \
+        --minutes 38 --crop 128 --crop-minutes 20
 
 Data: phantoms with seeds TRAIN_SEED_BASE + i (validation VAL_SEED_BASE + i, phantom_csm.py),
 rendered at a random original height (480-720 px, from the seed), area-resized to the model's input
-exactly as the engine does (ops.resize_area) and kept as float16 before min-max, with the labels.
+exactly as the engine does (ops.resize_area) and kept as float16 before min-max, with the labels
+and where the C3-C7 canal lies in the resized image.
+
+Curriculum: from scratch, on whole images the network stayed at chance for two epochs (the canal
+is ~2 % of the image); so the first --crop-minutes train on --crop-px crops around the canal (the
+same scale, shifted at random), where it finds the sign, and the rest on whole images, which is
+what it sees at inference (the network is convolutional up to a global average pool, so the same
+weights apply to both).
 Batches of 16 (the paper: 8; BatchNorm wants more), channels-last tensors (faster on CPU).
 
 Model: the reference `CsmModel` structure (torchvision VGG16 keys, `width` multiplier, FC hidden

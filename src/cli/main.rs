@@ -339,9 +339,11 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         sagitta::models::Family::Cervical => sagitta::bench::run(ctx.clone(), &weights, &settings)?,
         sagitta::models::Family::Csm => sagitta::bench::run_csm(ctx.clone(), &weights, &settings)?,
         sagitta::models::Family::WholeSpine => {
-            return Err("bench runs the cervical and CSM models; the whole-spine model has no \
+            return Err(
+                "bench runs the cervical and CSM models; the whole-spine model has no \
                         benchmark yet"
-                .into())
+                    .into(),
+            )
         }
     };
     let kernels = if args.kernels {

@@ -474,6 +474,11 @@ impl WholeSpineModel {
             .map_or(0, |c| c.plan.activation_bytes())
     }
 
+    /// GPU bytes of the input image, the result table and its readback buffer.
+    pub fn io_bytes(&self) -> u64 {
+        self.image_buffer.size() + self.result.size() + self.staging.size()
+    }
+
     pub fn dispatch_count(&self) -> usize {
         self.compiled.as_ref().map_or(0, |c| c.plan.step_count())
     }

@@ -257,55 +257,30 @@ impl Analyzer {
             height: radiograph.height,
             pixels: &radiograph.pixels,
         };
-        let failed = |error: SagittaError, model: &str| Analysis {
-            record: Record::failed(
-                image,
-                format!("{}: inference failed ({model}): {error}", image.display()),
-            ),
-            radiograph: None,
-        };
-        let prediction = match &mut self.cervical {
-            Some(loaded) => match guarded(|| loaded.model.run(grey)) {
-                Ok(prediction) => Some((prediction, &loaded.info)),
-                Err(error) => {
-                    return Analysis {
-                        radiograph: Some(radiograph),
-                        ..failed(error, &loaded.info.name)
-                    }
+        // Every model that is loaded runs; the first failure fails the image (naming the model).
+        let outcomes = run_loaded(&mut self.cervical, |model| model.run(grey))
+            .and_then(|prediction| {
+                let screen = run_loaded(&mut self.csm, |model| model.run(grey))?;
+                Ok((prediction, screen))
+            })
+            .and_then(|(prediction, screen)| {
+                let spine = run_loaded(&mut self.wholespine, |model| model.run(grey))?;
+                Ok((prediction, screen, spine))
+            });
+        let (prediction, screen, spine) = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err((error, model)) => {
+                return Analysis {
+                    record: Record::failed(
+                        image,
+                        format!("{}: inference failed ({model}): {error}", image.display()),
+                    ),
+                    radiograph: Some(radiograph),
                 }
-            },
-            None => None,
+            }
         };
-        let screen = match &mut self.csm {
-            Some(loaded) => match guarded(|| loaded.model.run(grey)) {
-                Ok(prediction) => Some(CsmOutcome {
-                    model: &loaded.info,
-                    prediction,
-                }),
-                Err(error) => {
-                    return Analysis {
-                        radiograph: Some(radiograph),
-                        ..failed(error, &loaded.info.name)
-                    }
-                }
-            },
-            None => None,
-        };
-        let spine = match &mut self.wholespine {
-            Some(loaded) => match guarded(|| loaded.model.run(grey)) {
-                Ok(prediction) => Some(SpineOutcome {
-                    model: &loaded.info,
-                    prediction,
-                }),
-                Err(error) => {
-                    return Analysis {
-                        radiograph: Some(radiograph),
-                        ..failed(error, &loaded.info.name)
-                    }
-                }
-            },
-            None => None,
-        };
+        let screen = screen.map(|(prediction, model)| CsmOutcome { model, prediction });
+        let spine = spine.map(|(prediction, model)| SpineOutcome { model, prediction });
         let inference = started.elapsed();
         let landmark_model = prediction.map(|(prediction, info)| {
             let landmarks = report::landmark_records(
@@ -386,6 +361,21 @@ fn guarded<T>(inference: impl FnOnce() -> Result<T, SagittaError>) -> Result<T, 
             "the inference panicked (see the message above)".into(),
         ))
     })
+}
+
+/// Runs `run` on the model when it is loaded (guarded); the output with the model's
+/// description, or the error with the model's name.
+fn run_loaded<'a, M, T>(
+    loaded: &'a mut Option<Loaded<M>>,
+    run: impl FnOnce(&mut M) -> Result<T, SagittaError>,
+) -> Result<Option<(T, &'a ModelInfo)>, (SagittaError, String)> {
+    match loaded {
+        None => Ok(None),
+        Some(Loaded { model, info }) => match guarded(|| run(model)) {
+            Ok(output) => Ok(Some((output, &*info))),
+            Err(error) => Err((error, info.name.clone())),
+        },
+    }
 }
 
 /// What every record says about the model of `weights`.

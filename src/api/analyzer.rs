@@ -365,10 +365,10 @@ fn guarded<T>(inference: impl FnOnce() -> Result<T, SagittaError>) -> Result<T, 
 
 /// Runs `run` on the model when it is loaded (guarded); the output with the model's
 /// description, or the error with the model's name.
-fn run_loaded<'a, M, T>(
-    loaded: &'a mut Option<Loaded<M>>,
+fn run_loaded<M, T>(
+    loaded: &mut Option<Loaded<M>>,
     run: impl FnOnce(&mut M) -> Result<T, SagittaError>,
-) -> Result<Option<(T, &'a ModelInfo)>, (SagittaError, String)> {
+) -> Result<Option<(T, &ModelInfo)>, (SagittaError, String)> {
     match loaded {
         None => Ok(None),
         Some(Loaded { model, info }) => match guarded(|| run(model)) {

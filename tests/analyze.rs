@@ -276,7 +276,7 @@ fn single_png_prints_one_json_record() {
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains("distances (cSVA, RJD) are in pixels")),
+            .any(|w| w.contains("distances are in pixels")),
         "{warnings:?}"
     );
     // Random weights give diffuse heatmaps: the record must say the numbers are unreliable.
@@ -1088,4 +1088,78 @@ fn a_weights_file_of_another_model_is_refused_naming_both_architectures() {
         line.contains("$SAGITTA_CSM_WEIGHTS") && line.contains(CSM_ARCH),
         "{line}"
     );
+}
+
+#[test]
+fn wholespine_weights_give_45_landmarks_and_18_parameters_with_their_quality() {
+    let dir = scratch();
+    let image = dir.path().join("spine.png");
+    write_png(&image, 110, 180);
+    let overlay = dir.path().join("spine_overlay.png");
+    let weights_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/wholespine_small_f32.safetensors"
+    );
+    let output = sagitta(&[
+        path_str(&image),
+        "--weights",
+        weights_path,
+        "--pixel-spacing",
+        "0.5",
+        "--overlay",
+        path_str(&overlay),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let record = single_record(&output);
+    assert!(
+        record["model"].is_null() && record["csm"].is_null(),
+        "{record}"
+    );
+    let spine = &record["wholespine"];
+    assert_eq!(spine["model"]["name"], "wholespine-small-test");
+    let landmarks = spine["landmarks"].as_array().unwrap();
+    assert_eq!(landmarks.len(), 45);
+    assert_eq!(landmarks[20]["name"], "FH1");
+
+    // The same points as the library's model on the same decoded image.
+    let weights = WeightFile::open(weights_path).unwrap();
+    let mut model =
+        sagitta::models::wholespine::WholeSpineModel::new(common::gpu(), &weights).unwrap();
+    let radiograph = load_radiograph(&image).unwrap();
+    let expected = model
+        .run(GreyImage {
+            width: radiograph.width,
+            height: radiograph.height,
+            pixels: &radiograph.pixels,
+        })
+        .unwrap();
+    for (got, want) in landmarks.iter().zip(&expected.landmarks) {
+        assert_eq!(got["name"], want.name);
+        let x = got["x"].as_f64().unwrap();
+        assert!((x - f64::from(want.x)).abs() <= 0.006, "{got} vs {want:?}");
+    }
+    // Random weights put the points anywhere: the parameters are computed or refused, and
+    // every computed one has a status; a spine this wrong cannot pass every check.
+    let parameters = spine["parameters"].as_array().unwrap();
+    let warnings = warnings(&record);
+    assert!(
+        !parameters.is_empty() || warnings.iter().any(|w| w.contains("whole-spine")),
+        "{record}"
+    );
+    for parameter in parameters {
+        assert!(parameter["status"].is_string() && parameter["value"].is_f64());
+    }
+    assert_eq!(record["status"], "flagged");
+    assert!(overlay.is_file());
+
+    // A cervical file named as the whole-spine model is refused naming both.
+    let output = sagitta(&[
+        path_str(&image),
+        "--model",
+        "wholespine",
+        "--weights",
+        FIXTURE_WEIGHTS,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("'wholespine-cpn-dsnt'"));
 }

@@ -14,11 +14,12 @@ use crate::io::{load_radiograph, LoadError, Radiograph};
 use crate::measure::{self, PixelSpacing};
 use crate::models::cervical::{CervicalModel, GreyImage};
 use crate::models::csm::CsmModel;
+use crate::models::wholespine::WholeSpineModel;
 use crate::models::{family_of, Family};
 use crate::nn::weights::WeightFile;
 use crate::report::{
     self, build_record, landmark_array, CsmOutcome, LandmarkOutcome, ModelInfo, Record,
-    RecordContext, TimingMs,
+    RecordContext, SpineOutcome, TimingMs,
 };
 
 /// The environment variable naming the weights file when `--weights` is not given.
@@ -86,11 +87,13 @@ struct Loaded<M> {
     info: ModelInfo,
 }
 
-/// The models, each built once, that every image goes through: the landmark model (with the
-/// parameters measured from its landmarks) and the CSM classifier, either or both.
+/// The models, each built once, that every image goes through: the cervical landmark model
+/// (with the parameters measured from its landmarks), the CSM classifier and the whole-spine
+/// model (with its parameters), any of them.
 pub struct Analyzer {
     cervical: Option<Loaded<CervicalModel>>,
     csm: Option<Loaded<CsmModel>>,
+    wholespine: Option<Loaded<WholeSpineModel>>,
     adapter: String,
     notes: Vec<String>,
 }
@@ -145,6 +148,7 @@ impl Analyzer {
         let mut analyzer = Self {
             cervical: None,
             csm: None,
+            wholespine: None,
             adapter: context.describe(),
             notes: Vec::new(),
         };
@@ -158,13 +162,7 @@ impl Analyzer {
             let taken = match family {
                 Family::Cervical => analyzer.cervical.is_some(),
                 Family::Csm => analyzer.csm.is_some(),
-                Family::WholeSpine => {
-                    return Err(AnalyzeError::Usage(format!(
-                        "{}: a whole-spine model; `analyze` does not run it yet (the library's \
-                         WholeSpineModel does); give a cervical or CSM weights file",
-                        file.path.display()
-                    )))
-                }
+                Family::WholeSpine => analyzer.wholespine.is_some(),
             };
             if taken {
                 return Err(AnalyzeError::Usage(format!(
@@ -186,7 +184,13 @@ impl Analyzer {
                     let info = model_info(file, &model.config.name, model.config.input_size);
                     analyzer.csm = Some(Loaded { model, info });
                 }
-                Family::WholeSpine => unreachable!("refused above"),
+                Family::WholeSpine => {
+                    let model = WholeSpineModel::with_selection(context.clone(), file, selection)
+                        .map_err(building)?;
+                    // The input is not square: the record states its height.
+                    let info = model_info(file, &model.config.name, model.config.input_height);
+                    analyzer.wholespine = Some(Loaded { model, info });
+                }
             }
         }
         Ok(analyzer)
@@ -197,11 +201,12 @@ impl Analyzer {
         &self.notes
     }
 
-    /// The models every image goes through, the landmark model first.
+    /// The models every image goes through, the cervical landmark model first.
     pub fn models(&self) -> Vec<&ModelInfo> {
         let cervical = self.cervical.as_ref().map(|loaded| &loaded.info);
         let csm = self.csm.as_ref().map(|loaded| &loaded.info);
-        cervical.into_iter().chain(csm).collect()
+        let wholespine = self.wholespine.as_ref().map(|loaded| &loaded.info);
+        cervical.into_iter().chain(csm).chain(wholespine).collect()
     }
 
     /// Stores activations in f16 or f32 (see [`CervicalModel::set_precision`]).
@@ -214,6 +219,13 @@ impl Analyzer {
             loaded.info.precision = precision;
         }
         if let Some(loaded) = &mut self.csm {
+            loaded
+                .model
+                .set_precision(precision)
+                .map_err(AnalyzeError::Gpu)?;
+            loaded.info.precision = precision;
+        }
+        if let Some(loaded) = &mut self.wholespine {
             loaded
                 .model
                 .set_precision(precision)
@@ -245,40 +257,30 @@ impl Analyzer {
             height: radiograph.height,
             pixels: &radiograph.pixels,
         };
-        let failed = |error: SagittaError, model: &str| Analysis {
-            record: Record::failed(
-                image,
-                format!("{}: inference failed ({model}): {error}", image.display()),
-            ),
-            radiograph: None,
-        };
-        let prediction = match &mut self.cervical {
-            Some(loaded) => match guarded(|| loaded.model.run(grey)) {
-                Ok(prediction) => Some((prediction, &loaded.info)),
-                Err(error) => {
-                    return Analysis {
-                        radiograph: Some(radiograph),
-                        ..failed(error, &loaded.info.name)
-                    }
+        // Every model that is loaded runs; the first failure fails the image (naming the model).
+        let outcomes = run_loaded(&mut self.cervical, |model| model.run(grey))
+            .and_then(|prediction| {
+                let screen = run_loaded(&mut self.csm, |model| model.run(grey))?;
+                Ok((prediction, screen))
+            })
+            .and_then(|(prediction, screen)| {
+                let spine = run_loaded(&mut self.wholespine, |model| model.run(grey))?;
+                Ok((prediction, screen, spine))
+            });
+        let (prediction, screen, spine) = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err((error, model)) => {
+                return Analysis {
+                    record: Record::failed(
+                        image,
+                        format!("{}: inference failed ({model}): {error}", image.display()),
+                    ),
+                    radiograph: Some(radiograph),
                 }
-            },
-            None => None,
+            }
         };
-        let screen = match &mut self.csm {
-            Some(loaded) => match guarded(|| loaded.model.run(grey)) {
-                Ok(prediction) => Some(CsmOutcome {
-                    model: &loaded.info,
-                    prediction,
-                }),
-                Err(error) => {
-                    return Analysis {
-                        radiograph: Some(radiograph),
-                        ..failed(error, &loaded.info.name)
-                    }
-                }
-            },
-            None => None,
-        };
+        let screen = screen.map(|(prediction, model)| CsmOutcome { model, prediction });
+        let spine = spine.map(|(prediction, model)| SpineOutcome { model, prediction });
         let inference = started.elapsed();
         let landmark_model = prediction.map(|(prediction, info)| {
             let landmarks = report::landmark_records(
@@ -312,6 +314,7 @@ impl Analyzer {
             &radiograph,
             landmark_model,
             screen,
+            spine,
             TimingMs {
                 load: milliseconds(load),
                 inference: milliseconds(inference),
@@ -358,6 +361,21 @@ fn guarded<T>(inference: impl FnOnce() -> Result<T, SagittaError>) -> Result<T, 
             "the inference panicked (see the message above)".into(),
         ))
     })
+}
+
+/// Runs `run` on the model when it is loaded (guarded); the output with the model's
+/// description, or the error with the model's name.
+fn run_loaded<M, T>(
+    loaded: &mut Option<Loaded<M>>,
+    run: impl FnOnce(&mut M) -> Result<T, SagittaError>,
+) -> Result<Option<(T, &ModelInfo)>, (SagittaError, String)> {
+    match loaded {
+        None => Ok(None),
+        Some(Loaded { model, info }) => match guarded(|| run(model)) {
+            Ok(output) => Ok(Some((output, &*info))),
+            Err(error) => Err((error, info.name.clone())),
+        },
+    }
 }
 
 /// What every record says about the model of `weights`.

@@ -8,6 +8,7 @@ use crate::engine::{GpuContext, PipelineCache, Precision, Step};
 use crate::error::Result;
 use crate::models::cervical::{CervicalConfig, CervicalModel, GpuMemory, GreyImage};
 use crate::models::csm::CsmModel;
+use crate::models::wholespine::WholeSpineModel;
 use crate::nn::weights::WeightFile;
 use crate::ops::conv2d::{Activation, ConvStep};
 use crate::ops::ConvSelection;
@@ -47,7 +48,8 @@ pub struct BenchReport {
     pub adapter: String,
     pub precision: Precision,
     pub model: String,
-    pub input_size: u32,
+    /// The network's input (width, height).
+    pub input: [u32; 2],
     pub crop_size: u32,
     pub image: [u32; 2],
     pub dispatches: usize,
@@ -129,7 +131,7 @@ pub fn run(
         adapter: ctx.describe(),
         precision: settings.precision,
         model: config.name.clone(),
-        input_size: config.input_size,
+        input: [config.input_size; 2],
         crop_size: config.crop_size,
         image: [w, h],
         dispatches: model.dispatch_count(),
@@ -169,11 +171,105 @@ fn convolution_summary(plan: &crate::engine::Plan, selection: &ConvSelection) ->
     )
 }
 
-/// The CSM classifier's benchmark: load, prepare, warm-up, timed runs (end-to-end latency with
+/// What [`run_single`] needs of a model whose pipeline has no per-stage timing: build, prepare,
+/// run, and report.
+trait SingleSubmission {
+    fn prepare(&mut self, width: u32, height: u32) -> Result<()>;
+    fn run_once(&mut self, image: GreyImage) -> Result<()>;
+    fn dispatch_plan(&self, width: u32, height: u32) -> Result<crate::engine::Plan>;
+    fn dispatch_count(&self) -> usize;
+    fn name(&self) -> String;
+    /// (width, height).
+    fn input(&self) -> [u32; 2];
+    fn gpu_memory(&self) -> GpuMemory;
+}
+
+impl SingleSubmission for CsmModel {
+    fn prepare(&mut self, width: u32, height: u32) -> Result<()> {
+        CsmModel::prepare(self, width, height)
+    }
+    fn run_once(&mut self, image: GreyImage) -> Result<()> {
+        self.run(image).map(drop)
+    }
+    fn dispatch_plan(&self, width: u32, height: u32) -> Result<crate::engine::Plan> {
+        CsmModel::dispatch_plan(self, width, height)
+    }
+    fn dispatch_count(&self) -> usize {
+        CsmModel::dispatch_count(self)
+    }
+    fn name(&self) -> String {
+        self.config.name.clone()
+    }
+    fn input(&self) -> [u32; 2] {
+        [self.config.input_size; 2]
+    }
+    fn gpu_memory(&self) -> GpuMemory {
+        GpuMemory {
+            weights: self.weight_bytes(),
+            activations: self.activation_bytes(),
+            io: self.io_bytes(),
+        }
+    }
+}
+
+impl SingleSubmission for WholeSpineModel {
+    fn prepare(&mut self, width: u32, height: u32) -> Result<()> {
+        WholeSpineModel::prepare(self, width, height)
+    }
+    fn run_once(&mut self, image: GreyImage) -> Result<()> {
+        self.run(image).map(drop)
+    }
+    fn dispatch_plan(&self, width: u32, height: u32) -> Result<crate::engine::Plan> {
+        WholeSpineModel::dispatch_plan(self, width, height)
+    }
+    fn dispatch_count(&self) -> usize {
+        WholeSpineModel::dispatch_count(self)
+    }
+    fn name(&self) -> String {
+        self.config.name.clone()
+    }
+    fn input(&self) -> [u32; 2] {
+        [self.config.input_width, self.config.input_height]
+    }
+    fn gpu_memory(&self) -> GpuMemory {
+        GpuMemory {
+            weights: self.weight_bytes(),
+            activations: self.activation_bytes(),
+            io: self.io_bytes(),
+        }
+    }
+}
+
+/// The CSM classifier's pipeline: load, prepare, first run, latency (one submission ending in
 /// the 4-byte readback; no per-stage times), GPU memory. `crop_size` is 0 (no crops).
 pub fn run_csm(
     ctx: Arc<GpuContext>,
     weights: &WeightFile,
+    settings: &BenchSettings,
+) -> Result<BenchReport> {
+    let t = Instant::now();
+    let mut model = CsmModel::with_selection(ctx.clone(), weights, &settings.selection)?;
+    model.set_precision(settings.precision)?;
+    run_single(ctx, model, t.elapsed().as_secs_f64(), settings)
+}
+
+/// The whole-spine pipeline (every member, DSNT, the ensemble mean and the map back in one
+/// submission), timed as [`run_csm`].
+pub fn run_wholespine(
+    ctx: Arc<GpuContext>,
+    weights: &WeightFile,
+    settings: &BenchSettings,
+) -> Result<BenchReport> {
+    let t = Instant::now();
+    let mut model = WholeSpineModel::with_selection(ctx.clone(), weights, &settings.selection)?;
+    model.set_precision(settings.precision)?;
+    run_single(ctx, model, t.elapsed().as_secs_f64(), settings)
+}
+
+fn run_single(
+    ctx: Arc<GpuContext>,
+    mut model: impl SingleSubmission,
+    load_s: f64,
     settings: &BenchSettings,
 ) -> Result<BenchReport> {
     let (w, h) = (settings.image_width, settings.image_height);
@@ -184,33 +280,29 @@ pub fn run_csm(
         pixels: &pixels,
     };
     let t = Instant::now();
-    let mut model = CsmModel::with_selection(ctx.clone(), weights, &settings.selection)?;
-    model.set_precision(settings.precision)?;
-    let load_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
     model.prepare(w, h)?;
     let prepare_s = t.elapsed().as_secs_f64();
     let mut first_run_s = None;
     if settings.runs > 0 {
         let t = Instant::now();
-        model.run(image)?;
+        model.run_once(image)?;
         first_run_s = Some(t.elapsed().as_secs_f64());
         for _ in 1..settings.warmup {
-            model.run(image)?;
+            model.run_once(image)?;
         }
     }
     let mut latencies = Vec::new();
     for _ in 0..settings.runs {
         let t = Instant::now();
-        model.run(image)?;
+        model.run_once(image)?;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let convolutions = convolution_summary(&model.dispatch_plan(w, h)?, &settings.selection);
     Ok(BenchReport {
         adapter: ctx.describe(),
         precision: settings.precision,
-        model: model.config.name.clone(),
-        input_size: model.config.input_size,
+        model: model.name(),
+        input: model.input(),
         crop_size: 0,
         image: [w, h],
         dispatches: model.dispatch_count(),
@@ -220,11 +312,7 @@ pub fn run_csm(
         first_run_s,
         latency_ms: (!latencies.is_empty()).then(|| Spread::of(latencies)),
         stages_ms: Vec::new(),
-        gpu_memory: GpuMemory {
-            weights: model.weight_bytes(),
-            activations: model.activation_bytes(),
-            io: model.io_bytes(),
-        },
+        gpu_memory: model.gpu_memory(),
         convolutions,
     })
 }
@@ -237,8 +325,8 @@ impl std::fmt::Display for BenchReport {
             f,
             "model: {} (input {}x{}, crops {}x{}, {:?} activations); image {}x{}; {} dispatches in one submission",
             self.model,
-            self.input_size,
-            self.input_size,
+            self.input[0],
+            self.input[1],
             self.crop_size,
             self.crop_size,
             self.precision,

@@ -40,6 +40,10 @@ pub const DEFAULT_WEIGHTS: &str = "weights/cervical_default.safetensors";
 pub const DEFAULT_CSM_WEIGHTS: &str = "weights/csm_default.safetensors";
 /// The environment variable naming the CSM classifier's weights file.
 pub const CSM_WEIGHTS_ENV: &str = "SAGITTA_CSM_WEIGHTS";
+/// Where the whole-spine model's default weights will be (none are shipped yet), and the
+/// environment variable naming a file.
+pub const DEFAULT_WHOLESPINE_WEIGHTS: &str = "weights/wholespine_default.safetensors";
+pub const WHOLESPINE_WEIGHTS_ENV: &str = "SAGITTA_WHOLESPINE_WEIGHTS";
 
 /// Which models `analyze` runs on each image (`--model`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,7 +52,10 @@ pub enum ModelChoice {
     Cervical,
     /// The myelopathy classifier (SPEC-csm.md).
     Csm,
-    /// Every shipped model.
+    /// The whole-spine landmarks and 18 parameters (SPEC-wholespine.md; no shipped weights yet:
+    /// give --weights or $SAGITTA_WHOLESPINE_WEIGHTS).
+    Wholespine,
+    /// Every model with shipped weights (cervical and csm).
     All,
 }
 
@@ -64,8 +71,9 @@ pub struct AnalyzeArgs {
     /// Radiographs: PNG, JPEG, TIFF or DICOM files, or folders (searched recursively).
     #[arg(value_name = "INPUT", required_unless_present = "list")]
     pub inputs: Vec<PathBuf>,
-    /// The models to run: cervical (landmarks and parameters), csm (the myelopathy screen), or
-    /// all [default: the models of the --weights files, else cervical].
+    /// The models to run: cervical (landmarks and parameters), csm (the myelopathy screen),
+    /// wholespine (45 landmarks, 18 parameters), or all shipped ones (cervical and csm)
+    /// [default: the models of the --weights files, else cervical].
     #[arg(long, value_enum, value_name = "MODEL")]
     pub model: Option<ModelChoice>,
     /// Weights file; its architecture picks the model. Repeat it for several models (one file
@@ -342,10 +350,7 @@ pub fn default_weights(family: Family) -> Result<(PathBuf, String), AnalyzeError
     let (env, file) = match family {
         Family::Cervical => (WEIGHTS_ENV, DEFAULT_WEIGHTS),
         Family::Csm => (CSM_WEIGHTS_ENV, DEFAULT_CSM_WEIGHTS),
-        Family::WholeSpine => (
-            "SAGITTA_WHOLESPINE_WEIGHTS",
-            "weights/wholespine_default.safetensors",
-        ),
+        Family::WholeSpine => (WHOLESPINE_WEIGHTS_ENV, DEFAULT_WHOLESPINE_WEIGHTS),
     };
     if let Some(path) = std::env::var_os(env).filter(|value| !value.is_empty()) {
         return Ok((PathBuf::from(path), format!("${env}")));
@@ -378,6 +383,7 @@ pub fn resolve_models(
     let wanted: Option<Vec<Family>> = choice.map(|choice| match choice {
         ModelChoice::Cervical => vec![Family::Cervical],
         ModelChoice::Csm => vec![Family::Csm],
+        ModelChoice::Wholespine => vec![Family::WholeSpine],
         ModelChoice::All => vec![Family::Cervical, Family::Csm],
     });
     let mut files: Vec<(WeightFile, Family)> = Vec::new();

@@ -90,8 +90,8 @@ struct TuneArgs {
     /// paper's configuration.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// The model family tuned without --weights: cervical or csm.
-    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm"])]
+    /// The model family tuned without --weights: cervical, csm or wholespine.
+    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm", "wholespine"])]
     model: String,
     /// Size of the synthetic original image (width x height).
     #[arg(long, default_value = "1200x1000")]
@@ -113,9 +113,9 @@ struct BenchArgs {
     /// paper's configuration.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// The model family benchmarked without --weights: cervical or csm (the CSM classifier has
-    /// no per-stage GPU times).
-    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm"])]
+    /// The model family benchmarked without --weights: cervical, csm or wholespine (the CSM
+    /// classifier and the whole-spine model have no per-stage GPU times).
+    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm", "wholespine"])]
     model: String,
     /// Timed runs after warm-up (0: load and prepare only, e.g. for the GPU memory).
     #[arg(long, default_value_t = 10)]
@@ -320,6 +320,9 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
     let weights = match (&args.weights, args.model.as_str()) {
         (Some(p), _) => WeightFile::open(p)?,
         (None, "csm") => sagitta::models::csm::CsmConfig::paper().random_weights(0),
+        (None, "wholespine") => {
+            sagitta::models::wholespine::WholeSpineConfig::paper().random_weights(0)
+        }
         (None, _) => CervicalConfig::paper().random_weights(0),
     };
     let family = sagitta::models::family_of(&weights)?;
@@ -339,9 +342,7 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         sagitta::models::Family::Cervical => sagitta::bench::run(ctx.clone(), &weights, &settings)?,
         sagitta::models::Family::Csm => sagitta::bench::run_csm(ctx.clone(), &weights, &settings)?,
         sagitta::models::Family::WholeSpine => {
-            return Err("bench runs the cervical and CSM models; the whole-spine model has no \
-                        benchmark yet"
-                .into())
+            sagitta::bench::run_wholespine(ctx.clone(), &weights, &settings)?
         }
     };
     let kernels = if args.kernels {
@@ -409,6 +410,9 @@ fn tune(gpu: &GpuArgs, args: &TuneArgs) -> AnyResult {
     let weights = match (&args.weights, args.model.as_str()) {
         (Some(p), _) => WeightFile::open(p)?,
         (None, "csm") => sagitta::models::csm::CsmConfig::paper().random_weights(0),
+        (None, "wholespine") => {
+            sagitta::models::wholespine::WholeSpineConfig::paper().random_weights(0)
+        }
         (None, _) => CervicalConfig::paper().random_weights(0),
     };
     let image = parse_size(&args.image)?;

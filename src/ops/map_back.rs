@@ -47,25 +47,33 @@ pub fn map_back_params(
 }
 
 /// `map_back`: global points `coarse` [M * L, 4] (normalized; M members' blocks of L rows,
-/// averaged), refined points `refined` [R, 4] (relative to their box), `boxes` [B, 4] and the
-/// table `sources` [L, 2] of u32 pairs (refined row or [`GLOBAL_POINT`], box) -> `result` rows:
-/// [0, L) landmarks in original pixels, [L, 2L) global points in input pixels, [2L, 2L + B)
-/// boxes.
+/// averaged), refined points and their boxes `refined` ([R, 4] relative to their box, [B, 4]),
+/// and the table `sources` [L, 2] of u32 pairs (refined row or [`GLOBAL_POINT`], box) ->
+/// `result` rows: [0, L) landmarks in original pixels, [L, 2L) global points in input pixels,
+/// [2L, 2L + B) boxes. A model without refiners passes `None` (`unused` is bound in their
+/// place) and a table of global points only.
 #[allow(clippy::too_many_arguments)]
 pub fn map_back(
     plan: &mut Plan,
     coarse: TensorId,
-    refined: TensorId,
-    boxes: TensorId,
+    refined: Option<(TensorId, TensorId)>,
     sources: TensorId,
     result: TensorId,
+    unused: TensorId,
     input: (u32, u32),
     original: (u32, u32),
     members: u32,
 ) -> Result<()> {
     invariant(members > 0, || "map_back: an ensemble of 0 members".into())?;
     let landmarks = plan.shape(coarse).iter().product::<u32>() / 4 / members;
-    let box_count = plan.shape(boxes).iter().product::<u32>() / 4;
+    let (refined, boxes, box_count) = match refined {
+        Some((refined, boxes)) => (
+            refined,
+            boxes,
+            plan.shape(boxes).iter().product::<u32>() / 4,
+        ),
+        None => (unused, unused, 0),
+    };
     let rows = plan.shape(result).iter().product::<u32>() / 4;
     invariant(rows >= 2 * landmarks + box_count, || {
         "map_back: result buffer too small".into()

@@ -19,6 +19,7 @@ use serde::Serialize;
 pub mod overlay;
 
 use crate::io::{DicomAttributes, Radiograph, SpacingSource};
+use crate::measure;
 use crate::measure::cervical_quality::{self, QualityInput, QualityThresholds};
 use crate::measure::quality::status_of;
 use crate::measure::{
@@ -27,6 +28,7 @@ use crate::measure::{
 };
 use crate::models::cervical::{Landmark, Prediction};
 use crate::models::csm::CsmPrediction;
+use crate::models::wholespine::SpinePrediction;
 
 /// The name and version of the record's JSON shape; it changes when a key changes meaning or
 /// goes away.
@@ -198,6 +200,22 @@ fn serialize_probability<S: serde::Serializer>(
     serializer.serialize_f64(significant_digits(*value, 6))
 }
 
+/// The whole-spine model's analysis of one image (SPEC-wholespine.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpineRecord {
+    pub model: ModelInfo,
+    /// The direction the patient faces; `null` when the landmarks cannot tell.
+    pub facing: Option<Facing>,
+    /// `mm` with a pixel spacing, `px` without.
+    pub distance_unit: &'static str,
+    /// The 45 landmarks by name in original-image pixels (all from the network's stage 2).
+    pub landmarks: Vec<LandmarkRecord>,
+    /// The 18 values with their quality; empty when they could not be computed (a warning says
+    /// why). Barrey's index is left out when the sacro-femoral distance is 0.
+    pub parameters: Vec<ParameterRecord>,
+    pub findings: Vec<Finding>,
+}
+
 /// Where a landmark's position comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -304,6 +322,8 @@ pub struct ImageRecord {
     pub model: Option<ModelInfo>,
     /// The myelopathy screen; `null` when the CSM classifier did not run.
     pub csm: Option<CsmRecord>,
+    /// The whole-spine landmarks and 18 parameters; `null` when that model did not run.
+    pub wholespine: Option<SpineRecord>,
     /// The GPU adapter that ran the models.
     pub adapter: String,
     /// The direction the patient faces; `null` only when the landmarks cannot tell.
@@ -355,6 +375,7 @@ struct ErrorRecordShape<'a> {
     distance_unit: Option<()>,
     model: Option<()>,
     csm: Option<()>,
+    wholespine: Option<()>,
     adapter: Option<()>,
     facing: Option<()>,
     pixel_convention: &'static str,
@@ -386,6 +407,7 @@ impl Serialize for Record {
                 distance_unit: None,
                 model: None,
                 csm: None,
+                wholespine: None,
                 adapter: None,
                 facing: None,
                 pixel_convention: PIXEL_CONVENTION,
@@ -625,6 +647,12 @@ pub struct LandmarkOutcome<'a> {
     pub measured: Result<Measurements, String>,
 }
 
+/// What the whole-spine model gave for one image.
+pub struct SpineOutcome<'a> {
+    pub model: &'a ModelInfo,
+    pub prediction: SpinePrediction,
+}
+
 /// What the CSM classifier gave for one image.
 pub struct CsmOutcome<'a> {
     pub model: &'a ModelInfo,
@@ -638,6 +666,7 @@ pub fn build_record(
     radiograph: &Radiograph,
     landmark_model: Option<LandmarkOutcome<'_>>,
     csm: Option<CsmOutcome<'_>>,
+    wholespine: Option<SpineOutcome<'_>>,
     timing_ms: TimingMs,
 ) -> ImageRecord {
     let mut warnings = Vec::new();
@@ -695,6 +724,21 @@ pub fn build_record(
     if let Some(screen) = &csm {
         all_ok &= screen.status == QualityStatus::Ok;
     }
+    let wholespine = wholespine.map(|outcome| {
+        if model.is_none() {
+            spacing_warnings(radiograph, &mut warnings);
+        }
+        let spine = spine_record(outcome, radiograph, &image_reasons, &mut warnings);
+        findings.extend(spine.findings.iter().cloned());
+        spine
+    });
+    if let Some(spine) = &wholespine {
+        all_ok &= spine.parameters.len() == measure::wholespine::PARAMETER_NAMES.len()
+            && spine
+                .parameters
+                .iter()
+                .all(|p| p.status == QualityStatus::Ok);
+    }
     for finding in &findings {
         if matches!(
             finding.code,
@@ -724,6 +768,7 @@ pub fn build_record(
         distance_unit,
         model,
         csm,
+        wholespine,
         adapter: context.adapter.to_string(),
         facing,
         pixel_convention: PIXEL_CONVENTION,
@@ -735,12 +780,111 @@ pub fn build_record(
     }
 }
 
+/// The whole-spine part of a record: landmarks with their confidences, the 18 parameters and
+/// their quality.
+fn spine_record(
+    outcome: SpineOutcome<'_>,
+    radiograph: &Radiograph,
+    image_reasons: &[ReasonCode],
+    warnings: &mut Vec<String>,
+) -> SpineRecord {
+    use crate::anatomy::wholespine::LANDMARK_COUNT as SPINE_LANDMARKS;
+    use crate::measure::wholespine_quality;
+    let (width, height) = (radiograph.width, radiograph.height);
+    let landmarks: Vec<LandmarkRecord> = outcome
+        .prediction
+        .landmarks
+        .iter()
+        .map(|landmark| {
+            let sd_px = ((landmark.sd_x.powi(2) + landmark.sd_y.powi(2)) / 2.0).sqrt();
+            LandmarkRecord {
+                name: landmark.name,
+                x: landmark.x,
+                y: landmark.y,
+                sd_px,
+                confidence: landmark_confidence(f64::from(sd_px), width, height),
+                source: LandmarkSource::Global,
+                refinement_shift_px: 0.0,
+            }
+        })
+        .collect();
+    let mut points = [[0.0; 2]; SPINE_LANDMARKS];
+    let mut confidences = [None; SPINE_LANDMARKS];
+    let mut spreads = [0.0; SPINE_LANDMARKS];
+    for (index, landmark) in landmarks.iter().enumerate().take(SPINE_LANDMARKS) {
+        points[index] = [f64::from(landmark.x), f64::from(landmark.y)];
+        confidences[index] = landmark.confidence;
+        spreads[index] = f64::from(landmark.sd_px);
+    }
+    let measured = measure::wholespine::wholespine(&points, radiograph.pixel_spacing);
+    let measurements = match measured {
+        Ok(measurements) => Some(measurements),
+        Err(error) => {
+            warnings.push(format!("whole-spine parameters not computed: {error}"));
+            None
+        }
+    };
+    let quality = wholespine_quality::assess(
+        &wholespine_quality::QualityInput {
+            landmarks: &points,
+            confidences: &confidences,
+            spread_px: Some(&spreads),
+            spacing: radiograph.pixel_spacing,
+            measurements: measurements.as_ref(),
+            image_reasons,
+        },
+        &wholespine_quality::QualityThresholds::default(),
+    );
+    let parameters = measurements
+        .as_ref()
+        .map(|measured| parameter_records(&measured.parameters, |name| quality.get(name)))
+        .unwrap_or_default();
+    SpineRecord {
+        model: outcome.model.clone(),
+        facing: measurements.as_ref().map(|m| m.facing),
+        distance_unit: measurements.as_ref().map_or(
+            if radiograph.pixel_spacing.is_some() {
+                "mm"
+            } else {
+                "px"
+            },
+            |m| m.distance_unit,
+        ),
+        landmarks,
+        parameters,
+        findings: quality.findings,
+    }
+}
+
+/// Each measured parameter with its quality (parameters without a verdict are left out).
+fn parameter_records<'q>(
+    parameters: &[crate::measure::Parameter],
+    quality_of: impl Fn(&str) -> Option<&'q crate::measure::ParameterQuality>,
+) -> Vec<ParameterRecord> {
+    parameters
+        .iter()
+        .filter_map(|parameter| {
+            let quality = quality_of(parameter.name)?;
+            Some(ParameterRecord {
+                name: parameter.name,
+                value: parameter.value,
+                unit: parameter.unit,
+                status: quality.status,
+                reasons: quality.reasons.clone(),
+                min_landmark_confidence: quality.min_landmark_confidence,
+                standard_error: quality.standard_error,
+                convention: parameter.convention,
+            })
+        })
+        .collect()
+}
+
 /// What the pixel spacing's source means for the distances.
 fn spacing_warnings(radiograph: &Radiograph, warnings: &mut Vec<String>) {
     match radiograph.spacing_source {
         SpacingSource::None => warnings.push(
-            "no pixel spacing in the file and none given (--pixel-spacing MM): distances (cSVA, \
-             RJD) are in pixels"
+            "no pixel spacing in the file and none given (--pixel-spacing MM): distances are in \
+             pixels"
                 .to_string(),
         ),
         SpacingSource::ImagerPixelSpacing => warnings.push(
@@ -781,25 +925,7 @@ fn assess_parameters(
         &QualityThresholds::default(),
     );
     let parameters = measurements
-        .map(|measured| {
-            measured
-                .parameters
-                .iter()
-                .filter_map(|parameter| {
-                    let quality = quality.get(parameter.name)?;
-                    Some(ParameterRecord {
-                        name: parameter.name,
-                        value: parameter.value,
-                        unit: parameter.unit,
-                        status: quality.status,
-                        reasons: quality.reasons.clone(),
-                        min_landmark_confidence: quality.min_landmark_confidence,
-                        standard_error: quality.standard_error,
-                        convention: parameter.convention,
-                    })
-                })
-                .collect()
-        })
+        .map(|measured| parameter_records(&measured.parameters, |name| quality.get(name)))
         .unwrap_or_default();
     (parameters, quality.findings)
 }

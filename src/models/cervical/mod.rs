@@ -275,10 +275,10 @@ impl CervicalModel {
         ops::map_back(
             &mut plan,
             coarse,
-            refined,
-            boxes,
+            Some((refined, boxes)),
             sources,
             result,
+            unused,
             (s, s),
             original,
             1,

@@ -169,14 +169,19 @@ impl WholeSpineConfig {
                 })
                 .and_then(|v| <[u32; N]>::try_from(v).ok())
                 .ok_or_else(|| {
-                    r.error(key, format!("expected {N} non-negative integers, found {value}"))
+                    r.error(
+                        key,
+                        format!("expected {N} non-negative integers, found {value}"),
+                    )
                 })
         }
         let landmarks = r.uint(json, "", "landmarks")?;
         if landmarks as usize != LANDMARK_COUNT {
             return Err(r.error(
                 "landmarks",
-                format!("{landmarks}; the whole-spine model has {LANDMARK_COUNT} (SPEC-wholespine)"),
+                format!(
+                    "{landmarks}; the whole-spine model has {LANDMARK_COUNT} (SPEC-wholespine)"
+                ),
             ));
         }
         let clinical = r.get(json, "", "not_for_clinical_use")?;

@@ -78,7 +78,11 @@ impl<C> Member<C> {
         let s1 = s.pp("s1");
         let encoder = (0..LEVELS)
             .map(|level| {
-                let (in_c, stride) = if level == 0 { (1, 1) } else { (w[level - 1], 2) };
+                let (in_c, stride) = if level == 0 {
+                    (1, 1)
+                } else {
+                    (w[level - 1], 2)
+                };
                 PreActBlock::load(
                     &s1.pp("enc").pp(level),
                     in_c,
@@ -171,7 +175,7 @@ impl Member<ConvLayer> {
             format!("{label} concat L0"),
             &[1, f1 + config.widths[0], h0, w0],
         );
-        let mut top_down = vec![encoded[LEVELS - 1]; LEVELS];
+        let mut top_down = [encoded[LEVELS - 1]; LEVELS];
         for level in (0..LEVELS - 1).rev() {
             let decoded = self.decoder[level].apply(plan, top_down[level + 1], unused)?;
             let merge = format!("{label} merge L{level}");
@@ -187,7 +191,10 @@ impl Member<ConvLayer> {
         let (h1, w1) = config.level_size(1);
         let lateral = config.lateral;
         let branches = LATERAL_LEVELS.count() as u32;
-        let c1 = plan.activation(format!("{label} concat L1"), &[1, branches * lateral, h1, w1]);
+        let c1 = plan.activation(
+            format!("{label} concat L1"),
+            &[1, branches * lateral, h1, w1],
+        );
         for (branch, (level, blocks)) in LATERAL_LEVELS.zip(&self.laterals).enumerate() {
             let slot = plan.channel_view(
                 format!("{label} lateral L{level}"),
@@ -348,7 +355,11 @@ impl WholeSpineModel {
             )?;
         }
         plan.begin_stage("map back");
-        let result = plan.bound("landmark table", &[RESULT_ROWS as u32, 4], self.result.clone());
+        let result = plan.bound(
+            "landmark table",
+            &[RESULT_ROWS as u32, 4],
+            self.result.clone(),
+        );
         let sources = plan.bound(
             "landmark sources",
             &[LANDMARK_COUNT as u32, 2],
@@ -358,10 +369,10 @@ impl WholeSpineModel {
         ops::map_back(
             &mut plan,
             rows,
-            unused,
-            unused,
+            None,
             sources,
             result,
+            unused,
             self.input_size(),
             original,
             members,
@@ -461,6 +472,11 @@ impl WholeSpineModel {
         self.compiled
             .as_ref()
             .map_or(0, |c| c.plan.activation_bytes())
+    }
+
+    /// GPU bytes of the input image, the result table and its readback buffer.
+    pub fn io_bytes(&self) -> u64 {
+        self.image_buffer.size() + self.result.size() + self.staging.size()
     }
 
     pub fn dispatch_count(&self) -> usize {

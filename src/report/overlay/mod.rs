@@ -134,12 +134,14 @@ pub fn render(
     let tags = construction::draw(&mut canvas, &style, &points);
     let mut labels = vertebra_labels(&style, &points);
     labels.extend(draw_landmarks(&mut canvas, &style, record, &points));
+    let spine_points = draw_spine_landmarks(&mut canvas, &style, record);
     let tag_style = TextStyle::new(Face::Bold, style.label_size);
     // What the panel should not hide: the landmarks (weighing three times) and the
     // construction tags.
     let mut keep_visible: Vec<[f64; 2]> = Vec::new();
     for _ in 0..3 {
         keep_visible.extend(points.0.iter().flatten().copied());
+        keep_visible.extend(spine_points.iter().copied());
     }
     keep_visible.extend(tags.iter().map(|tag| tag.at));
     labels.extend(tags.into_iter().map(|tag| Label {
@@ -402,6 +404,53 @@ fn vertebra_labels(style: &Style, points: &Points) -> Vec<Label> {
     placed
 }
 
+/// One landmark: a disc in its confidence's colour, with a ring and a cross when a finding
+/// names it.
+fn draw_point(
+    canvas: &mut Canvas,
+    style: &Style,
+    point: [f64; 2],
+    confidence: Option<f64>,
+    named: bool,
+) {
+    let radius = style.point_radius;
+    canvas.disc(point, radius + style.outline, OUTLINE, 1.0);
+    canvas.disc(point, radius, confidence_colour(confidence), 1.0);
+    if named {
+        let ring = 2.2 * radius;
+        canvas.ring(point, ring, 0.5 * style.outline + 0.6, OUTLINE, 0.8);
+        canvas.ring(point, ring, 0.5 * style.outline, FINDING_MARK, 1.0);
+        canvas.cross(point, 0.6 * radius, 0.3 * style.outline + 0.3, FINDING_MARK);
+    }
+}
+
+/// The whole-spine model's landmarks as points (its constructions are not drawn yet); returns
+/// where they are, for the panel and the labels to keep clear of.
+fn draw_spine_landmarks(canvas: &mut Canvas, style: &Style, record: &ImageRecord) -> Vec<[f64; 2]> {
+    let Some(spine) = &record.wholespine else {
+        return Vec::new();
+    };
+    let named: Vec<&str> = spine
+        .findings
+        .iter()
+        .flat_map(|finding| finding.landmarks.iter().copied())
+        .collect();
+    let mut drawn = Vec::new();
+    for landmark in &spine.landmarks {
+        if let Some(point) = finite_point(landmark) {
+            draw_point(
+                canvas,
+                style,
+                point,
+                landmark.confidence,
+                named.contains(&landmark.name),
+            );
+            drawn.push(point);
+        }
+    }
+    drawn
+}
+
 /// Draws the landmarks coloured by confidence, with a ring and a cross on those a finding
 /// names; returns the labels of the global model's points.
 fn draw_landmarks(
@@ -426,14 +475,13 @@ fn draw_landmarks(
             continue;
         };
         let radius = style.point_radius;
-        canvas.disc(point, radius + style.outline, OUTLINE, 1.0);
-        canvas.disc(point, radius, confidence_colour(landmark.confidence), 1.0);
-        if named.contains(&landmark.name) {
-            let ring = 2.2 * radius;
-            canvas.ring(point, ring, 0.5 * style.outline + 0.6, OUTLINE, 0.8);
-            canvas.ring(point, ring, 0.5 * style.outline, FINDING_MARK, 1.0);
-            canvas.cross(point, 0.6 * radius, 0.3 * style.outline + 0.3, FINDING_MARK);
-        }
+        draw_point(
+            canvas,
+            style,
+            point,
+            landmark.confidence,
+            named.contains(&landmark.name),
+        );
         if landmark.source == LandmarkSource::Global {
             // C2_ps and OCC lie posterior, the others anterior: label away from the spine.
             let side = match landmark.name {

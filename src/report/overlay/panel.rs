@@ -68,12 +68,15 @@ type Line = Vec<Span>;
 pub(super) fn format_value(parameter: &ParameterRecord) -> String {
     let number = if parameter.name == "CCA" {
         format!("{:.1}", parameter.value)
+    } else if parameter.unit == "ratio" {
+        format!("{:+.2}", parameter.value)
     } else {
         format!("{:+.1}", parameter.value)
     };
     let number = number.replace('-', "\u{2212}");
     match parameter.unit {
         "deg" => format!("{number}°"),
+        "ratio" => number,
         unit => format!("{number} {unit}"),
     }
 }
@@ -156,21 +159,29 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         struck: false,
     }]);
 
+    // The rows: the cervical parameters, then the whole-spine ones, each model's when it ran.
+    let mut entries: Vec<(&str, Option<&ParameterRecord>, Colour)> = Vec::new();
+    if record.model.is_some() {
+        for name in PARAMETER_NAMES {
+            let parameter = record.parameters.iter().find(|p| p.name == name);
+            entries.push((name, parameter, parameter_colour(name)));
+        }
+    }
+    if let Some(spine) = &record.wholespine {
+        for name in crate::measure::wholespine::PARAMETER_NAMES {
+            let parameter = spine.parameters.iter().find(|p| p.name == name);
+            entries.push((name, parameter, TEXT));
+        }
+    }
     let regular = layout.style(Face::Regular, 1.0);
-    let name_width = PARAMETER_NAMES
+    let name_width = entries
         .iter()
-        .map(|name| regular.width(name))
-        .fold(0.0, f64::max);
+        .map(|(name, _, _)| regular.width(name))
+        .fold(regular.width("p(CSM)"), f64::max);
     let value_column = 1.6 * em + 0.4 * em + name_width + 0.8 * em;
     let value_width = regular.width("\u{2212}000.0 mm");
     let mut rows = Vec::new();
-    let measured: &[&str] = match record.model {
-        Some(_) => &PARAMETER_NAMES,
-        None => &[],
-    };
-    for &name in measured {
-        let colour = parameter_colour(name);
-        let parameter = record.parameters.iter().find(|p| p.name == name);
+    for (name, parameter, colour) in entries {
         let mut line = vec![
             Span::Swatch(colour),
             Span::Gap(0.4 * em),
@@ -274,7 +285,7 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         }
     }
 
-    if record.model.is_none() {
+    if record.model.is_none() && record.wholespine.is_none() {
         return layout;
     }
     let legend_text = |t: &str| Span::Text {
@@ -314,6 +325,7 @@ fn model_infos(record: &ImageRecord) -> impl Iterator<Item = &ModelInfo> {
         .model
         .iter()
         .chain(record.csm.iter().map(|screen| &screen.model))
+        .chain(record.wholespine.iter().map(|spine| &spine.model))
 }
 
 /// The screen's line: the probability right-aligned at `value_end`, the label as a tag, and

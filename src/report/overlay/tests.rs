@@ -111,6 +111,7 @@ fn record_of(
             measured: cervical(points, Some(SPACING)).map_err(|error| error.to_string()),
         }),
         None,
+        None,
         TimingMs {
             load: 0.0,
             inference: 0.0,

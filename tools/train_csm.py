@@ -238,6 +238,9 @@ def main(argv=None) -> int:
     ap.add_argument("--crop-minutes", type=float, default=20.0,
                     help="how long the crop phase lasts; whole images after it")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resume", metavar="DIR",
+                    help="start from DIR/checkpoint.pt (an earlier run's best epoch; its "
+                         "history.json goes into the training metadata); fresh optimizer and lr")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     config = default_config()
@@ -256,7 +259,13 @@ def main(argv=None) -> int:
     centres = torch.from_numpy(train["centres"])
     labels = torch.from_numpy(train["labels"]).float()
     val_images, val_labels = torch.from_numpy(val["images"]), val["labels"]
-    net = TrainNet(config).to(memory_format=torch.channels_last)   # faster convs on CPU
+    net = TrainNet(config)
+    resumed = None
+    if args.resume:
+        net.load_state_dict(torch.load(os.path.join(args.resume, "checkpoint.pt")))
+        with open(os.path.join(args.resume, "history.json")) as f:
+            resumed = {"from": args.resume, "history": json.load(f)}
+    net = net.to(memory_format=torch.channels_last)   # faster convs on CPU
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     steps_per_epoch = len(images) // args.batch
     t0 = time.time()
@@ -318,12 +327,14 @@ def main(argv=None) -> int:
                     "val_seeds": [int(val["seeds"][0]), int(val["seeds"][-1])],
                     "settings": {k: v for k, v in vars(args).items()
                                  if k in ("batch", "lr", "minutes", "crop", "crop_minutes",
-                                          "seed")},
+                                          "seed", "threads")},
                     "optimizer": "Adam, cosine lr over the minutes; BatchNorm folded into the "
                                  "convs on export",
                     "augmentation": "shear 0.15, zoom 0.9-1.1, width shift 10 %, height shift "
                                     "5 %, gamma 0.7-1.4, noise",
                     "best_epoch": epoch, "history": history}
+            if resumed:
+                info["resumed"] = resumed
             save_weights(net, config, os.path.join(args.out, "csm_default.safetensors"), info)
             torch.save(net.state_dict(), os.path.join(args.out, "checkpoint.pt"))
         with open(os.path.join(args.out, "history.json"), "w") as f:

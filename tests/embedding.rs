@@ -4,6 +4,8 @@
 mod common;
 
 use common::*;
+use sagitta::models::csm::CsmModel;
+use sagitta::models::wholespine::WholeSpineModel;
 use sagitta::{wgpu, CervicalModel, DeviceOptions, GpuContext, GreyImage, WeightFile};
 
 /// A device and queue opened the way a viewer opens its own (not through sagitta).
@@ -82,4 +84,85 @@ fn encode_into_the_hosts_encoder_and_poll_the_readback_gives_what_run_gives() {
         blocking.xy(),
         "run() after an abandoned readback"
     );
+}
+
+/// The host's frame: its own buffer work before and after the inference in one encoder, one
+/// submission.
+fn host_frame(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    encode: impl FnOnce(&mut wgpu::CommandEncoder),
+) -> wgpu::SubmissionIndex {
+    let host_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("host frame data"),
+        size: 1 << 16,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.clear_buffer(&host_buffer, 0, None);
+    encode(&mut encoder);
+    encoder.clear_buffer(&host_buffer, 0, None);
+    queue.submit([encoder.finish()])
+}
+
+/// Polls as a render loop would, between frames.
+fn poll_until_ready(mut pending: sagitta::PendingReadback) -> Vec<u8> {
+    loop {
+        if let Some(bytes) = pending.poll() {
+            return bytes.unwrap();
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn the_csm_and_whole_spine_models_encode_into_the_hosts_frame_too() {
+    let (device, queue, info) = host_device();
+    let ctx = GpuContext::from_device(
+        device.clone(),
+        queue.clone(),
+        info,
+        &DeviceOptions::default(),
+    );
+
+    let r = Reference::load(&fixture_path("csm_small_io.safetensors"));
+    let (w, h, pixels) = &r.image;
+    let image = GreyImage {
+        width: *w,
+        height: *h,
+        pixels,
+    };
+    let weights = WeightFile::open(fixture_path("csm_small_f32.safetensors")).unwrap();
+    let mut csm = CsmModel::new(ctx.clone(), &weights).unwrap();
+    let blocking = csm.run(image).unwrap();
+    let submission = host_frame(&device, &queue, |encoder| {
+        csm.encode(encoder, image).unwrap()
+    });
+    let raw = poll_until_ready(csm.begin_readback(Some(submission)));
+    let embedded = csm.prediction_from(&raw);
+    assert_eq!(embedded.p_csm.to_bits(), blocking.p_csm.to_bits());
+
+    let r = Reference::load(&fixture_path("wholespine_small_io.safetensors"));
+    let (w, h, pixels) = &r.image;
+    let image = GreyImage {
+        width: *w,
+        height: *h,
+        pixels,
+    };
+    let weights = WeightFile::open(fixture_path("wholespine_small_f32.safetensors")).unwrap();
+    let mut spine = WholeSpineModel::new(ctx, &weights).unwrap();
+    let blocking = spine.run(image).unwrap();
+    let submission = host_frame(&device, &queue, |encoder| {
+        spine.encode(encoder, image).unwrap()
+    });
+    let raw = poll_until_ready(spine.begin_readback(Some(submission)));
+    let embedded = spine.prediction_from(&raw);
+    let xy = |p: &sagitta::models::wholespine::SpinePrediction| -> Vec<[u32; 2]> {
+        p.landmarks
+            .iter()
+            .map(|l| [l.x.to_bits(), l.y.to_bits()])
+            .collect()
+    };
+    assert_eq!(xy(&embedded), xy(&blocking));
 }

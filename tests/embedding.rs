@@ -8,6 +8,15 @@ use sagitta::models::csm::CsmModel;
 use sagitta::models::wholespine::WholeSpineModel;
 use sagitta::{wgpu, CervicalModel, DeviceOptions, GpuContext, GreyImage, WeightFile};
 
+fn reference_image(r: &Reference) -> GreyImage<'_> {
+    let (width, height, pixels) = &r.image;
+    GreyImage {
+        width: *width,
+        height: *height,
+        pixels,
+    }
+}
+
 /// A device and queue opened the way a viewer opens its own (not through sagitta).
 fn host_device() -> (wgpu::Device, wgpu::Queue, wgpu::AdapterInfo) {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
@@ -38,36 +47,13 @@ fn encode_into_the_hosts_encoder_and_poll_the_readback_gives_what_run_gives() {
         &DeviceOptions::default(),
     );
     let mut model = CervicalModel::new(ctx, &weights).unwrap();
-    let (w, h, pixels) = &r.image;
-    let image = GreyImage {
-        width: *w,
-        height: *h,
-        pixels,
-    };
+    let image = reference_image(&r);
     let blocking = model.run(image).unwrap();
 
-    // The host's frame: its own buffer work before and after the inference in one encoder.
-    let host_buffer = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("host frame data"),
-        size: 1 << 16,
-        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
+    let submission = host_frame(&device, &queue, |encoder| {
+        model.encode(encoder, image).unwrap()
     });
-    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("host frame"),
-    });
-    encoder.clear_buffer(&host_buffer, 0, None);
-    model.encode(&mut encoder, image).unwrap();
-    encoder.clear_buffer(&host_buffer, 0, None);
-    let submission = queue.submit([encoder.finish()]);
-    let mut pending = model.begin_readback(Some(submission));
-    let raw = loop {
-        if let Some(bytes) = pending.poll() {
-            break bytes.unwrap();
-        }
-        // A viewer would draw its next frame here; the test just yields.
-        std::thread::yield_now();
-    };
+    let raw = poll_until_ready(model.begin_readback(Some(submission)));
     let embedded = model.prediction_from(&raw);
     // Same plan, same buffers, same kernels: the same bits.
     assert_eq!(embedded.xy(), blocking.xy(), "landmarks differ from run()");
@@ -127,12 +113,7 @@ fn the_csm_and_whole_spine_models_encode_into_the_hosts_frame_too() {
     );
 
     let r = Reference::load(&fixture_path("csm_small_io.safetensors"));
-    let (w, h, pixels) = &r.image;
-    let image = GreyImage {
-        width: *w,
-        height: *h,
-        pixels,
-    };
+    let image = reference_image(&r);
     let weights = WeightFile::open(fixture_path("csm_small_f32.safetensors")).unwrap();
     let mut csm = CsmModel::new(ctx.clone(), &weights).unwrap();
     let blocking = csm.run(image).unwrap();
@@ -144,12 +125,7 @@ fn the_csm_and_whole_spine_models_encode_into_the_hosts_frame_too() {
     assert_eq!(embedded.p_csm.to_bits(), blocking.p_csm.to_bits());
 
     let r = Reference::load(&fixture_path("wholespine_small_io.safetensors"));
-    let (w, h, pixels) = &r.image;
-    let image = GreyImage {
-        width: *w,
-        height: *h,
-        pixels,
-    };
+    let image = reference_image(&r);
     let weights = WeightFile::open(fixture_path("wholespine_small_f32.safetensors")).unwrap();
     let mut spine = WholeSpineModel::new(ctx, &weights).unwrap();
     let blocking = spine.run(image).unwrap();

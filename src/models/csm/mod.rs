@@ -261,15 +261,13 @@ impl CsmModel {
 
     /// Runs the whole pipeline: one submission, one 4-byte readback.
     pub fn run(&mut self, image: GreyImage) -> Result<CsmPrediction> {
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("csm inference"),
-            });
-        self.encode(&mut encoder, image)?;
-        self.ctx.submit(encoder);
-        let raw = self.begin_readback(None).wait()?;
+        let (ctx, staging) = (self.ctx.clone(), self.staging.clone());
+        let raw = ctx.record_submit_read(
+            "csm inference",
+            |encoder| self.encode(encoder, image),
+            &staging,
+            RESULT_BYTES,
+        )?;
         Ok(self.prediction_from(&raw))
     }
 

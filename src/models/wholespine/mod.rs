@@ -401,15 +401,13 @@ impl WholeSpineModel {
 
     /// Runs the whole pipeline: one submission, one readback.
     pub fn run(&mut self, image: GreyImage) -> Result<SpinePrediction> {
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wholespine inference"),
-            });
-        self.encode(&mut encoder, image)?;
-        self.ctx.submit(encoder);
-        let raw = self.begin_readback(None).wait()?;
+        let (ctx, staging) = (self.ctx.clone(), self.staging.clone());
+        let raw = ctx.record_submit_read(
+            "wholespine inference",
+            |encoder| self.encode(encoder, image),
+            &staging,
+            RESULT_BYTES,
+        )?;
         Ok(self.prediction_from(&raw))
     }
 

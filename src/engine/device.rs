@@ -348,26 +348,34 @@ impl GpuContext {
 
     /// Maps a MAP_READ buffer, waits for the GPU, and copies its first `bytes` bytes out.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        self.begin_readback(buffer, bytes, None).wait()
+    }
+
+    /// Starts mapping the first `bytes` bytes of a MAP_READ buffer whose copy was recorded in
+    /// work already submitted (the caller's or ours), without waiting: the returned handle is
+    /// polled, or waited for, on its own submission only.
+    pub fn begin_readback(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> PendingReadback {
         self.maps.fetch_add(1, Ordering::SeqCst);
         self.log(GpuEvent::Map);
-        let slice = buffer.slice(0..bytes);
         let (sender, receiver) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |result| {
-            let _ = sender.send(result);
-        });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| SagittaError::Gpu(format!("waiting for the GPU failed: {e}")))?;
-        receiver
-            .recv()
-            .map_err(|_| SagittaError::Gpu("the GPU never answered the readback".into()))?
-            .map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?;
-        let data = slice
-            .get_mapped_range()
-            .map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?
-            .to_vec();
-        buffer.unmap();
-        Ok(data)
+        buffer
+            .slice(0..bytes)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                let _ = sender.send(result);
+            });
+        PendingReadback {
+            device: self.device.clone(),
+            buffer: buffer.clone(),
+            bytes,
+            submission,
+            receiver,
+            finished: false,
+        }
     }
 
     pub fn submission_count(&self) -> u64 {
@@ -428,4 +436,75 @@ fn open_pipeline_cache(
         })
     };
     Some((cache, path))
+}
+
+/// A readback in flight ([`GpuContext::begin_readback`]): `poll` never blocks; `wait` blocks
+/// until its own submission is done (not the whole device's queue, when the submission is
+/// known).
+pub struct PendingReadback {
+    device: wgpu::Device,
+    buffer: wgpu::Buffer,
+    bytes: u64,
+    submission: Option<wgpu::SubmissionIndex>,
+    receiver: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    finished: bool,
+}
+
+impl Drop for PendingReadback {
+    /// A readback given up before it arrived must not leave the buffer mapped (or its mapping
+    /// pending): the next inference copies into it.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.buffer.unmap();
+        }
+    }
+}
+
+impl PendingReadback {
+    /// The bytes, when the GPU has finished; `None` while it has not. Never blocks.
+    pub fn poll(&mut self) -> Option<Result<Vec<u8>>> {
+        if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
+            return Some(Err(SagittaError::Gpu(format!(
+                "polling the GPU failed: {e}"
+            ))));
+        }
+        match self.receiver.try_recv() {
+            Ok(mapped) => Some(self.finish(mapped)),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(SagittaError::Gpu(
+                "the GPU never answered the readback".into(),
+            ))),
+        }
+    }
+
+    /// Blocks until the bytes are there.
+    pub fn wait(mut self) -> Result<Vec<u8>> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: self.submission.clone(),
+                timeout: None,
+            })
+            .map_err(|e| SagittaError::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        let mapped = self
+            .receiver
+            .recv()
+            .map_err(|_| SagittaError::Gpu("the GPU never answered the readback".into()))?;
+        self.finish(mapped)
+    }
+
+    fn finish(
+        &mut self,
+        mapped: std::result::Result<(), wgpu::BufferAsyncError>,
+    ) -> Result<Vec<u8>> {
+        self.finished = true;
+        mapped.map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?;
+        let data = self
+            .buffer
+            .slice(0..self.bytes)
+            .get_mapped_range()
+            .map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?
+            .to_vec();
+        self.buffer.unmap();
+        Ok(data)
+    }
 }

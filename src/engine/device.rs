@@ -28,7 +28,8 @@ pub struct DeviceOptions {
 pub struct AdapterChoice {
     /// Backend name: `vulkan`, `metal`, `dx12`, `gl`.
     pub backend: Option<String>,
-    /// Case-insensitive substring of the adapter name.
+    /// Case-insensitive substring of the adapter name, or the adapter's number (from 0, in the
+    /// order [`list_adapters`] gives them: GPU k of N identical ones).
     pub name: Option<String>,
 }
 
@@ -39,6 +40,14 @@ impl AdapterChoice {
             backend: self.backend.or(fallback.backend),
             name: self.name.or(fallback.name),
         }
+    }
+
+    /// The adapter's number when `name` is one.
+    pub fn index(&self) -> Option<usize> {
+        let name = self.name.as_deref()?.trim();
+        (!name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| name.parse().ok())
+            .flatten()
     }
 
     fn backends(&self) -> Result<wgpu::Backends> {
@@ -179,9 +188,23 @@ impl GpuContext {
             instance = new_instance(wgpu::Backends::GL);
             adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::GL));
         }
-        if let Some(name) = &choice.name {
-            let needle = name.to_lowercase();
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+        match choice.index() {
+            Some(index) => {
+                let found = adapters.len();
+                adapters = adapters.into_iter().skip(index).take(1).collect();
+                if adapters.is_empty() {
+                    return Err(SagittaError::Adapter(format!(
+                        "there is no adapter number {index}: {found} found (numbered from 0 in \
+                         the order `sagitta info` lists them)"
+                    )));
+                }
+            }
+            None => {
+                if let Some(name) = &choice.name {
+                    let needle = name.to_lowercase();
+                    adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+                }
+            }
         }
         adapters.sort_by_key(|a| {
             let info = a.get_info();

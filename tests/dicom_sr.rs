@@ -357,10 +357,8 @@ fn the_sr_of_a_real_radiograph_files_under_its_study_and_holds_the_records_value
     );
 }
 
-/// A small synthetic DX image (runs without ../shared): a patient name outside ASCII makes the
-/// SR UTF-8 (ISO_IR 192) with the name intact, and the frame of a multi-frame source is named.
-#[test]
-fn a_synthetic_dicom_with_a_non_ascii_name_gives_a_utf8_sr() {
+/// Writes a small synthetic two-frame DX image with a non-ASCII patient name at `path`.
+fn write_synthetic_dicom(path: &Path) {
     let (rows, columns) = (192u16, 160u16);
     let mut object = InMemDicomObject::new_empty();
     let mut put = |tag: Tag, vr: VR, value: PrimitiveValue| {
@@ -422,13 +420,20 @@ fn a_synthetic_dicom_with_a_non_ascii_name_gives_a_utf8_sr() {
         VR::OW,
         PrimitiveValue::U16(samples.into()),
     );
-    let dir = scratch();
-    let source_path = dir.path().join("dx.dcm");
     object
         .with_meta(FileMetaTableBuilder::new().transfer_syntax(EXPLICIT_VR_LITTLE_ENDIAN))
         .unwrap()
-        .write_to_file(&source_path)
+        .write_to_file(path)
         .unwrap();
+}
+
+/// The synthetic image (runs without ../shared): a patient name outside ASCII makes the SR
+/// UTF-8 (ISO_IR 192) with the name intact, and the frame of a multi-frame source is named.
+#[test]
+fn a_synthetic_dicom_with_a_non_ascii_name_gives_a_utf8_sr() {
+    let dir = scratch();
+    let source_path = dir.path().join("dx.dcm");
+    write_synthetic_dicom(&source_path);
 
     let (out, sr) = (dir.path().join("out"), dir.path().join("sr"));
     let (record, _) = analyse(&source_path, &out, &sr);
@@ -443,6 +448,48 @@ fn a_synthetic_dicom_with_a_non_ascii_name_gives_a_utf8_sr() {
         .collect();
     assert!(!frames.is_empty());
     assert!(frames.iter().all(|frame| frame == "1"), "{frames:?}");
+}
+
+/// `--skip-existing` with `--dicom-out` analyses again an image whose record is there but whose
+/// SR is not (a first run without `--dicom-out`), and passes over one that has both.
+#[test]
+fn skip_existing_writes_the_missing_srs_and_keeps_the_written_ones() {
+    let dir = scratch();
+    let source_path = dir.path().join("dx.dcm");
+    write_synthetic_dicom(&source_path);
+    let (out, sr) = (dir.path().join("out"), dir.path().join("sr"));
+    let first = sagitta(&[
+        s(&source_path),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let resume = |expected: &str| {
+        let output = sagitta(&[
+            s(&source_path),
+            "--weights",
+            FIXTURE_WEIGHTS,
+            "--out",
+            s(&out),
+            "--dicom-out",
+            s(&sr),
+            "--skip-existing",
+        ]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    };
+    resume("1 of 1 image(s) to analyse; 0 already analysed");
+    let path = sr_path(&sr, &source_path);
+    let written = string(&open_file(&path).unwrap(), tags::SOP_INSTANCE_UID);
+    resume("0 of 1 image(s) to analyse; 1 already analysed");
+    assert_eq!(
+        string(&open_file(&path).unwrap(), tags::SOP_INSTANCE_UID),
+        written
+    );
 }
 
 /// A PNG has no study to file an SR under: its record says so, and the run still succeeds.

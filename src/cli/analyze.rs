@@ -870,6 +870,22 @@ fn has_analysed_record(json: &Path, image: &Path) -> bool {
         && matches!(record["status"].as_str(), Some("ok" | "flagged"))
 }
 
+/// With `--dicom-out`, whether an image that `--skip-existing` would pass over has its SR, or
+/// needs none (its record says it is not DICOM); else it is analysed again to write the SR.
+fn has_sr_or_needs_none(json: &Path, sr: &Path) -> bool {
+    if std::fs::symlink_metadata(sr).is_ok_and(|metadata| metadata.is_file()) {
+        return true;
+    }
+    crate::util::read_regular_file(json, 64 << 20, "records")
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|record| {
+            record["format"]
+                .as_str()
+                .is_some_and(|format| format != "dicom")
+        })
+}
+
 /// Progress as log lines, for a batch whose stderr is not a terminal (a Slurm or CI log): a
 /// line whenever another twentieth of the batch is done or a minute has passed.
 struct ProgressLog {
@@ -1003,7 +1019,14 @@ pub fn run(
         .filter(|(item, stem)| {
             let done = args.skip_existing
                 && args.out.as_ref().is_some_and(|out| {
-                    has_analysed_record(&out.join(format!("{stem}.json")), &item.path)
+                    let json = out.join(format!("{stem}.json"));
+                    has_analysed_record(&json, &item.path)
+                        && args.dicom_out.as_ref().is_none_or(|folder| {
+                            has_sr_or_needs_none(
+                                &json,
+                                &folder.join(format!("{stem}.{SR_EXTENSION}")),
+                            )
+                        })
                 });
             already_done += usize::from(done);
             !done

@@ -1108,6 +1108,8 @@ fn wholespine_weights_give_45_landmarks_and_18_parameters_with_their_quality() {
         "0.5",
         "--overlay",
         path_str(&overlay),
+        "--csv",
+        path_str(&dir.path().join("spine.csv")),
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let record = single_record(&output);
@@ -1151,6 +1153,29 @@ fn wholespine_weights_give_45_landmarks_and_18_parameters_with_their_quality() {
     }
     assert_eq!(record["status"], "flagged");
     assert!(overlay.is_file());
+
+    // The table has every value in a column of its unit, and its status.
+    let table = std::fs::read_to_string(dir.path().join("spine.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(',').collect()).collect();
+    let cell = |name: &str| {
+        let column = rows[0].iter().position(|c| *c == name);
+        rows[1][column.unwrap_or_else(|| panic!("no column '{name}'"))]
+    };
+    for parameter in parameters {
+        let name = parameter["name"].as_str().unwrap();
+        let unit = parameter["unit"].as_str().unwrap();
+        let value = parameter["value"].as_f64().unwrap();
+        let written: f64 = cell(&format!("wholespine {name} ({unit})")).parse().unwrap();
+        assert!((written - value).abs() <= 0.0051, "{name}: {written} vs {value}");
+        assert_eq!(
+            cell(&format!("wholespine {name} status")),
+            parameter["status"]
+        );
+        if unit == "mm" {
+            assert_eq!(cell(&format!("wholespine {name} (px)")), "", "{name}");
+        }
+    }
+    assert_eq!(cell("C2-C7 status"), "", "the cervical model did not run");
 
     // A cervical file named as the whole-spine model is refused naming both.
     let output = sagitta(&[

@@ -105,10 +105,11 @@ fn code(item: &InMemDicomObject) -> (String, String, String) {
     )
 }
 
+/// A content item's concept name; empty for one without (a SELECTED FROM image).
 fn concept(item: &InMemDicomObject) -> (String, String, String) {
     let names = items(item, tags::CONCEPT_NAME_CODE_SEQUENCE);
-    assert_eq!(names.len(), 1, "one concept name per content item");
-    code(&names[0])
+    assert!(names.len() <= 1, "one concept name per content item");
+    names.first().map(code).unwrap_or_default()
 }
 
 /// Every content item of the tree below `object`, depth first.
@@ -448,6 +449,100 @@ fn a_synthetic_dicom_with_a_non_ascii_name_gives_a_utf8_sr() {
         .collect();
     assert!(!frames.is_empty());
     assert!(frames.iter().all(|frame| frame == "1"), "{frames:?}");
+}
+
+/// Every model family in one SR: a measurement group each (cervical, wholespine, csm), the
+/// points of both landmark models, one NUM per parameter with a UCUM unit (`deg`, `mm`,
+/// `{ratio}`) and `p_csm` (unit `1`) with the record's values, the CSM label as a code.
+#[test]
+fn every_model_family_gets_its_measurement_group() {
+    let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch();
+    let source_path = dir.path().join("dx.dcm");
+    write_synthetic_dicom(&source_path);
+    let (out, sr) = (dir.path().join("out"), dir.path().join("sr"));
+    let output = sagitta(&[
+        s(&source_path),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--weights",
+        &fixture("csm_small_f32.safetensors"),
+        "--weights",
+        &fixture("wholespine_small_f32.safetensors"),
+        "--out",
+        s(&out),
+        "--dicom-out",
+        s(&sr),
+        "--quiet",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(out.join("dx.json")).unwrap()).unwrap();
+    let report = open_file(sr_path(&sr, &source_path)).unwrap();
+    let tree = content_items(&report);
+    let groups: Vec<String> = tree
+        .iter()
+        .filter(|item| concept(item).0 == "112039")
+        .map(|item| string(item, tags::TEXT_VALUE))
+        .collect();
+    assert_eq!(groups, ["cervical", "wholespine", "csm"]);
+    let points = tree
+        .iter()
+        .filter(|item| string(item, tags::VALUE_TYPE) == "SCOORD")
+        .count();
+    let spine = &record["wholespine"];
+    assert_eq!(
+        points,
+        record["landmarks"].as_array().unwrap().len()
+            + spine["landmarks"].as_array().unwrap().len()
+    );
+    let ucum = |unit: &str| match unit {
+        "deg" => "deg",
+        "mm" => "mm",
+        "ratio" => "{ratio}",
+        other => panic!("unit {other}"),
+    };
+    let mut expected: Vec<(String, f64, String)> = [&record["parameters"], &spine["parameters"]]
+        .iter()
+        .flat_map(|parameters| parameters.as_array().unwrap())
+        .filter(|parameter| parameter["value"].is_f64() && parameter["unit"] != "px")
+        .map(|parameter| {
+            (
+                parameter["name"].as_str().unwrap().to_string(),
+                parameter["value"].as_f64().unwrap(),
+                ucum(parameter["unit"].as_str().unwrap()).to_string(),
+            )
+        })
+        .collect();
+    expected.push((
+        "p_csm".into(),
+        record["csm"]["p_csm"].as_f64().unwrap(),
+        "1".into(),
+    ));
+    assert!(
+        expected.iter().any(|(_, _, unit)| unit == "{ratio}"),
+        "{expected:?}"
+    );
+    let numbers: Vec<(String, f64, String)> = tree
+        .iter()
+        .filter(|item| string(item, tags::VALUE_TYPE) == "NUM")
+        .map(|item| {
+            let measured = &items(item, tags::MEASURED_VALUE_SEQUENCE)[0];
+            let unit = code(&items(measured, tags::MEASUREMENT_UNITS_CODE_SEQUENCE)[0]);
+            assert_eq!(unit.1, "UCUM");
+            (
+                concept(item).0,
+                string(measured, tags::NUMERIC_VALUE).parse().unwrap(),
+                unit.0,
+            )
+        })
+        .collect();
+    assert_eq!(numbers, expected);
+    let label = tree
+        .iter()
+        .find(|item| concept(item).0 == "csm_label")
+        .map(|item| code(&items(item, tags::CONCEPT_CODE_SEQUENCE)[0]).2);
+    assert_eq!(label.as_deref(), record["csm"]["label"].as_str());
 }
 
 /// `--skip-existing` with `--dicom-out` analyses again an image whose record is there but whose

@@ -1165,8 +1165,13 @@ fn wholespine_weights_give_45_landmarks_and_18_parameters_with_their_quality() {
         let name = parameter["name"].as_str().unwrap();
         let unit = parameter["unit"].as_str().unwrap();
         let value = parameter["value"].as_f64().unwrap();
-        let written: f64 = cell(&format!("wholespine {name} ({unit})")).parse().unwrap();
-        assert!((written - value).abs() <= 0.0051, "{name}: {written} vs {value}");
+        let written: f64 = cell(&format!("wholespine {name} ({unit})"))
+            .parse()
+            .unwrap();
+        assert!(
+            (written - value).abs() <= 0.0051,
+            "{name}: {written} vs {value}"
+        );
         assert_eq!(
             cell(&format!("wholespine {name} status")),
             parameter["status"]

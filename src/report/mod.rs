@@ -21,8 +21,8 @@ pub mod overlay;
 
 use crate::io::{DicomAttributes, Radiograph, SpacingSource};
 use crate::measure;
-use crate::measure::frame::Unit;
 use crate::measure::cervical_quality::{self, QualityInput, QualityThresholds};
+use crate::measure::frame::Unit;
 use crate::measure::quality::status_of;
 use crate::measure::{
     Facing, Finding, Measurements, PixelSpacing, QualityStatus, ReasonCode, LANDMARK_COUNT,

@@ -369,6 +369,24 @@ impl GpuContext {
         self.queue.submit(Some(encoder.finish()))
     }
 
+    /// The blocking path of a model that can record into any encoder: `record` fills a new
+    /// encoder, which is submitted alone, then the first `bytes` of `staging` are read back
+    /// once that submission is done.
+    pub fn record_submit_read(
+        &self,
+        label: &str,
+        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        record(&mut encoder)?;
+        let submission = self.submit(encoder);
+        self.begin_readback(staging, bytes, Some(submission)).wait()
+    }
+
     /// Maps a MAP_READ buffer, waits for the GPU, and copies its first `bytes` bytes out.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         self.begin_readback(buffer, bytes, None).wait()

@@ -99,6 +99,12 @@ pub struct AnalyzeArgs {
     /// Draw overlays: a .png file for a single image, else a folder of <file stem>.png.
     #[arg(long, value_name = "FILE|DIR")]
     pub overlay: Option<PathBuf>,
+    /// Write each analysed DICOM image's results as a DICOM Comprehensive SR (TID 1500
+    /// Measurement Report, new series in the source's study) to DIR/<file stem>.sr.dcm. Images
+    /// in other formats get a warning in their record instead (an SR needs a study to file
+    /// under).
+    #[arg(long, value_name = "DIR")]
+    pub dicom_out: Option<PathBuf>,
     /// Pixel spacing in mm (isotropic); replaces the spacing in the files.
     #[arg(long, value_name = "MM", value_parser = parse_pixel_spacing)]
     pub pixel_spacing: Option<f64>,
@@ -518,6 +524,7 @@ pub fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
 struct PlannedOutputs {
     json: Vec<Option<PathBuf>>,
     overlay: Vec<Option<PathBuf>>,
+    sr: Vec<Option<PathBuf>>,
 }
 
 /// Checks every output path before anything is written: none may be an input of the run (also
@@ -550,6 +557,14 @@ fn plan_outputs(
             None => None,
             Some(OverlayTarget::File(path)) => Some(path.clone()),
             Some(OverlayTarget::Folder(folder)) => Some(folder.join(format!("{stem}.png"))),
+        })
+        .collect();
+    let sr: Vec<Option<PathBuf>> = stems
+        .iter()
+        .map(|stem| {
+            args.dicom_out
+                .as_ref()
+                .map(|folder| folder.join(format!("{stem}.{SR_EXTENSION}")))
         })
         .collect();
     let mut written = HashSet::new();
@@ -589,7 +604,10 @@ fn plan_outputs(
     for path in overlay.iter().flatten() {
         check(path, "--overlay")?;
     }
-    Ok(PlannedOutputs { json, overlay })
+    for path in sr.iter().flatten() {
+        check(path, "--dicom-out")?;
+    }
+    Ok(PlannedOutputs { json, overlay, sr })
 }
 
 /// The locks of the run's output folders and CSV file, one per folder (an overlay folder that
@@ -599,7 +617,12 @@ fn lock_outputs(
     overlay_target: Option<&OverlayTarget>,
 ) -> Result<Vec<OutputLock>, AnalyzeError> {
     let mut locks = Vec::new();
-    let mut folders: Vec<&Path> = args.out.iter().map(PathBuf::as_path).collect();
+    let mut folders: Vec<&Path> = args
+        .out
+        .iter()
+        .chain(&args.dicom_out)
+        .map(PathBuf::as_path)
+        .collect();
     if let Some(OverlayTarget::Folder(folder)) = overlay_target {
         folders.push(folder);
     }
@@ -771,6 +794,56 @@ fn write_overlay(
     })
 }
 
+/// The file name extension of the SRs in `--dicom-out`.
+pub const SR_EXTENSION: &str = "sr.dcm";
+
+enum SrFailure {
+    /// No SR for this image, and no failure: it is not DICOM (the reason, for the record's
+    /// warnings).
+    Skipped(String),
+    /// No space left: the batch stops.
+    DiskFull(std::io::Error),
+    /// This SR only: the image counts as failed.
+    Other(String),
+}
+
+/// Writes an analysed DICOM image's TID 1500 Measurement Report through a temporary file. An
+/// SR of an earlier run at the same path is replaced whole (as records and overlays are) and
+/// the record says so.
+fn write_sr(path: &Path, record: &mut crate::report::ImageRecord) -> Result<(), SrFailure> {
+    use crate::report::dicom_sr::{self, SrError, SrIdentity};
+    let identity = SrIdentity::new();
+    let object = match dicom_sr::measurement_report(record, &identity, chrono::Utc::now()) {
+        Ok(object) => object,
+        Err(SrError::NotDicom) => {
+            return Err(SrFailure::Skipped(
+                "DICOM SR not written: the image is not DICOM (an SR files under the source's \
+                 study)"
+                    .into(),
+            ))
+        }
+        Err(error) => return Err(SrFailure::Other(format!("{}: {error}", path.display()))),
+    };
+    let bytes = dicom_sr::encode(&object)
+        .map_err(|error| SrFailure::Other(format!("{}: {error}", path.display())))?;
+    let replaced = std::fs::symlink_metadata(path).is_ok();
+    output::write_atomic(path, &bytes).map_err(|error| {
+        if output::is_disk_full(&error) {
+            SrFailure::DiskFull(error)
+        } else {
+            SrFailure::Other(format!("{}: cannot write the SR: {error}", path.display()))
+        }
+    })?;
+    if replaced {
+        record.warnings.push(format!(
+            "DICOM SR {} replaced the file of an earlier run (SOP Instance UID now {})",
+            path.display(),
+            identity.sop_instance_uid
+        ));
+    }
+    Ok(())
+}
+
 /// A write that failed for lack of space stops the batch: the error for [`run`].
 fn disk_full(path: &Path, error: &std::io::Error, done: usize, total: usize) -> AnalyzeError {
     AnalyzeError::Output {
@@ -795,6 +868,22 @@ fn has_analysed_record(json: &Path, image: &Path) -> bool {
     };
     record["image"].as_str() == Some(image.display().to_string().as_str())
         && matches!(record["status"].as_str(), Some("ok" | "flagged"))
+}
+
+/// With `--dicom-out`, whether an image that `--skip-existing` would pass over has its SR, or
+/// needs none (its record says it is not DICOM); else it is analysed again to write the SR.
+fn has_sr_or_needs_none(json: &Path, sr: &Path) -> bool {
+    if std::fs::symlink_metadata(sr).is_ok_and(|metadata| metadata.is_file()) {
+        return true;
+    }
+    crate::util::read_regular_file(json, 64 << 20, "records")
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|record| {
+            record["format"]
+                .as_str()
+                .is_some_and(|format| format != "dicom")
+        })
 }
 
 /// Progress as log lines, for a batch whose stderr is not a terminal (a Slurm or CI log): a
@@ -865,6 +954,7 @@ pub fn run(
         .out
         .iter()
         .chain(args.overlay.iter().filter(|path| path.is_dir()))
+        .chain(&args.dicom_out)
         .cloned()
         .collect();
     let inputs = collect_inputs(
@@ -905,6 +995,9 @@ pub fn run(
     if let Some(out) = &args.out {
         create_folder(out)?;
     }
+    if let Some(folder) = &args.dicom_out {
+        create_folder(folder)?;
+    }
     if let Some(parent) = args
         .csv
         .as_ref()
@@ -926,7 +1019,14 @@ pub fn run(
         .filter(|(item, stem)| {
             let done = args.skip_existing
                 && args.out.as_ref().is_some_and(|out| {
-                    has_analysed_record(&out.join(format!("{stem}.json")), &item.path)
+                    let json = out.join(format!("{stem}.json"));
+                    has_analysed_record(&json, &item.path)
+                        && args.dicom_out.as_ref().is_none_or(|folder| {
+                            has_sr_or_needs_none(
+                                &json,
+                                &folder.join(format!("{stem}.{SR_EXTENSION}")),
+                            )
+                        })
                 });
             already_done += usize::from(done);
             !done
@@ -1063,6 +1163,28 @@ pub fn run(
                         image_record
                             .warnings
                             .push(format!("overlay not written: {error}"));
+                        output_failed = true;
+                    }
+                }
+            }
+            if let (Some(sr_path), Record::Analyzed(image_record)) =
+                (&planned.sr[index], &mut record)
+            {
+                match write_sr(sr_path, image_record) {
+                    Ok(()) => {}
+                    Err(SrFailure::Skipped(reason)) => {
+                        progress.suspend(|| eprintln!("sagitta: {}: {reason}", path.display()));
+                        image_record.warnings.push(reason);
+                    }
+                    Err(SrFailure::DiskFull(error)) => {
+                        progress.finish_and_clear();
+                        return Err(disk_full(sr_path, &error, index, total));
+                    }
+                    Err(SrFailure::Other(error)) => {
+                        progress.suspend(|| eprintln!("sagitta: {error}"));
+                        image_record
+                            .warnings
+                            .push(format!("DICOM SR not written: {error}"));
                         output_failed = true;
                     }
                 }

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+pub mod dicom_sr;
 pub mod overlay;
 
 use crate::io::{DicomAttributes, Radiograph, SpacingSource};

@@ -34,9 +34,12 @@ pub mod io;
 #[cfg(feature = "io")]
 pub mod report;
 
-pub use engine::{AdapterChoice, DeviceOptions, GpuContext, Precision};
+pub use engine::{AdapterChoice, DeviceOptions, GpuContext, PendingReadback, Precision};
 pub use error::{Result, SagittaError};
 pub use models::cervical::{
     CervicalConfig, CervicalModel, GreyImage, Landmark, Prediction, LANDMARK_NAMES,
 };
 pub use nn::WeightFile;
+/// The wgpu this crate is built with, so that a host embedding the engine on its own device
+/// pins the same version.
+pub use wgpu;

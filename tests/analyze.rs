@@ -1108,6 +1108,8 @@ fn wholespine_weights_give_45_landmarks_and_18_parameters_with_their_quality() {
         "0.5",
         "--overlay",
         path_str(&overlay),
+        "--csv",
+        path_str(&dir.path().join("spine.csv")),
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let record = single_record(&output);
@@ -1152,6 +1154,34 @@ fn wholespine_weights_give_45_landmarks_and_18_parameters_with_their_quality() {
     assert_eq!(record["status"], "flagged");
     assert!(overlay.is_file());
 
+    // The table has every value in a column of its unit, and its status.
+    let table = std::fs::read_to_string(dir.path().join("spine.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(',').collect()).collect();
+    let cell = |name: &str| {
+        let column = rows[0].iter().position(|c| *c == name);
+        rows[1][column.unwrap_or_else(|| panic!("no column '{name}'"))]
+    };
+    for parameter in parameters {
+        let name = parameter["name"].as_str().unwrap();
+        let unit = parameter["unit"].as_str().unwrap();
+        let value = parameter["value"].as_f64().unwrap();
+        let written: f64 = cell(&format!("wholespine {name} ({unit})"))
+            .parse()
+            .unwrap();
+        assert!(
+            (written - value).abs() <= 0.0051,
+            "{name}: {written} vs {value}"
+        );
+        assert_eq!(
+            cell(&format!("wholespine {name} status")),
+            parameter["status"]
+        );
+        if unit == "mm" {
+            assert_eq!(cell(&format!("wholespine {name} (px)")), "", "{name}");
+        }
+    }
+    assert_eq!(cell("C2-C7 status"), "", "the cervical model did not run");
+
     // A cervical file named as the whole-spine model is refused naming both.
     let output = sagitta(&[
         path_str(&image),
@@ -1162,4 +1192,146 @@ fn wholespine_weights_give_45_landmarks_and_18_parameters_with_their_quality() {
     ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("'wholespine-cpn-dsnt'"));
+}
+
+/// Every file name below `folder`, sorted.
+fn json_names(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn shards_into_one_folder_analyse_every_image_once_and_a_resumed_run_skips_what_is_done() {
+    let dir = scratch();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir_all(inputs.join("a")).unwrap();
+    std::fs::create_dir_all(inputs.join("b")).unwrap();
+    for (index, name) in [
+        "a/same.png",
+        "b/same.png",
+        "c.png",
+        "d.png",
+        "e.png",
+        "f.png",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write_png(&inputs.join(name), 120 + 10 * index as u32, 150);
+    }
+    let out = dir.path().join("out");
+    // Both shards at once, into the same folder.
+    let shard = |which: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sagitta"))
+            .args(["analyze", path_str(&inputs), "--weights", FIXTURE_WEIGHTS])
+            .args(["--out", path_str(&out), "--shard", which])
+            .env_remove("SAGITTA_WEIGHTS")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .spawn()
+            .expect("run the sagitta binary")
+    };
+    let (mut first, mut second) = (shard("1/2"), shard("2/2"));
+    assert!(first.wait().unwrap().success());
+    assert!(second.wait().unwrap().success());
+    let names = json_names(&out);
+    assert_eq!(
+        names,
+        [
+            "c.json",
+            "d.json",
+            "e.json",
+            "f.json",
+            "same-2.json",
+            "same.json"
+        ],
+        "every image once, the two same.png apart"
+    );
+    let mut images: Vec<String> = names
+        .iter()
+        .map(|name| {
+            read_json(&out.join(name))["image"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    images.sort();
+    images.dedup();
+    assert_eq!(images.len(), 6, "six different images: {images:?}");
+
+    // A rerun with --skip-existing analyses only what is missing: one record lost, one error
+    // record (retried), the rest kept untouched.
+    std::fs::remove_file(out.join("d.json")).unwrap();
+    let error_record = serde_json::json!({"image": inputs.join("e.png").display().to_string(),
+                                          "status": "error"});
+    std::fs::write(out.join("e.json"), error_record.to_string()).unwrap();
+    let kept = std::fs::read(out.join("c.json")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["analyze", path_str(&inputs), "--weights", FIXTURE_WEIGHTS])
+        .args(["--out", path_str(&out), "--skip-existing"])
+        .env_remove("SAGITTA_WEIGHTS")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("2 of 6 image(s) to analyse; 4 already analysed"),
+        "{stderr}"
+    );
+    // stderr is not a terminal here: progress comes as log lines.
+    assert!(
+        stderr.contains("2/2 images (100.0 %), 0 failed"),
+        "{stderr}"
+    );
+    assert_eq!(json_names(&out).len(), 6);
+    let retried = read_json(&out.join("e.json"));
+    assert!(
+        matches!(retried["status"].as_str(), Some("ok" | "flagged")),
+        "the error record was retried: {retried}"
+    );
+    assert_eq!(std::fs::read(out.join("c.json")).unwrap(), kept);
+    assert!(
+        sagitta(&[path_str(&inputs), "--skip-existing"])
+            .status
+            .code()
+            == Some(2),
+        "--skip-existing without --out is a usage error"
+    );
+}
+
+#[test]
+fn a_shard_is_k_of_n_from_one() {
+    for bad in ["0/2", "3/2", "1/0", "2", "a/b", ""] {
+        let output = sagitta(&["x.png", "--weights", FIXTURE_WEIGHTS, "--shard", bad]);
+        assert_eq!(output.status.code(), Some(2), "--shard {bad}");
+    }
+}
+
+#[test]
+fn the_adapter_can_be_chosen_by_its_number() {
+    let dir = scratch();
+    let image = dir.path().join("x.png");
+    write_png(&image, 120, 150);
+    let by_number = |number: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sagitta"))
+            .args(["--adapter", number, "analyze", path_str(&image)])
+            .args(["--weights", FIXTURE_WEIGHTS])
+            .env_remove("SAGITTA_ADAPTER")
+            .output()
+            .unwrap()
+    };
+    let first = by_number("0");
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let missing = by_number("99");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("there is no adapter number 99"),
+        "{}",
+        text(&missing.stderr)
+    );
 }

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::sync_channel;
@@ -99,6 +99,12 @@ pub struct AnalyzeArgs {
     /// Draw overlays: a .png file for a single image, else a folder of <file stem>.png.
     #[arg(long, value_name = "FILE|DIR")]
     pub overlay: Option<PathBuf>,
+    /// Write each analysed DICOM image's results as a DICOM Comprehensive SR (TID 1500
+    /// Measurement Report, new series in the source's study) to DIR/<file stem>.sr.dcm. Images
+    /// in other formats get a warning in their record instead (an SR needs a study to file
+    /// under).
+    #[arg(long, value_name = "DIR")]
+    pub dicom_out: Option<PathBuf>,
     /// Pixel spacing in mm (isotropic); replaces the spacing in the files.
     #[arg(long, value_name = "MM", value_parser = parse_pixel_spacing)]
     pub pixel_spacing: Option<f64>,
@@ -120,6 +126,18 @@ pub struct AnalyzeArgs {
     /// pixel.
     #[arg(long, default_value = "f32", value_name = "f32|f16")]
     pub precision: Precision,
+    /// Analyse only shard K of N (K from 1 to N): each input goes to one shard by a hash of its
+    /// path as found, the same in every run and on every machine, so N runs given the same
+    /// inputs (e.g. a Slurm array) analyse every image exactly once between them; output names
+    /// are chosen over all the inputs, so shards writing into one --out never collide
+    /// [default: from SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and SLURM_ARRAY_TASK_COUNT
+    /// when they are set].
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Resume: images whose record in --out is already there and analysed are not analysed
+    /// again (error records are retried). Needs --out.
+    #[arg(long, requires = "out")]
+    pub skip_existing: bool,
     /// Memory ceiling per image, MiB: larger files, and images whose decoded pixels would take
     /// more, are error records (checked from the headers before anything is decoded).
     #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -136,6 +154,44 @@ impl AnalyzeArgs {
             ..LoadLimits::default()
         }
     }
+}
+
+/// One shard of a batch split N ways (`--shard K/N`, K from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// From 1 to `count`.
+    pub number: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    /// Whether `path` (as the input search found it) belongs to this shard: FNV-1a of its
+    /// text, which no platform, run or library version changes.
+    pub fn takes(&self, path: &Path) -> bool {
+        let text = path.to_string_lossy();
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        hash % self.count == self.number - 1
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.number, self.count)
+    }
+}
+
+/// `K/N` with 1 <= K <= N.
+pub fn parse_shard(text: &str) -> Result<Shard, String> {
+    let bad = || format!("'{text}' is not a shard: write K/N with 1 <= K <= N, e.g. 2/8");
+    let (number, count) = text.trim().split_once('/').ok_or_else(bad)?;
+    let number: u64 = number.trim().parse().map_err(|_| bad())?;
+    let count: u64 = count.trim().parse().map_err(|_| bad())?;
+    if number == 0 || count == 0 || number > count {
+        return Err(bad());
+    }
+    Ok(Shard { number, count })
 }
 
 fn parse_pixel_spacing(text: &str) -> Result<f64, String> {
@@ -468,6 +524,7 @@ pub fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
 struct PlannedOutputs {
     json: Vec<Option<PathBuf>>,
     overlay: Vec<Option<PathBuf>>,
+    sr: Vec<Option<PathBuf>>,
 }
 
 /// Checks every output path before anything is written: none may be an input of the run (also
@@ -500,6 +557,14 @@ fn plan_outputs(
             None => None,
             Some(OverlayTarget::File(path)) => Some(path.clone()),
             Some(OverlayTarget::Folder(folder)) => Some(folder.join(format!("{stem}.png"))),
+        })
+        .collect();
+    let sr: Vec<Option<PathBuf>> = stems
+        .iter()
+        .map(|stem| {
+            args.dicom_out
+                .as_ref()
+                .map(|folder| folder.join(format!("{stem}.{SR_EXTENSION}")))
         })
         .collect();
     let mut written = HashSet::new();
@@ -539,7 +604,10 @@ fn plan_outputs(
     for path in overlay.iter().flatten() {
         check(path, "--overlay")?;
     }
-    Ok(PlannedOutputs { json, overlay })
+    for path in sr.iter().flatten() {
+        check(path, "--dicom-out")?;
+    }
+    Ok(PlannedOutputs { json, overlay, sr })
 }
 
 /// The locks of the run's output folders and CSV file, one per folder (an overlay folder that
@@ -549,15 +617,28 @@ fn lock_outputs(
     overlay_target: Option<&OverlayTarget>,
 ) -> Result<Vec<OutputLock>, AnalyzeError> {
     let mut locks = Vec::new();
-    let mut folders: Vec<&Path> = args.out.iter().map(PathBuf::as_path).collect();
+    let mut folders: Vec<&Path> = args
+        .out
+        .iter()
+        .chain(&args.dicom_out)
+        .map(PathBuf::as_path)
+        .collect();
     if let Some(OverlayTarget::Folder(folder)) = overlay_target {
         folders.push(folder);
     }
     let mut seen = HashSet::new();
     for folder in folders {
         if seen.insert(output::identity(folder).unwrap_or_else(|| folder.to_path_buf())) {
-            let lock = OutputLock::acquire(&output::folder_lock_path(folder), folder)
-                .map_err(AnalyzeError::Usage)?;
+            // Shards write disjoint names (chosen over every input), so each locks only
+            // against a second writer of its own shard.
+            let lock_path = match args.shard {
+                None => output::folder_lock_path(folder),
+                Some(shard) => folder.join(format!(
+                    ".sagitta.shard-{}-of-{}.lock",
+                    shard.number, shard.count
+                )),
+            };
+            let lock = OutputLock::acquire(&lock_path, folder).map_err(AnalyzeError::Usage)?;
             locks.push(lock);
         }
     }
@@ -713,6 +794,56 @@ fn write_overlay(
     })
 }
 
+/// The file name extension of the SRs in `--dicom-out`.
+pub const SR_EXTENSION: &str = "sr.dcm";
+
+enum SrFailure {
+    /// No SR for this image, and no failure: it is not DICOM (the reason, for the record's
+    /// warnings).
+    Skipped(String),
+    /// No space left: the batch stops.
+    DiskFull(std::io::Error),
+    /// This SR only: the image counts as failed.
+    Other(String),
+}
+
+/// Writes an analysed DICOM image's TID 1500 Measurement Report through a temporary file. An
+/// SR of an earlier run at the same path is replaced whole (as records and overlays are) and
+/// the record says so.
+fn write_sr(path: &Path, record: &mut crate::report::ImageRecord) -> Result<(), SrFailure> {
+    use crate::report::dicom_sr::{self, SrError, SrIdentity};
+    let identity = SrIdentity::new();
+    let object = match dicom_sr::measurement_report(record, &identity, chrono::Utc::now()) {
+        Ok(object) => object,
+        Err(SrError::NotDicom) => {
+            return Err(SrFailure::Skipped(
+                "DICOM SR not written: the image is not DICOM (an SR files under the source's \
+                 study)"
+                    .into(),
+            ))
+        }
+        Err(error) => return Err(SrFailure::Other(format!("{}: {error}", path.display()))),
+    };
+    let bytes = dicom_sr::encode(&object)
+        .map_err(|error| SrFailure::Other(format!("{}: {error}", path.display())))?;
+    let replaced = std::fs::symlink_metadata(path).is_ok();
+    output::write_atomic(path, &bytes).map_err(|error| {
+        if output::is_disk_full(&error) {
+            SrFailure::DiskFull(error)
+        } else {
+            SrFailure::Other(format!("{}: cannot write the SR: {error}", path.display()))
+        }
+    })?;
+    if replaced {
+        record.warnings.push(format!(
+            "DICOM SR {} replaced the file of an earlier run (SOP Instance UID now {})",
+            path.display(),
+            identity.sop_instance_uid
+        ));
+    }
+    Ok(())
+}
+
 /// A write that failed for lack of space stops the batch: the error for [`run`].
 fn disk_full(path: &Path, error: &std::io::Error, done: usize, total: usize) -> AnalyzeError {
     AnalyzeError::Output {
@@ -722,6 +853,87 @@ fn disk_full(path: &Path, error: &std::io::Error, done: usize, total: usize) -> 
              stopped after {done} of {total} image(s); the files already written are whole, \
              this one was not written"
         ),
+    }
+}
+
+/// Whether `json` is an analysed (not an error) record of `image`, whole: what
+/// `--skip-existing` keeps. Records are written under a temporary name and renamed, so a run
+/// killed mid-write leaves none half-written; anything unreadable is analysed again.
+fn has_analysed_record(json: &Path, image: &Path) -> bool {
+    let Ok(bytes) = crate::util::read_regular_file(json, 64 << 20, "records") else {
+        return false;
+    };
+    let Ok(record) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    record["image"].as_str() == Some(image.display().to_string().as_str())
+        && matches!(record["status"].as_str(), Some("ok" | "flagged"))
+}
+
+/// With `--dicom-out`, whether an image that `--skip-existing` would pass over has its SR, or
+/// needs none (its record says it is not DICOM); else it is analysed again to write the SR.
+fn has_sr_or_needs_none(json: &Path, sr: &Path) -> bool {
+    if std::fs::symlink_metadata(sr).is_ok_and(|metadata| metadata.is_file()) {
+        return true;
+    }
+    crate::util::read_regular_file(json, 64 << 20, "records")
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|record| {
+            record["format"]
+                .as_str()
+                .is_some_and(|format| format != "dicom")
+        })
+}
+
+/// Progress as log lines, for a batch whose stderr is not a terminal (a Slurm or CI log): a
+/// line whenever another twentieth of the batch is done or a minute has passed.
+struct ProgressLog {
+    total: usize,
+    started: Instant,
+    last_line: Instant,
+    last_done: usize,
+}
+
+impl ProgressLog {
+    fn new(total: usize) -> Self {
+        let now = Instant::now();
+        Self {
+            total,
+            started: now,
+            last_line: now,
+            last_done: 0,
+        }
+    }
+
+    fn update(&mut self, done: usize, failed: usize) {
+        let step = (self.total / 20).max(1);
+        let due = done - self.last_done >= step
+            || self.last_line.elapsed().as_secs() >= 60
+            || done == self.total;
+        if !due {
+            return;
+        }
+        self.last_line = Instant::now();
+        self.last_done = done;
+        let seconds = self.started.elapsed().as_secs_f64();
+        let rate = done as f64 / seconds.max(1e-9);
+        let left = (self.total - done) as f64 / rate.max(1e-9);
+        eprintln!(
+            "sagitta: {done}/{} images ({:.1} %), {failed} failed, {rate:.2} images/s, ETA {}",
+            self.total,
+            100.0 * done as f64 / self.total.max(1) as f64,
+            duration_text(left)
+        );
+    }
+}
+
+fn duration_text(seconds: f64) -> String {
+    let seconds = seconds.round() as u64;
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min {} s", seconds / 60, seconds % 60),
+        _ => format!("{} h {} min", seconds / 3600, seconds % 3600 / 60),
     }
 }
 
@@ -742,6 +954,7 @@ pub fn run(
         .out
         .iter()
         .chain(args.overlay.iter().filter(|path| path.is_dir()))
+        .chain(&args.dicom_out)
         .cloned()
         .collect();
     let inputs = collect_inputs(
@@ -782,6 +995,9 @@ pub fn run(
     if let Some(out) = &args.out {
         create_folder(out)?;
     }
+    if let Some(folder) = &args.dicom_out {
+        create_folder(folder)?;
+    }
     if let Some(parent) = args
         .csv
         .as_ref()
@@ -790,8 +1006,50 @@ pub fn run(
     {
         create_folder(parent)?;
     }
+    // Names are chosen over every input before sharding, so that shards never collide.
     let paths: Vec<PathBuf> = inputs.items.iter().map(|item| item.path.clone()).collect();
-    let stems = unique_stems(&paths);
+    let all_stems = unique_stems(&paths);
+    let found = inputs.items.len();
+    let mut already_done = 0;
+    let (items, stems): (Vec<InputItem>, Vec<String>) = inputs
+        .items
+        .into_iter()
+        .zip(all_stems)
+        .filter(|(item, _)| args.shard.is_none_or(|shard| shard.takes(&item.path)))
+        .filter(|(item, stem)| {
+            let done = args.skip_existing
+                && args.out.as_ref().is_some_and(|out| {
+                    let json = out.join(format!("{stem}.json"));
+                    has_analysed_record(&json, &item.path)
+                        && args.dicom_out.as_ref().is_none_or(|folder| {
+                            has_sr_or_needs_none(
+                                &json,
+                                &folder.join(format!("{stem}.{SR_EXTENSION}")),
+                            )
+                        })
+                });
+            already_done += usize::from(done);
+            !done
+        })
+        .unzip();
+    let inputs = InputSet {
+        items,
+        skipped: inputs.skipped,
+    };
+    if !args.quiet && (args.shard.is_some() || args.skip_existing) {
+        eprintln!(
+            "sagitta: {} of {found} image(s) to analyse{}{}",
+            inputs.items.len(),
+            args.shard
+                .map(|shard| format!(" in shard {shard}"))
+                .unwrap_or_default(),
+            if args.skip_existing {
+                format!("; {already_done} already analysed in --out")
+            } else {
+                String::new()
+            }
+        );
+    }
     // Read and checked before the outputs are: a wrong file is the likelier mistake, needs
     // no GPU, and the weights are inputs that no output may overwrite.
     let weights = resolve_models(args.model, &args.weights)?;
@@ -833,6 +1091,8 @@ pub fn run(
     analyzer.set_precision(args.precision)?;
 
     let single = inputs.items.len() == 1;
+    let mut progress_log = (!args.quiet && !single && !std::io::stderr().is_terminal())
+        .then(|| ProgressLog::new(inputs.items.len()));
     let progress = if args.quiet || single {
         ProgressBar::hidden()
     } else {
@@ -907,6 +1167,28 @@ pub fn run(
                     }
                 }
             }
+            if let (Some(sr_path), Record::Analyzed(image_record)) =
+                (&planned.sr[index], &mut record)
+            {
+                match write_sr(sr_path, image_record) {
+                    Ok(()) => {}
+                    Err(SrFailure::Skipped(reason)) => {
+                        progress.suspend(|| eprintln!("sagitta: {}: {reason}", path.display()));
+                        image_record.warnings.push(reason);
+                    }
+                    Err(SrFailure::DiskFull(error)) => {
+                        progress.finish_and_clear();
+                        return Err(disk_full(sr_path, &error, index, total));
+                    }
+                    Err(SrFailure::Other(error)) => {
+                        progress.suspend(|| eprintln!("sagitta: {error}"));
+                        image_record
+                            .warnings
+                            .push(format!("DICOM SR not written: {error}"));
+                        output_failed = true;
+                    }
+                }
+            }
             if let Record::Failed(failure) = &record {
                 progress.suspend(|| eprintln!("sagitta: {}", failure.error));
             }
@@ -946,6 +1228,9 @@ pub fn run(
                 }
             }
             progress.inc(1);
+            if let Some(log) = &mut progress_log {
+                log.update(summary.analyzed + summary.failed, summary.failed);
+            }
         }
         let loader_failed = loader.join().is_err();
         if received < total {

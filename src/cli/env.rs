@@ -65,3 +65,14 @@ pub fn engine_options() -> EngineOptions {
             .and_then(|name| ConvAlgorithm::parse(&name)),
     }
 }
+
+/// The shard of a (contiguous) Slurm job array (`--shard`'s default): task `SLURM_ARRAY_TASK_ID` of
+/// `SLURM_ARRAY_TASK_COUNT`, counted from `SLURM_ARRAY_TASK_MIN` (arrays may start at 0 or 1).
+pub fn slurm_shard() -> Option<crate::cli::analyze::Shard> {
+    let number = |name: &str| non_empty(name)?.trim().parse::<u64>().ok();
+    let id = number("SLURM_ARRAY_TASK_ID")?;
+    let count = number("SLURM_ARRAY_TASK_COUNT")?;
+    let min = number("SLURM_ARRAY_TASK_MIN").unwrap_or(0);
+    let shard = id.checked_sub(min)? + 1;
+    crate::cli::analyze::parse_shard(&format!("{shard}/{count}")).ok()
+}

@@ -32,7 +32,8 @@ struct GpuArgs {
     /// GPU backend: vulkan, metal, dx12 or gl (default: the best available; env SAGITTA_BACKEND).
     #[arg(long, global = true)]
     backend: Option<String>,
-    /// Use the adapter whose name contains this text (env SAGITTA_ADAPTER).
+    /// Use the adapter whose name contains this text, or adapter number N as `sagitta info`
+    /// numbers them (GPU k of several identical ones) (env SAGITTA_ADAPTER).
     #[arg(long, global = true)]
     adapter: Option<String>,
 }
@@ -167,7 +168,9 @@ fn main() -> ExitCode {
         Command::Tune(args) => tune(&cli.gpu, args),
         Command::FirstResult { weights, image } => first_result(&cli.gpu, weights, image),
         Command::Analyze(args) => {
-            return sagitta::cli::analyze::main(args, &cli.gpu.choice(), &env::engine_options())
+            let mut args = args.clone();
+            args.shard = args.shard.or_else(env::slurm_shard);
+            return sagitta::cli::analyze::main(&args, &cli.gpu.choice(), &env::engine_options());
         }
     };
     match result {
@@ -185,9 +188,9 @@ fn info(gpu: &GpuArgs, weights: Option<&PathBuf>) -> AnyResult {
     let choice = gpu.choice();
     let adapters = list_adapters(&choice)?;
     println!("adapters found: {}", adapters.len());
-    for a in &adapters {
+    for (number, a) in adapters.iter().enumerate() {
         println!(
-            "  - {} ({:?}, {:?}, driver: {} {})",
+            "  {number}: {} ({:?}, {:?}, driver: {} {})",
             a.info.name, a.info.backend, a.info.device_type, a.info.driver, a.info.driver_info
         );
     }

@@ -28,7 +28,8 @@ pub struct DeviceOptions {
 pub struct AdapterChoice {
     /// Backend name: `vulkan`, `metal`, `dx12`, `gl`.
     pub backend: Option<String>,
-    /// Case-insensitive substring of the adapter name.
+    /// Case-insensitive substring of the adapter name, or the adapter's number (from 0, in the
+    /// order [`list_adapters`] gives them: GPU k of N identical ones).
     pub name: Option<String>,
 }
 
@@ -39,6 +40,14 @@ impl AdapterChoice {
             backend: self.backend.or(fallback.backend),
             name: self.name.or(fallback.name),
         }
+    }
+
+    /// The adapter's number when `name` is one.
+    pub fn index(&self) -> Option<usize> {
+        let name = self.name.as_deref()?.trim();
+        (!name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| name.parse().ok())
+            .flatten()
     }
 
     fn backends(&self) -> Result<wgpu::Backends> {
@@ -179,9 +188,23 @@ impl GpuContext {
             instance = new_instance(wgpu::Backends::GL);
             adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::GL));
         }
-        if let Some(name) = &choice.name {
-            let needle = name.to_lowercase();
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+        match choice.index() {
+            Some(index) => {
+                let found = adapters.len();
+                adapters = adapters.into_iter().skip(index).take(1).collect();
+                if adapters.is_empty() {
+                    return Err(SagittaError::Adapter(format!(
+                        "there is no adapter number {index}: {found} found (numbered from 0 in \
+                         the order `sagitta info` lists them)"
+                    )));
+                }
+            }
+            None => {
+                if let Some(name) = &choice.name {
+                    let needle = name.to_lowercase();
+                    adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+                }
+            }
         }
         adapters.sort_by_key(|a| {
             let info = a.get_info();
@@ -346,28 +369,54 @@ impl GpuContext {
         self.queue.submit(Some(encoder.finish()))
     }
 
+    /// The blocking path of a model that can record into any encoder: `record` fills a new
+    /// encoder, which is submitted alone, then the first `bytes` of `staging` are read back
+    /// once that submission is done.
+    pub fn record_submit_read(
+        &self,
+        label: &str,
+        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        record(&mut encoder)?;
+        let submission = self.submit(encoder);
+        self.begin_readback(staging, bytes, Some(submission)).wait()
+    }
+
     /// Maps a MAP_READ buffer, waits for the GPU, and copies its first `bytes` bytes out.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        self.begin_readback(buffer, bytes, None).wait()
+    }
+
+    /// Starts mapping the first `bytes` bytes of a MAP_READ buffer whose copy was recorded in
+    /// work already submitted (the caller's or ours), without waiting: the returned handle is
+    /// polled, or waited for, on its own submission only.
+    pub fn begin_readback(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> PendingReadback {
         self.maps.fetch_add(1, Ordering::SeqCst);
         self.log(GpuEvent::Map);
-        let slice = buffer.slice(0..bytes);
         let (sender, receiver) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |result| {
-            let _ = sender.send(result);
-        });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| SagittaError::Gpu(format!("waiting for the GPU failed: {e}")))?;
-        receiver
-            .recv()
-            .map_err(|_| SagittaError::Gpu("the GPU never answered the readback".into()))?
-            .map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?;
-        let data = slice
-            .get_mapped_range()
-            .map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?
-            .to_vec();
-        buffer.unmap();
-        Ok(data)
+        buffer
+            .slice(0..bytes)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                let _ = sender.send(result);
+            });
+        PendingReadback {
+            device: self.device.clone(),
+            buffer: buffer.clone(),
+            bytes,
+            submission,
+            receiver,
+            finished: false,
+        }
     }
 
     pub fn submission_count(&self) -> u64 {
@@ -428,4 +477,75 @@ fn open_pipeline_cache(
         })
     };
     Some((cache, path))
+}
+
+/// A readback in flight ([`GpuContext::begin_readback`]): `poll` never blocks; `wait` blocks
+/// until its own submission is done (not the whole device's queue, when the submission is
+/// known).
+pub struct PendingReadback {
+    device: wgpu::Device,
+    buffer: wgpu::Buffer,
+    bytes: u64,
+    submission: Option<wgpu::SubmissionIndex>,
+    receiver: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    finished: bool,
+}
+
+impl Drop for PendingReadback {
+    /// A readback given up before it arrived must not leave the buffer mapped (or its mapping
+    /// pending): the next inference copies into it.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.buffer.unmap();
+        }
+    }
+}
+
+impl PendingReadback {
+    /// The bytes, when the GPU has finished; `None` while it has not. Never blocks.
+    pub fn poll(&mut self) -> Option<Result<Vec<u8>>> {
+        if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
+            return Some(Err(SagittaError::Gpu(format!(
+                "polling the GPU failed: {e}"
+            ))));
+        }
+        match self.receiver.try_recv() {
+            Ok(mapped) => Some(self.finish(mapped)),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(SagittaError::Gpu(
+                "the GPU never answered the readback".into(),
+            ))),
+        }
+    }
+
+    /// Blocks until the bytes are there.
+    pub fn wait(mut self) -> Result<Vec<u8>> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: self.submission.clone(),
+                timeout: None,
+            })
+            .map_err(|e| SagittaError::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        let mapped = self
+            .receiver
+            .recv()
+            .map_err(|_| SagittaError::Gpu("the GPU never answered the readback".into()))?;
+        self.finish(mapped)
+    }
+
+    fn finish(
+        &mut self,
+        mapped: std::result::Result<(), wgpu::BufferAsyncError>,
+    ) -> Result<Vec<u8>> {
+        self.finished = true;
+        mapped.map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?;
+        let data = self
+            .buffer
+            .slice(0..self.bytes)
+            .get_mapped_range()
+            .map_err(|e| SagittaError::Gpu(format!("reading results back failed: {e}")))?
+            .to_vec();
+        self.buffer.unmap();
+        Ok(data)
+    }
 }

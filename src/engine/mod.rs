@@ -11,6 +11,7 @@ pub mod timing;
 
 pub use device::{
     list_adapters, AdapterChoice, AdapterSummary, DeviceOptions, GpuContext, GpuEvent,
+    PendingReadback,
 };
 pub use kernel::{Kernel, Precision};
 pub use pipelines::PipelineCache;

@@ -20,8 +20,8 @@ use super::codestream::{j2k_frame_size, jpeg_frame_size, jpeg_is_complete, Frame
 use super::guard::without_panics;
 use super::{
     check_dimensions, decode_error, io_error, open, over_limit, with_causes, DicomAttributes,
-    Format, LoadError, LoadLimits, Radiograph, SpacingSource, VoiWindow, DICOM_PREAMBLE_LENGTH,
-    LUMA_WEIGHTS,
+    Format, LoadError, LoadLimits, Radiograph, SourceIdentity, SpacingSource, VoiWindow,
+    DICOM_PREAMBLE_LENGTH, LUMA_WEIGHTS,
 };
 use crate::measure::PixelSpacing;
 
@@ -254,6 +254,21 @@ fn dicom_attributes(object: &DefaultDicomObject, mirror_sum: Option<f64>) -> Dic
         body_part_examined: text_attribute(object, tags::BODY_PART_EXAMINED),
         view_position: text_attribute(object, tags::VIEW_POSITION),
         window,
+        source: SourceIdentity {
+            sop_class_uid: text_attribute(object, tags::SOP_CLASS_UID),
+            number_of_frames: text_attribute(object, tags::NUMBER_OF_FRAMES)
+                .and_then(|frames| frames.parse().ok()),
+            patient_name: text_attribute(object, tags::PATIENT_NAME),
+            patient_id: text_attribute(object, tags::PATIENT_ID),
+            patient_birth_date: text_attribute(object, tags::PATIENT_BIRTH_DATE),
+            patient_sex: text_attribute(object, tags::PATIENT_SEX),
+            study_date: text_attribute(object, tags::STUDY_DATE),
+            study_time: text_attribute(object, tags::STUDY_TIME),
+            study_id: text_attribute(object, tags::STUDY_ID),
+            accession_number: text_attribute(object, tags::ACCESSION_NUMBER),
+            referring_physician_name: text_attribute(object, tags::REFERRING_PHYSICIAN_NAME),
+            study_description: text_attribute(object, tags::STUDY_DESCRIPTION),
+        },
     }
 }
 

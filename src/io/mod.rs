@@ -133,6 +133,30 @@ pub struct DicomAttributes {
     /// applies to the bone-bright values).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<VoiWindow>,
+    /// What a DICOM result object (the SR) needs to file under the source's study. Never in
+    /// the JSON record: it holds the patient's name, ID and birth date (PHI), which only the
+    /// objects that go back to that patient's study may carry.
+    #[serde(skip)]
+    pub source: SourceIdentity,
+}
+
+/// The source instance's SOP Class, frame count, and its Patient and General Study module
+/// attributes, verbatim (each `None` when absent or empty).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceIdentity {
+    pub sop_class_uid: Option<String>,
+    /// Number of Frames (0028,0008); `None` for single-frame objects without it.
+    pub number_of_frames: Option<u64>,
+    pub patient_name: Option<String>,
+    pub patient_id: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub patient_sex: Option<String>,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub study_id: Option<String>,
+    pub accession_number: Option<String>,
+    pub referring_physician_name: Option<String>,
+    pub study_description: Option<String>,
 }
 
 /// A linear VOI window (DICOM PS3.3 C.11.2.1.2).

@@ -16,11 +16,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
+pub mod dicom_sr;
 pub mod overlay;
 
 use crate::io::{DicomAttributes, Radiograph, SpacingSource};
 use crate::measure;
 use crate::measure::cervical_quality::{self, QualityInput, QualityThresholds};
+use crate::measure::frame::Unit;
 use crate::measure::quality::status_of;
 use crate::measure::{
     Facing, Finding, Measurements, PixelSpacing, QualityStatus, ReasonCode, LANDMARK_COUNT,
@@ -973,6 +975,20 @@ pub fn csv_header() -> Vec<String> {
         }
         columns.push(format!("{name} status"));
     }
+    // The whole-spine values: one unit per column, so distances get a mm and a px column of
+    // which one is filled (a table mixing both in one column cannot be averaged).
+    for definition in &measure::wholespine::PARAMETERS {
+        let name = definition.name;
+        match definition.unit {
+            Unit::Degrees => columns.push(format!("wholespine {name} (deg)")),
+            Unit::Distance => {
+                columns.push(format!("wholespine {name} (mm)"));
+                columns.push(format!("wholespine {name} (px)"));
+            }
+            Unit::Ratio => columns.push(format!("wholespine {name} (ratio)")),
+        }
+        columns.push(format!("wholespine {name} status"));
+    }
     columns.extend(
         [
             "p_csm",
@@ -1029,6 +1045,7 @@ pub fn csv_row(record: &Record) -> Vec<String> {
                         .to_string(),
                 );
             }
+            spine_cells(&mut cells, analysis.wholespine.as_ref());
             match &analysis.csm {
                 Some(screen) => cells.extend([
                     significant_digits(screen.p_csm, 6).to_string(),
@@ -1055,6 +1072,33 @@ pub fn csv_row(record: &Record) -> Vec<String> {
         }
     }
     cells
+}
+
+/// The whole-spine columns of one record ([`csv_header`]): empty when the model did not run;
+/// a value missing from a record that has the block is `not_measurable`.
+fn spine_cells(cells: &mut Vec<String>, spine: Option<&SpineRecord>) {
+    for definition in &measure::wholespine::PARAMETERS {
+        let parameter =
+            spine.and_then(|spine| spine.parameters.iter().find(|p| p.name == definition.name));
+        let value = parameter.map_or_else(String::new, |p| format!("{:.2}", p.value));
+        match definition.unit {
+            Unit::Distance => {
+                let in_mm = parameter.is_some_and(|p| p.unit == "mm");
+                let (mm, px) = if in_mm {
+                    (value, String::new())
+                } else {
+                    (String::new(), value)
+                };
+                cells.extend([mm, px]);
+            }
+            Unit::Degrees | Unit::Ratio => cells.push(value),
+        }
+        cells.push(match (spine, parameter) {
+            (_, Some(p)) => p.status.as_str().to_string(),
+            (Some(_), None) => QualityStatus::NotMeasurable.as_str().to_string(),
+            (None, None) => String::new(),
+        });
+    }
 }
 
 /// The header of the long-format landmarks table (`--landmarks-csv`): one row per landmark.

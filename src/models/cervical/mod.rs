@@ -8,7 +8,7 @@ use crate::engine::kernel::UniformParams;
 use crate::anatomy::cervical::{disc_members, is_disc_corner, DISC_COUNT, LANDMARK_COUNT};
 use crate::engine::buffers::{storage_buffer, upload_u32};
 use crate::engine::{
-    CompiledPlan, GpuContext, PipelineCache, Plan, Precision, StageTimer, TensorId,
+    CompiledPlan, GpuContext, PendingReadback, PipelineCache, Plan, Precision, StageTimer, TensorId,
 };
 use crate::error::Result;
 use crate::nn::hourglass::HourglassNet;
@@ -297,6 +297,72 @@ impl CervicalModel {
 
     /// Runs the whole pipeline: one submission, one readback.
     pub fn run(&mut self, image: GreyImage) -> Result<Prediction> {
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("cervical inference"),
+            });
+        let profiled = self.record(&mut encoder, image, self.profiling)?;
+        self.ctx.submit(encoder);
+        let read_bytes = RESULT_BYTES + profiled.as_ref().map_or(0, StageTimer::bytes);
+        let raw = self.ctx.read_buffer(&self.staging, read_bytes)?;
+        let mut prediction = self.prediction_from(&raw[..RESULT_BYTES as usize]);
+        if let Some(timer) = profiled {
+            let compiled = self.compiled.as_ref().expect("recorded above");
+            prediction.stage_ms = StageTimer::milliseconds(
+                &self.ctx,
+                &raw[RESULT_BYTES as usize..],
+                compiled.plan.pass_names(),
+            );
+            self.timestamps = Some(timer);
+        }
+        Ok(prediction)
+    }
+
+    /// Records the whole inference of `image` into the caller's `encoder` without submitting
+    /// it (a host that embeds the engine submits it with its own work): the image upload is
+    /// queued on the queue (applied at the next submission, before it), then the plan and the
+    /// copy of the result into the readback buffer. After submitting, [`Self::begin_readback`]
+    /// maps the result without waiting on the device.
+    ///
+    /// ```no_run
+    /// # fn frame(device: &sagitta::wgpu::Device, queue: &sagitta::wgpu::Queue,
+    /// #          model: &mut sagitta::CervicalModel, image: sagitta::GreyImage)
+    /// #          -> sagitta::Result<()> {
+    /// let mut encoder = device.create_command_encoder(&Default::default());
+    /// // ... the host's own passes ...
+    /// model.encode(&mut encoder, image)?;
+    /// let submission = queue.submit([encoder.finish()]);
+    /// let mut pending = model.begin_readback(Some(submission));
+    /// // Each frame: draw, then look whether the landmarks have arrived.
+    /// if let Some(bytes) = pending.poll() {
+    ///     let prediction = model.prediction_from(&bytes?);
+    ///     println!("{:?}", prediction.xy());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
+        self.record(encoder, image, false).map(drop)
+    }
+
+    /// Starts reading back what the last [`Self::encode`] recorded, once the caller has
+    /// submitted it (`submission`: its index, so that waiting waits for that work only). Turn
+    /// the bytes into landmarks with [`Self::prediction_from`]. One readback at a time: encode
+    /// the next inference after this one has arrived.
+    pub fn begin_readback(&self, submission: Option<wgpu::SubmissionIndex>) -> PendingReadback {
+        self.ctx
+            .begin_readback(&self.staging, RESULT_BYTES, submission)
+    }
+
+    /// The records `encoder` gets; returns the stage timer when timestamps were recorded.
+    fn record(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        image: GreyImage,
+        profile: bool,
+    ) -> Result<Option<StageTimer>> {
         let (w, h) = (image.width, image.height);
         let bytes = image.checked_bytes(&self.ctx)?;
         self.prepare(w, h)?;
@@ -332,33 +398,23 @@ impl CervicalModel {
             .write_buffer(&self.image_buffer, 0, bytemuck::cast_slice(image.pixels));
 
         let passes = compiled.plan.pass_count() as u32;
-        if self.profiling
-            && self
-                .timestamps
-                .as_ref()
-                .is_none_or(|t| t.passes() != passes)
-        {
-            self.timestamps = Some(StageTimer::new(&self.ctx, passes));
-        }
-        let timestamps = self.timestamps.as_ref().filter(|_| self.profiling);
-
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("cervical inference"),
-            });
+        let timer = match self.timestamps.take() {
+            Some(timer) if profile && timer.passes() == passes => Some(timer),
+            _ if profile => Some(StageTimer::new(&self.ctx, passes)),
+            _ => None,
+        };
         compiled
             .plan
-            .encode(&mut encoder, timestamps.map(StageTimer::query_set));
+            .encode(encoder, timer.as_ref().map(StageTimer::query_set));
         encoder.copy_buffer_to_buffer(&self.result, 0, &self.staging, 0, RESULT_BYTES);
-        if let Some(timer) = timestamps {
-            timer.resolve_into(&mut encoder, &self.staging, RESULT_BYTES);
+        if let Some(timer) = &timer {
+            timer.resolve_into(encoder, &self.staging, RESULT_BYTES);
         }
-        self.ctx.submit(encoder);
-        let read_bytes = RESULT_BYTES + timestamps.map_or(0, StageTimer::bytes);
-        let raw = self.ctx.read_buffer(&self.staging, read_bytes)?;
+        Ok(timer)
+    }
 
+    /// The prediction in the result table's bytes (see shaders/map_back.wgsl).
+    pub fn prediction_from(&self, raw: &[u8]) -> Prediction {
         let floats: Vec<f32> = raw[..RESULT_BYTES as usize]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -390,20 +446,12 @@ impl CervicalModel {
         let boxes = (0..CERVICAL_DISCS)
             .map(|i| row(2 * CERVICAL_LANDMARKS + i))
             .collect();
-        let stage_ms = match timestamps {
-            Some(_) => StageTimer::milliseconds(
-                &self.ctx,
-                &raw[RESULT_BYTES as usize..],
-                compiled.plan.pass_names(),
-            ),
-            None => Vec::new(),
-        };
-        Ok(Prediction {
+        Prediction {
             landmarks,
             coarse_input,
             boxes,
-            stage_ms,
-        })
+            stage_ms: Vec::new(),
+        }
     }
 
     /// GPU memory the model holds: weights, activations (after liveness reuse) and I/O buffers.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::engine::buffers::storage_buffer;
 use crate::engine::kernel::UniformParams;
-use crate::engine::{CompiledPlan, GpuContext, PipelineCache, Plan, Precision, TensorId};
+use crate::engine::{
+    CompiledPlan, GpuContext, PendingReadback, PipelineCache, Plan, Precision, TensorId,
+};
 use crate::error::Result;
 use crate::nn::scope::{GpuLayers, LayerBuilder, WeightScope};
 use crate::nn::weights::WeightFile;
@@ -259,6 +261,21 @@ impl CsmModel {
 
     /// Runs the whole pipeline: one submission, one 4-byte readback.
     pub fn run(&mut self, image: GreyImage) -> Result<CsmPrediction> {
+        let (ctx, staging) = (self.ctx.clone(), self.staging.clone());
+        let raw = ctx.record_submit_read(
+            "csm inference",
+            |encoder| self.encode(encoder, image),
+            &staging,
+            RESULT_BYTES,
+        )?;
+        Ok(self.prediction_from(&raw))
+    }
+
+    /// Records the inference of `image` into the host's `encoder` without submitting it (the
+    /// upload is queued, applied at the next submission); after submitting, read the result
+    /// with [`Self::begin_readback`] and [`Self::prediction_from`], as for
+    /// [`crate::CervicalModel::encode`].
+    pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
         let (w, h) = (image.width, image.height);
         let bytes = image.checked_bytes(&self.ctx)?;
         let s = self.config.input_size;
@@ -282,28 +299,32 @@ impl CsmModel {
         self.ctx
             .queue
             .write_buffer(&self.image_buffer, 0, bytemuck::cast_slice(image.pixels));
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("csm inference"),
-            });
-        compiled.plan.encode(&mut encoder, None);
+        compiled.plan.encode(encoder, None);
         let result = compiled.plan.buffer(compiled.probability);
         encoder.copy_buffer_to_buffer(result, 0, &self.staging, 0, RESULT_BYTES);
-        self.ctx.submit(encoder);
-        let raw = self.ctx.read_buffer(&self.staging, RESULT_BYTES)?;
+        Ok(())
+    }
+
+    /// Starts reading back what the last [`Self::encode`] recorded, once submitted (see
+    /// [`crate::CervicalModel::begin_readback`]).
+    pub fn begin_readback(&self, submission: Option<wgpu::SubmissionIndex>) -> PendingReadback {
+        self.ctx
+            .begin_readback(&self.staging, RESULT_BYTES, submission)
+    }
+
+    /// The prediction in the result's bytes.
+    pub fn prediction_from(&self, raw: &[u8]) -> CsmPrediction {
         let p_csm = match self.precision {
             Precision::F32 => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
             // f16 activations, native or packed two to a u32: element 0 is the low half.
             Precision::F16 => half::f16::from_le_bytes([raw[0], raw[1]]).to_f32(),
         };
         let threshold = self.config.threshold;
-        Ok(CsmPrediction {
+        CsmPrediction {
             p_csm,
             label: p_csm >= threshold,
             threshold,
-        })
+        }
     }
 
     /// GPU bytes of the weights.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use crate::anatomy::wholespine::{LANDMARK_COUNT, LANDMARK_NAMES};
 use crate::engine::buffers::{storage_buffer, upload_u32};
 use crate::engine::kernel::UniformParams;
-use crate::engine::{CompiledPlan, GpuContext, PipelineCache, Plan, Precision, TensorId};
+use crate::engine::{
+    CompiledPlan, GpuContext, PendingReadback, PipelineCache, Plan, Precision, TensorId,
+};
 use crate::error::Result;
 use crate::nn::preact::PreActBlock;
 use crate::nn::scope::{GpuLayers, LayerBuilder, WeightScope};
@@ -399,6 +401,21 @@ impl WholeSpineModel {
 
     /// Runs the whole pipeline: one submission, one readback.
     pub fn run(&mut self, image: GreyImage) -> Result<SpinePrediction> {
+        let (ctx, staging) = (self.ctx.clone(), self.staging.clone());
+        let raw = ctx.record_submit_read(
+            "wholespine inference",
+            |encoder| self.encode(encoder, image),
+            &staging,
+            RESULT_BYTES,
+        )?;
+        Ok(self.prediction_from(&raw))
+    }
+
+    /// Records the inference of `image` into the host's `encoder` without submitting it (the
+    /// upload is queued, applied at the next submission); after submitting, read the result
+    /// with [`Self::begin_readback`] and [`Self::prediction_from`], as for
+    /// [`crate::CervicalModel::encode`].
+    pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
         let (w, h) = (image.width, image.height);
         let bytes = image.checked_bytes(&self.ctx)?;
         self.prepare(w, h)?;
@@ -426,16 +443,20 @@ impl WholeSpineModel {
         self.ctx
             .queue
             .write_buffer(&self.image_buffer, 0, bytemuck::cast_slice(image.pixels));
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wholespine inference"),
-            });
-        compiled.plan.encode(&mut encoder, None);
+        compiled.plan.encode(encoder, None);
         encoder.copy_buffer_to_buffer(&self.result, 0, &self.staging, 0, RESULT_BYTES);
-        self.ctx.submit(encoder);
-        let raw = self.ctx.read_buffer(&self.staging, RESULT_BYTES)?;
+        Ok(())
+    }
+
+    /// Starts reading back what the last [`Self::encode`] recorded, once submitted (see
+    /// [`crate::CervicalModel::begin_readback`]).
+    pub fn begin_readback(&self, submission: Option<wgpu::SubmissionIndex>) -> PendingReadback {
+        self.ctx
+            .begin_readback(&self.staging, RESULT_BYTES, submission)
+    }
+
+    /// The prediction in the result table's bytes (see shaders/map_back.wgsl).
+    pub fn prediction_from(&self, raw: &[u8]) -> SpinePrediction {
         let rows: Vec<[f32; 4]> = raw
             .chunks_exact(16)
             .map(|row| {
@@ -456,10 +477,10 @@ impl WholeSpineModel {
                 sd_y,
             })
             .collect();
-        Ok(SpinePrediction {
+        SpinePrediction {
             landmarks,
             input_points: rows[LANDMARK_COUNT..].to_vec(),
-        })
+        }
     }
 
     /// GPU bytes of the weights.

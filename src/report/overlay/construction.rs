@@ -12,23 +12,23 @@ pub(super) struct Tag {
     pub colour: Colour,
 }
 
-fn add(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
+pub(super) fn add(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
     [a[0] + b[0], a[1] + b[1]]
 }
 
-fn sub(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
+pub(super) fn sub(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
     [a[0] - b[0], a[1] - b[1]]
 }
 
-fn scale(a: [f64; 2], factor: f64) -> [f64; 2] {
+pub(super) fn scale(a: [f64; 2], factor: f64) -> [f64; 2] {
     [a[0] * factor, a[1] * factor]
 }
 
-fn length(a: [f64; 2]) -> f64 {
+pub(super) fn length(a: [f64; 2]) -> f64 {
     a[0].hypot(a[1])
 }
 
-fn midpoint(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
+pub(super) fn midpoint(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
     scale(add(a, b), 0.5)
 }
 
@@ -46,7 +46,12 @@ fn foot(p: [f64; 2], a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
 
 /// The segment `from → to` extended by `behind` × its length beyond `from` and `ahead` × its
 /// length beyond `to`.
-fn extended(from: [f64; 2], to: [f64; 2], behind: f64, ahead: f64) -> ([f64; 2], [f64; 2]) {
+pub(super) fn extended(
+    from: [f64; 2],
+    to: [f64; 2],
+    behind: f64,
+    ahead: f64,
+) -> ([f64; 2], [f64; 2]) {
     let d = sub(to, from);
     (sub(from, scale(d, behind)), add(to, scale(d, ahead)))
 }
@@ -54,22 +59,29 @@ fn extended(from: [f64; 2], to: [f64; 2], behind: f64, ahead: f64) -> ([f64; 2],
 impl Style {
     /// A construction line: a thin dark edge under the colour, so that it reads on bone and on
     /// soft tissue alike.
-    fn line(&self, canvas: &mut Canvas, a: [f64; 2], b: [f64; 2], colour: Colour, alpha: f32) {
+    pub(super) fn line(
+        &self,
+        canvas: &mut Canvas,
+        a: [f64; 2],
+        b: [f64; 2],
+        colour: Colour,
+        alpha: f32,
+    ) {
         canvas.segment(a, b, self.line + self.outline, OUTLINE, 0.45 * alpha);
         canvas.segment(a, b, self.line, colour, alpha);
     }
 
     /// The part of a line beyond its landmarks: thinner and fainter than the measured part.
-    fn extension(&self, canvas: &mut Canvas, a: [f64; 2], b: [f64; 2], colour: Colour) {
+    pub(super) fn extension(&self, canvas: &mut Canvas, a: [f64; 2], b: [f64; 2], colour: Colour) {
         canvas.segment(a, b, 0.6 * self.line, colour, 0.65);
     }
 
-    fn dashed(&self, canvas: &mut Canvas, a: [f64; 2], b: [f64; 2], colour: Colour) {
+    pub(super) fn dashed(&self, canvas: &mut Canvas, a: [f64; 2], b: [f64; 2], colour: Colour) {
         canvas.dashed(a, b, 0.7 * self.line, colour, 0.9, self.dash);
     }
 
     /// An endplate drawn solid between its corners and extended faintly on both sides.
-    fn endplate(
+    pub(super) fn endplate(
         &self,
         canvas: &mut Canvas,
         posterior: [f64; 2],

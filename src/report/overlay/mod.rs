@@ -23,6 +23,7 @@ use image::{ImageFormat, Rgb, RgbImage};
 mod construction;
 mod draw;
 mod panel;
+mod spine_construction;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -61,6 +62,13 @@ pub fn parameter_colour(name: &str) -> Colour {
         "RJD" => [0, 235, 160],
         "CT" => [190, 145, 255],
         "CCA" => [205, 255, 120],
+        // The whole-spine constructions (cSVA shares the cervical colour).
+        "PI" => [255, 80, 230],
+        "PT" => [110, 140, 255],
+        "SS" => [255, 150, 30],
+        "LL" => [0, 215, 255],
+        "SVA" => [0, 235, 160],
+        "GTK" => [190, 145, 255],
         _ => TEXT,
     }
 }
@@ -134,6 +142,11 @@ pub fn render(
     let tags = construction::draw(&mut canvas, &style, &points);
     let mut labels = vertebra_labels(&style, &points);
     labels.extend(draw_landmarks(&mut canvas, &style, record, &points));
+    let mut tags = tags;
+    if let Some(spine) = &record.wholespine {
+        let spine_points = Points(spine.landmarks.iter().map(finite_point).collect());
+        tags.extend(spine_construction::draw(&mut canvas, &style, &spine_points));
+    }
     let spine_points = draw_spine_landmarks(&mut canvas, &style, record);
     let tag_style = TextStyle::new(Face::Bold, style.label_size);
     // What the panel should not hide: the landmarks (weighing three times) and the
@@ -424,7 +437,7 @@ fn draw_point(
     }
 }
 
-/// The whole-spine model's landmarks as points (its constructions are not drawn yet); returns
+/// The whole-spine model's landmarks as points (over its constructions); returns
 /// where they are, for the panel and the labels to keep clear of.
 fn draw_spine_landmarks(canvas: &mut Canvas, style: &Style, record: &ImageRecord) -> Vec<[f64; 2]> {
     let Some(spine) = &record.wholespine else {

@@ -381,3 +381,53 @@ fn values_have_their_units_and_sign() {
     cca.value = 61.0;
     assert_eq!(format_value(&cca), "61.0°");
 }
+
+#[test]
+fn every_whole_spine_construction_is_drawn_in_its_colour() {
+    use crate::anatomy::wholespine::{self as spine, LANDMARK_COUNT as SPINE_LANDMARKS};
+    // A spine leaning forward down the image (x grows downwards), facing right, the hips in
+    // front of and below S1.
+    let mut points = vec![None; SPINE_LANDMARKS];
+    for (k, index) in (spine::FIRST_CENTRE..spine::FIRST_CENTRE + spine::CENTRE_COUNT).enumerate() {
+        points[index] = Some([350.0 + 2.0 * k as f64, 60.0 + 24.0 * k as f64]);
+    }
+    let endplate = |points: &mut Vec<Option<[f64; 2]>>, posterior, anterior, y: f64| {
+        points[posterior] = Some([330.0, y]);
+        points[anterior] = Some([380.0, y + 4.0]);
+    };
+    endplate(&mut points, spine::T1_PS, spine::T1_AS, 200.0);
+    endplate(&mut points, spine::T12_PI, spine::T12_AI, 420.0);
+    endplate(&mut points, spine::L1_PS, spine::L1_AS, 440.0);
+    endplate(&mut points, spine::S1_PS, spine::S1_AS, 620.0);
+    points[spine::C7_PS] = Some([335.0, 170.0]);
+    points[spine::FH1] = Some([440.0, 700.0]);
+    points[spine::FH2] = Some([450.0, 705.0]);
+    let points = Points(points);
+    let style = Style::for_image(SIZE, SIZE);
+    let mut canvas = Canvas {
+        image: RgbImage::new(SIZE, SIZE),
+    };
+    let tags = spine_construction::draw(&mut canvas, &style, &points);
+    for name in ["PI", "PT", "SS", "LL", "SVA", "cSVA", "GTK"] {
+        assert!(
+            count_tinted(&canvas.image, parameter_colour(name)) > 20,
+            "{name}"
+        );
+        assert!(tags.iter().any(|tag| tag.text == name), "tag {name}");
+    }
+    assert!(
+        count_tinted(&canvas.image, REFERENCE) > 100,
+        "the spinal curve"
+    );
+
+    // Without the femoral heads there is no PI and no PT.
+    let mut without_hips = points;
+    without_hips.0[spine::FH1] = None;
+    let mut canvas = Canvas {
+        image: RgbImage::new(SIZE, SIZE),
+    };
+    let tags = spine_construction::draw(&mut canvas, &style, &without_hips);
+    assert_eq!(count_tinted(&canvas.image, parameter_colour("PI")), 0);
+    assert!(!tags.iter().any(|tag| tag.text == "PT"));
+    assert!(tags.iter().any(|tag| tag.text == "SS"));
+}

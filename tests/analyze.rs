@@ -1335,3 +1335,65 @@ fn the_adapter_can_be_chosen_by_its_number() {
         text(&missing.stderr)
     );
 }
+
+#[test]
+fn json_lines_get_one_whole_record_per_image_and_grow_across_runs() {
+    let dir = scratch();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for name in ["a.png", "b.png", "c.png"] {
+        write_png(&inputs.join(name), 130, 150);
+    }
+    std::fs::write(inputs.join("broken.png"), b"not a png").unwrap();
+    let lines_path = dir.path().join("records.jsonl");
+    let run = || {
+        sagitta(&[
+            path_str(&inputs),
+            "--weights",
+            FIXTURE_WEIGHTS,
+            "--jsonl",
+            path_str(&lines_path),
+            "-q",
+        ])
+    };
+    let output = run();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stdout_records = json(&output);
+    let text_lines = std::fs::read_to_string(&lines_path).unwrap();
+    let lines: Vec<Value> = text_lines
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "one line per image, the failed one too");
+    assert_eq!(
+        Value::Array(lines.clone()),
+        stdout_records,
+        "the same records"
+    );
+    assert_eq!(lines[2]["status"], "error", "broken.png");
+
+    // A cut last line (someone's crash) stays on its own line; the next run appends.
+    std::fs::write(&lines_path, format!("{text_lines}{{\"cut")).unwrap();
+    run();
+    let again = std::fs::read_to_string(&lines_path).unwrap();
+    let parsed: Vec<bool> = again
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).is_ok())
+        .collect();
+    assert_eq!(parsed.len(), 9);
+    assert_eq!(
+        parsed.iter().filter(|ok| !**ok).count(),
+        1,
+        "only the cut line"
+    );
+
+    // It is refused where it would overwrite an input.
+    let output = sagitta(&[
+        path_str(&inputs.join("a.png")),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--jsonl",
+        path_str(&inputs.join("a.png")),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+}

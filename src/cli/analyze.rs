@@ -96,6 +96,11 @@ pub struct AnalyzeArgs {
     /// landmark, x_px, y_px, sd_px, confidence, source, flagged_by). Same rules as --csv.
     #[arg(long, value_name = "FILE")]
     pub landmarks_csv: Option<PathBuf>,
+    /// Append one record per line to FILE (JSON lines), created if missing and never
+    /// truncated: each line is written whole as soon as its image is done, so a killed run keeps
+    /// every finished record (a line cut by a full disk is removed).
+    #[arg(long, value_name = "FILE")]
+    pub jsonl: Option<PathBuf>,
     /// Draw overlays: a .png file for a single image, else a folder of <file stem>.png.
     #[arg(long, value_name = "FILE|DIR")]
     pub overlay: Option<PathBuf>,
@@ -598,6 +603,9 @@ fn plan_outputs(
     if let Some(csv) = &args.landmarks_csv {
         check(csv, "--landmarks-csv")?;
     }
+    if let Some(jsonl) = &args.jsonl {
+        check(jsonl, "--jsonl")?;
+    }
     for path in json.iter().flatten() {
         check(path, "--out")?;
     }
@@ -646,6 +654,7 @@ fn lock_outputs(
         .csv
         .iter()
         .chain(&args.landmarks_csv)
+        .chain(&args.jsonl)
         .chain(match overlay_target {
             Some(OverlayTarget::File(path)) => Some(path),
             _ => None,
@@ -754,6 +763,66 @@ fn csv_line(cells: &[String]) -> String {
     format!("{}\r\n", cells.join(","))
 }
 
+/// The `--jsonl` file: opened for appending; each record is one write of one line.
+struct JsonLines {
+    path: PathBuf,
+    file: File,
+}
+
+impl JsonLines {
+    fn open(path: &Path) -> Result<Self, AnalyzeError> {
+        let refuse =
+            |reason: String| AnalyzeError::Usage(format!("--jsonl {}: {reason}", path.display()));
+        match std::fs::symlink_metadata(path) {
+            Ok(metadata) => {
+                if let Some(kind) = crate::util::special_file_kind(&metadata.file_type()) {
+                    return Err(refuse(format!("{kind}, not a regular file; choose a file")));
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(output_error(path, error)),
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(|error| output_error(path, error))?;
+        // A file whose last line was cut (by hand, or by a crash of another program) gets its
+        // next line on a line of its own.
+        let length = file
+            .metadata()
+            .map_err(|error| output_error(path, error))?
+            .len();
+        if length > 0 {
+            use std::io::{Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(length - 1))
+                .and_then(|_| file.read_exact(&mut last))
+                .map_err(|error| output_error(path, error))?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")
+                    .map_err(|error| output_error(path, error))?;
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Appends the record's line; on failure the part written is cut off again.
+    fn write(&mut self, record: &Record) -> std::io::Result<()> {
+        let line = format!("{}\n", record.to_json_line());
+        let before = self.file.metadata()?.len();
+        let written = self.file.write_all(line.as_bytes());
+        if written.is_err() {
+            let _ = self.file.set_len(before);
+        }
+        written
+    }
+}
+
 enum OverlayFailure {
     /// No space left: the batch stops.
     DiskFull(std::io::Error),
@@ -842,6 +911,15 @@ fn write_sr(path: &Path, record: &mut crate::report::ImageRecord) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// A table or line that could not be written stops the batch: the error for [`run`].
+fn write_failure(path: &Path, error: std::io::Error, done: usize, total: usize) -> AnalyzeError {
+    if output::is_disk_full(&error) {
+        disk_full(path, &error, done, total)
+    } else {
+        output_error(path, error)
+    }
 }
 
 /// A write that failed for lack of space stops the batch: the error for [`run`].
@@ -1084,6 +1162,7 @@ pub fn run(
         tables.push((path.clone(), table));
     }
 
+    let mut json_lines = args.jsonl.as_deref().map(JsonLines::open).transpose()?;
     let mut analyzer = Analyzer::new(&weights, gpu, options)?;
     for note in analyzer.notes() {
         eprintln!("sagitta: {note}");
@@ -1220,11 +1299,13 @@ pub fn run(
             for (path, table) in &mut tables {
                 if let Err(error) = table.write(&record) {
                     progress.finish_and_clear();
-                    return Err(if output::is_disk_full(&error) {
-                        disk_full(path, &error, index, total)
-                    } else {
-                        output_error(path, error)
-                    });
+                    return Err(write_failure(path, error, index, total));
+                }
+            }
+            if let Some(lines) = &mut json_lines {
+                if let Err(error) = lines.write(&record) {
+                    progress.finish_and_clear();
+                    return Err(write_failure(&lines.path, error, index, total));
                 }
             }
             progress.inc(1);
@@ -1246,6 +1327,9 @@ pub fn run(
                 summary_count(&mut summary, &record);
                 for (_, table) in &mut tables {
                     let _ = table.write(&record);
+                }
+                if let Some(lines) = &mut json_lines {
+                    let _ = lines.write(&record);
                 }
                 let json = record.to_json();
                 match &planned.json[index] {

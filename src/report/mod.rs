@@ -453,6 +453,16 @@ impl Record {
     }
 
     /// Pretty JSON, as printed and written to files.
+    /// The record on one line (JSON lines: `--jsonl`).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|error| {
+            format!(
+                "{{\"image\": {}, \"error\": \"cannot serialise the record: {error}\"}}",
+                serde_json::Value::String(self.image().to_string())
+            )
+        })
+    }
+
     pub fn to_json(&self) -> String {
         // Every field is a plain string, number, bool or null (non-finite numbers become
         // null), so serialisation cannot fail.

@@ -197,6 +197,17 @@ fn check_sr(source_path: &Path, record: &Value, path: &Path) -> dicom_object::De
         assert!(new.starts_with("2.25."), "{new}");
         assert_ne!(new, string(&source, tag), "{tag} must be new");
     }
+    // The record names the SR it got, so that the one in the PACS pairs with it.
+    let named = &record["dicom_sr"];
+    assert_eq!(named["path"], path.display().to_string());
+    assert_eq!(
+        named["sop_instance_uid"],
+        string(&report, tags::SOP_INSTANCE_UID)
+    );
+    assert_eq!(
+        named["series_instance_uid"],
+        string(&report, tags::SERIES_INSTANCE_UID)
+    );
     assert_eq!(
         record["dicom"]["study_instance_uid"],
         string(&report, tags::STUDY_INSTANCE_UID)

@@ -903,6 +903,11 @@ fn write_sr(path: &Path, record: &mut crate::report::ImageRecord) -> Result<(), 
             SrFailure::Other(format!("{}: cannot write the SR: {error}", path.display()))
         }
     })?;
+    record.dicom_sr = Some(crate::report::SrReference {
+        path: path.display().to_string(),
+        series_instance_uid: identity.series_instance_uid.clone(),
+        sop_instance_uid: identity.sop_instance_uid.clone(),
+    });
     if replaced {
         record.warnings.push(format!(
             "DICOM SR {} replaced the file of an earlier run (SOP Instance UID now {})",

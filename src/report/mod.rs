@@ -337,8 +337,19 @@ pub struct ImageRecord {
     pub parameters: Vec<ParameterRecord>,
     /// Every problem the quality checks found, with the landmarks concerned.
     pub findings: Vec<Finding>,
+    /// The DICOM SR written for this image (`--dicom-out`); `null` when none was.
+    pub dicom_sr: Option<SrReference>,
     pub warnings: Vec<String>,
     pub timing_ms: TimingMs,
+}
+
+/// Where a record's DICOM SR went and the identity it got, so that the SR found in a PACS can
+/// be paired with its record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SrReference {
+    pub path: String,
+    pub series_instance_uid: String,
+    pub sop_instance_uid: String,
 }
 
 /// A file that could not be analysed.
@@ -384,6 +395,7 @@ struct ErrorRecordShape<'a> {
     landmarks: [(); 0],
     parameters: [(); 0],
     findings: [(); 0],
+    dicom_sr: Option<()>,
     warnings: [(); 0],
     timing_ms: Option<()>,
 }
@@ -416,6 +428,7 @@ impl Serialize for Record {
                 landmarks: [],
                 parameters: [],
                 findings: [],
+                dicom_sr: None,
                 warnings: [],
                 timing_ms: None,
             }
@@ -787,6 +800,7 @@ pub fn build_record(
         landmarks,
         parameters,
         findings,
+        dicom_sr: None,
         warnings,
         timing_ms,
     }

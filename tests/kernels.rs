@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use sagitta::engine::buffers::{storage_buffer, upload, upload_f16, upload_u32};
 use sagitta::engine::{PipelineCache, Plan, Precision, TensorId};
-use sagitta::ops::boxes::BoxSpec;
+use sagitta::ops::boxes::{BoxShape, BoxSpec};
 use sagitta::ops::conv2d::{Activation, ConvGeometry, WeightStorage};
 use sagitta::ops::{
     self, BatchNorm, ConvAlgorithm, ConvLayer, ConvWeights, LinearLayer, LinearWeights,
@@ -479,24 +479,39 @@ fn boxes_match_pytorch() {
             .chunks(2)
             .flat_map(|p| [p[0], p[1], 0.0, 0.0])
             .collect();
+        let points = rows.len() / 4;
         let mut plan = Plan::new();
-        let c = bound(&mut plan, "coarse", &[29, 4], &rows);
+        let c = bound(&mut plan, "coarse", &[points, 4], &rows);
         let margin = case["margin"].as_f64().unwrap() as f32;
         let min_side = case["min_side"].as_f64().unwrap() as f32;
-        // The cervical disc groups: corners 4k+2 .. 4k+5 of disc k.
-        let members = sagitta::anatomy::cervical::disc_members();
-        let m = plan.bound("members", &[24], upload_u32(&gpu(), "members", &members));
-        let size = param_u32(&case, "input_size");
+        // Cases named about_mean_* are rectangles about each run of four points' mean on a
+        // W x H frame (the lumbar levels); the others are the cervical disc groups' squares:
+        // corners 4k+2 .. 4k+5 of disc k.
+        let about_mean = name.starts_with("about_mean");
+        let (members, input, shape) = if about_mean {
+            let frame = (param_u32(&case, "width"), param_u32(&case, "height"));
+            ((0..points as u32).collect(), frame, BoxShape::AboutMean)
+        } else {
+            let size = param_u32(&case, "input_size");
+            let members = sagitta::anatomy::cervical::disc_members();
+            (members, (size, size), BoxShape::Square)
+        };
+        let m = plan.bound(
+            "members",
+            &[members.len() as u32],
+            upload_u32(&gpu(), "members", &members),
+        );
         let spec = BoxSpec {
-            input: (size, size),
+            input,
             margin,
             min_side,
             group_size: 4,
+            shape,
         };
         let b = ops::boxes(&mut plan, c, m, &spec).unwrap();
         let got = run(plan, &[b]);
-        let size = param_u32(&case, "input_size") as f32;
-        assert_close(name, &got[0], expected, 1e-5 * size);
+        assert_eq!(got[0].len(), expected.len(), "{name}");
+        assert_close(name, &got[0], expected, 1e-5 * input.0.max(input.1) as f32);
     }
 }
 

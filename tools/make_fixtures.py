@@ -335,6 +335,20 @@ def boxes_fixture():
     centre = torch.tensor([0.13, -0.27])
     tight = centre + torch.randn(29, 2, generator=g) * 1e-3
     add("min_side_128", tight, 128, 0.7, 8.0)
+
+    # SPEC-lumbar step 5: rectangles about each level's corner mean on a W x H frame (names
+    # starting with about_mean; the test reads the shape from the name).
+    def add_about_mean(name, coarse, height, width, margin, min_side):
+        groups = [list(range(4 * v, 4 * v + 4)) for v in range(coarse.shape[0] // 4)]
+        boxes = ops.boxes_about_mean(coarse, groups, (height, width), margin, min_side)
+        fx.add(name, {"input_size": max(height, width), "height": height, "width": width,
+                      "margin": margin, "min_side": min_side},
+               {"coarse_norm": coarse, "boxes": boxes})
+
+    levels = torch.rand(28, 2, generator=g) * 1.6 - 0.8
+    add_about_mean("about_mean_1200x800", levels, 1200, 800, 0.7, 16.0)
+    add_about_mean("about_mean_min_side", centre + torch.randn(28, 2, generator=g) * 1e-3,
+                   300, 500, 0.7, 16.0)
     fx.write()
 
 
@@ -725,6 +739,51 @@ def grid_sample_crops_fixture():
     fx.write()
 
 
+# --- 13. the lumbar model ---------------------------------------------------------------------
+
+LUMBAR_KEYS = ["presence", "coarse", "boxes", "refined_rows", "landmarks"]
+
+
+def lumbar_fixture():
+    """The lumbar 2-step model at 1/16 width (resnet with [1, 2, 1, 1] bottlenecks, two
+    Inception3 trunks), a 192 input and 128 crops, randomized (BN statistics and the labeller's
+    linear layer included) with a conv gain that keeps the heatmaps peaked; on a portrait
+    synthetic radiograph. Weights in f32 and f16 through the converter, expectations from each
+    file's own values."""
+    from sagitta_ref.models.lumbar import LumbarModel
+    from sagitta_ref.models.lumbar import small_config as lumbar_small_config
+    config = lumbar_small_config()
+    g = gen(15)
+    image = testdata.synthetic_radiograph(230, 170, g, testdata.spine_targets(g))
+    model = LumbarModel(config)
+    testdata.randomize_(model, g, conv_gain=1.6)
+    with torch.no_grad():
+        fc = model.identify.fc
+        fc.weight.copy_(torch.randn(fc.weight.shape, generator=g) * 0.3 / fc.weight.shape[1] ** 0.5)
+        fc.bias.copy_(torch.randn(fc.bias.shape, generator=g) * 0.5)
+    out = model(image)
+    for key in ("coarse", "landmarks"):
+        spread = out[key][:, :2].std(0).min().item()
+        assert spread > 1.0, f"lumbar {key} do not spread ({spread} px)"
+    p = out["presence"]
+    assert 0 < (p >= 0.5).sum() < 24 and p.min() > 0.01 and p.max() < 0.99, p
+    io = {"image": image}
+    for dtype in ("f32", "f16"):
+        path = os.path.join(OUT, f"lumbar_small_{dtype}.safetensors")
+        save_model(model, config, path, dtype)
+        print(f"{os.path.relpath(path)}: {os.path.getsize(path)} bytes")
+        reloaded, _ = load_model(path, torch.float32)
+        res = reloaded(image)
+        for key in LUMBAR_KEYS:
+            io[f"{dtype}.{key}"] = res[key].float().contiguous()
+        sd = res["landmarks"][:, 2:]
+        print(f"  {dtype}: corner sd {sd.min().item():.2f}..{sd.max().item():.2f} px, "
+              f"{int((res['presence'] >= 0.5).sum())} levels present")
+    path = os.path.join(OUT, "lumbar_small_io.safetensors")
+    st_io.save_file(io, path, {"config": json.dumps(config)})
+    print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
+
+
 # file stem (or group of files) -> the function that writes it, in the order of a full run
 FIXTURES = {
     "resize_bicubic": resize_fixture,
@@ -750,6 +809,7 @@ FIXTURES = {
     "pool2d": pool2d_fixture,
     "grid_sample_crops": grid_sample_crops_fixture,
     "wholespine_small": wholespine_fixture,  # wholespine_small_f32 / _f16 / _io
+    "lumbar_small": lumbar_fixture,          # lumbar_small_f32 / _f16 / _io
 }
 
 

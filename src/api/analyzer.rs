@@ -163,6 +163,13 @@ impl Analyzer {
                 Family::Cervical => analyzer.cervical.is_some(),
                 Family::Csm => analyzer.csm.is_some(),
                 Family::WholeSpine => analyzer.wholespine.is_some(),
+                Family::Lumbar => {
+                    return Err(AnalyzeError::Usage(format!(
+                        "{}: a lumbar model; `sagitta analyze` does not run the lumbar family \
+                         yet (the library's LumbarModel does)",
+                        file.path.display()
+                    )))
+                }
             };
             if taken {
                 return Err(AnalyzeError::Usage(format!(
@@ -191,6 +198,7 @@ impl Analyzer {
                     let info = model_info(file, &model.config.name, model.config.input_height);
                     analyzer.wholespine = Some(Loaded { model, info });
                 }
+                Family::Lumbar => unreachable!("refused above"),
             }
         }
         Ok(analyzer)

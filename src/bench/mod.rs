@@ -8,6 +8,7 @@ use crate::engine::{GpuContext, PipelineCache, Precision, Step};
 use crate::error::Result;
 use crate::models::cervical::{CervicalConfig, CervicalModel, GpuMemory, GreyImage};
 use crate::models::csm::CsmModel;
+use crate::models::lumbar::LumbarModel;
 use crate::models::wholespine::WholeSpineModel;
 use crate::nn::weights::WeightFile;
 use crate::ops::conv2d::{Activation, ConvStep};
@@ -212,6 +213,34 @@ impl SingleSubmission for CsmModel {
     }
 }
 
+impl SingleSubmission for LumbarModel {
+    fn prepare(&mut self, width: u32, height: u32) -> Result<()> {
+        LumbarModel::prepare(self, width, height)
+    }
+    fn run_once(&mut self, image: GreyImage) -> Result<()> {
+        self.run(image).map(drop)
+    }
+    fn dispatch_plan(&self, width: u32, height: u32) -> Result<crate::engine::Plan> {
+        LumbarModel::dispatch_plan(self, width, height)
+    }
+    fn dispatch_count(&self) -> usize {
+        LumbarModel::dispatch_count(self)
+    }
+    fn name(&self) -> String {
+        self.config.name.clone()
+    }
+    fn input(&self) -> [u32; 2] {
+        [self.config.input_size; 2]
+    }
+    fn gpu_memory(&self) -> GpuMemory {
+        GpuMemory {
+            weights: self.weight_bytes(),
+            activations: self.activation_bytes(),
+            io: self.io_bytes(),
+        }
+    }
+}
+
 impl SingleSubmission for WholeSpineModel {
     fn prepare(&mut self, width: u32, height: u32) -> Result<()> {
         WholeSpineModel::prepare(self, width, height)
@@ -262,6 +291,19 @@ pub fn run_wholespine(
 ) -> Result<BenchReport> {
     let t = Instant::now();
     let mut model = WholeSpineModel::with_selection(ctx.clone(), weights, &settings.selection)?;
+    model.set_precision(settings.precision)?;
+    run_single(ctx, model, t.elapsed().as_secs_f64(), settings)
+}
+
+/// The lumbar pipeline (localisation, 24 crops refined as one batch, map back, labeller in one
+/// submission), timed as [`run_csm`].
+pub fn run_lumbar(
+    ctx: Arc<GpuContext>,
+    weights: &WeightFile,
+    settings: &BenchSettings,
+) -> Result<BenchReport> {
+    let t = Instant::now();
+    let mut model = LumbarModel::with_selection(ctx.clone(), weights, &settings.selection)?;
     model.set_precision(settings.precision)?;
     run_single(ctx, model, t.elapsed().as_secs_f64(), settings)
 }
@@ -470,6 +512,11 @@ pub fn kernel_table(
                 weights,
                 &settings.selection,
             )?;
+            model.set_precision(settings.precision)?;
+            model.dispatch_plan(w, h)?
+        }
+        crate::models::Family::Lumbar => {
+            let mut model = LumbarModel::with_selection(ctx.clone(), weights, &settings.selection)?;
             model.set_precision(settings.precision)?;
             model.dispatch_plan(w, h)?
         }

@@ -45,6 +45,11 @@ pub const CSM_WEIGHTS_ENV: &str = "SAGITTA_CSM_WEIGHTS";
 pub const DEFAULT_WHOLESPINE_WEIGHTS: &str = "weights/wholespine_default.safetensors";
 pub const WHOLESPINE_WEIGHTS_ENV: &str = "SAGITTA_WHOLESPINE_WEIGHTS";
 
+/// Where the lumbar model's default weights will be (none are shipped yet), and the
+/// environment variable naming a file.
+pub const DEFAULT_LUMBAR_WEIGHTS: &str = "weights/lumbar_default.safetensors";
+pub const LUMBAR_WEIGHTS_ENV: &str = "SAGITTA_LUMBAR_WEIGHTS";
+
 /// Which models `analyze` runs on each image (`--model`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModelChoice {
@@ -412,6 +417,7 @@ pub fn default_weights(family: Family) -> Result<(PathBuf, String), AnalyzeError
         Family::Cervical => (WEIGHTS_ENV, DEFAULT_WEIGHTS),
         Family::Csm => (CSM_WEIGHTS_ENV, DEFAULT_CSM_WEIGHTS),
         Family::WholeSpine => (WHOLESPINE_WEIGHTS_ENV, DEFAULT_WHOLESPINE_WEIGHTS),
+        Family::Lumbar => (LUMBAR_WEIGHTS_ENV, DEFAULT_LUMBAR_WEIGHTS),
     };
     if let Some(path) = std::env::var_os(env).filter(|value| !value.is_empty()) {
         return Ok((PathBuf::from(path), format!("${env}")));

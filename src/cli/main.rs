@@ -92,7 +92,7 @@ struct TuneArgs {
     #[arg(long)]
     weights: Option<PathBuf>,
     /// The model family tuned without --weights: cervical, csm or wholespine.
-    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm", "wholespine"])]
+    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm", "wholespine", "lumbar"])]
     model: String,
     /// Size of the synthetic original image (width x height).
     #[arg(long, default_value = "1200x1000")]
@@ -116,7 +116,7 @@ struct BenchArgs {
     weights: Option<PathBuf>,
     /// The model family benchmarked without --weights: cervical, csm or wholespine (the CSM
     /// classifier and the whole-spine model have no per-stage GPU times).
-    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm", "wholespine"])]
+    #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm", "wholespine", "lumbar"])]
     model: String,
     /// Timed runs after warm-up (0: load and prepare only, e.g. for the GPU memory).
     #[arg(long, default_value_t = 10)]
@@ -326,6 +326,7 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         (None, "wholespine") => {
             sagitta::models::wholespine::WholeSpineConfig::paper().random_weights(0)
         }
+        (None, "lumbar") => sagitta::models::lumbar::LumbarConfig::paper().random_weights(0),
         (None, _) => CervicalConfig::paper().random_weights(0),
     };
     let family = sagitta::models::family_of(&weights)?;
@@ -346,6 +347,9 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
         sagitta::models::Family::Csm => sagitta::bench::run_csm(ctx.clone(), &weights, &settings)?,
         sagitta::models::Family::WholeSpine => {
             sagitta::bench::run_wholespine(ctx.clone(), &weights, &settings)?
+        }
+        sagitta::models::Family::Lumbar => {
+            sagitta::bench::run_lumbar(ctx.clone(), &weights, &settings)?
         }
     };
     let kernels = if args.kernels {
@@ -416,6 +420,7 @@ fn tune(gpu: &GpuArgs, args: &TuneArgs) -> AnyResult {
         (None, "wholespine") => {
             sagitta::models::wholespine::WholeSpineConfig::paper().random_weights(0)
         }
+        (None, "lumbar") => sagitta::models::lumbar::LumbarConfig::paper().random_weights(0),
         (None, _) => CervicalConfig::paper().random_weights(0),
     };
     let image = parse_size(&args.image)?;

@@ -4,6 +4,7 @@
 
 pub mod cervical;
 pub mod csm;
+pub mod lumbar;
 pub mod wholespine;
 
 use crate::engine::GpuContext;
@@ -57,6 +58,8 @@ pub enum Family {
     Csm,
     /// Whole-spine lateral radiograph -> 45 landmarks (SPEC-wholespine.md).
     WholeSpine,
+    /// Thoracolumbar lateral radiograph -> level labels and 4 corners each (SPEC-lumbar.md).
+    Lumbar,
 }
 
 impl Family {
@@ -75,6 +78,7 @@ impl Family {
             Family::Cervical => "cervical",
             Family::Csm => "csm",
             Family::WholeSpine => "wholespine",
+            Family::Lumbar => "lumbar",
         }
     }
 }
@@ -84,6 +88,7 @@ pub const REGISTRY: &[(&str, Family)] = &[
     (cervical::CERVICAL_ARCH, Family::Cervical),
     (csm::CSM_ARCH, Family::Csm),
     (wholespine::WHOLESPINE_ARCH, Family::WholeSpine),
+    (lumbar::LUMBAR_ARCH, Family::Lumbar),
 ];
 
 /// The architecture names the registry knows, for error messages and `sagitta info`.
@@ -134,6 +139,7 @@ pub fn dispatch_plan(
         Family::WholeSpine => {
             wholespine::WholeSpineModel::new(ctx, weights)?.dispatch_plan(width, height)
         }
+        Family::Lumbar => lumbar::LumbarModel::new(ctx, weights)?.dispatch_plan(width, height),
     }
 }
 

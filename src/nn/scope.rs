@@ -269,6 +269,72 @@ impl<'a, B: LayerBuilder> WeightScope<'a, B> {
             .collect())
     }
 
+    /// `name.weight` [out_c, in_c, 1, 1] of a 1x1 convolution without bias (a zero bias).
+    pub fn conv1x1_without_bias(
+        &self,
+        name: &str,
+        in_c: usize,
+        out_c: usize,
+    ) -> Result<Vec<ConvWeights>> {
+        let weight_name = format!("{name}.weight");
+        let weights = self.tensor(&weight_name, &[out_c, in_c, 1, 1])?;
+        let storage = if self.is_f16(&weight_name) {
+            WeightStorage::F16
+        } else {
+            WeightStorage::F32
+        };
+        Ok(weights
+            .into_iter()
+            .map(|weight| ConvWeights {
+                out_c,
+                in_c,
+                kh: 1,
+                kw: 1,
+                weight: weight.into_owned(),
+                bias: vec![0.0; out_c],
+                storage,
+            })
+            .collect())
+    }
+
+    /// A convolution without bias at `conv` followed by an inference-mode `BatchNorm2d` at `bn`
+    /// (torchvision's resnet and Inception layers), the BatchNorm folded into the weights.
+    pub fn conv_bn(
+        &self,
+        conv: &str,
+        bn: &str,
+        in_c: usize,
+        out_c: usize,
+        (kh, kw): (usize, usize),
+        eps: f32,
+    ) -> Result<Vec<ConvWeights>> {
+        let weight_name = format!("{conv}.weight");
+        let weights = self.tensor(&weight_name, &[out_c, in_c, kh, kw])?;
+        let storage = if self.is_f16(&weight_name) {
+            WeightStorage::F16
+        } else {
+            WeightStorage::F32
+        };
+        let norms = self.batchnorm(bn, out_c, eps)?;
+        Ok(weights
+            .into_iter()
+            .zip(norms)
+            .map(|(weight, norm)| {
+                let mut c = ConvWeights {
+                    out_c,
+                    in_c,
+                    kh,
+                    kw,
+                    weight: weight.into_owned(),
+                    bias: vec![0.0; out_c],
+                    storage,
+                };
+                c.fold_batchnorm(&norm);
+                c
+            })
+            .collect())
+    }
+
     /// `name.weight` [out, in] and `name.bias` [out] of every set (PyTorch's `nn.Linear`); the
     /// weights stay f16 on the GPU when the file holds them in f16.
     pub fn linear_weights(

@@ -14,10 +14,24 @@ uniform_params! {
         pub min_side: f32,
         pub boxes: u32,
         pub group_size: u32,
+        /// 0: squares about the bounding box's centre; 1: rectangles about the points' mean.
+        pub about_mean: u32,
     }
 }
 
 pub const BOXES: Kernel = kernel!("boxes", "boxes", "main", BoxesParams);
+
+/// The shape of a group's box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BoxShape {
+    /// A square on the centre of the group's bounding box, side = the larger extent times
+    /// `1 + margin`, at least `min_side`.
+    #[default]
+    Square,
+    /// A rectangle on the mean of the group's points, each side = the group's extent along it
+    /// times `1 + margin`, at least `min_side`.
+    AboutMean,
+}
 
 /// How boxes are drawn around groups of points.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,11 +44,26 @@ pub struct BoxSpec {
     pub min_side: f32,
     /// Points per group; `members` holds `boxes * group_size` point indices.
     pub group_size: u32,
+    pub shape: BoxShape,
+}
+
+/// The uniform block of `boxes` for `count` boxes of `spec` (rewritten when the frame the points
+/// are measured in changes size).
+pub fn boxes_params(spec: &BoxSpec, count: u32) -> BoxesParams {
+    BoxesParams {
+        input_w: spec.input.0 as f32,
+        input_h: spec.input.1 as f32,
+        margin: spec.margin,
+        min_side: spec.min_side,
+        boxes: count,
+        group_size: spec.group_size,
+        about_mean: u32::from(spec.shape == BoxShape::AboutMean),
+    }
 }
 
 /// `boxes`: DSNT rows `points` [P, 4] (normalized) and the u32 table `members`
-/// [boxes * group_size] of point indices -> square boxes [boxes, 4] (x1, y1, x2, y2) in input
-/// pixels around each group.
+/// [boxes * group_size] of point indices -> boxes [boxes, 4] (x1, y1, x2, y2) in input pixels
+/// around each group, shaped as `spec.shape` says.
 pub fn boxes(
     plan: &mut Plan,
     points: TensorId,
@@ -58,15 +87,7 @@ pub fn boxes(
         label: "boxes".into(),
         kernel: BOXES,
         overrides: vec![],
-        params: BoxesParams {
-            input_w: spec.input.0 as f32,
-            input_h: spec.input.1 as f32,
-            margin: spec.margin,
-            min_side: spec.min_side,
-            boxes: count,
-            group_size: spec.group_size,
-        }
-        .words(),
+        params: boxes_params(spec, count).words(),
         reads: vec![points, members],
         writes: vec![output],
         threads: Threads::Linear(count as u64),

@@ -77,7 +77,7 @@ pub use global_avg_pool::{global_avg_pool, GLOBAL_AVG_POOL};
 pub use grid_sample_crops::{grid_sample_crops, GRID_SAMPLE_CROPS};
 pub use linear::{LinearLayer, LinearWeights, LINEAR};
 pub use map_back::{map_back, map_back_params, MAP_BACK};
-pub use minmax::{minmax_normalize, MINMAX_APPLY, MINMAX_STATS};
+pub use minmax::{minmax_apply, minmax_normalize, minmax_stats, MINMAX_APPLY, MINMAX_STATS};
 pub use pool::{maxpool2, MAXPOOL2};
 pub use pool2d::{pool2d, Pool2d, PoolKind, POOL2D};
 pub use resize::{resize_bicubic, resize_params, RESIZE_BICUBIC};

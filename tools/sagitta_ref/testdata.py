@@ -92,7 +92,8 @@ def randomize_(model: nn.Module, gen: torch.Generator, conv_gain: float = 1.0) -
             fan_in = mod.weight[0].numel()
             mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen)
                              * (conv_gain / math.sqrt(fan_in)))
-            mod.bias.copy_(torch.randn(mod.bias.shape, generator=gen) * 0.1)
+            if mod.bias is not None:     # torchvision's resnet and Inception convs have none
+                mod.bias.copy_(torch.randn(mod.bias.shape, generator=gen) * 0.1)
         elif isinstance(mod, nn.BatchNorm2d):
             c = mod.num_features
             mod.weight.copy_(_uniform(c, 0.5, 1.5, gen))

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::nn::hourglass::HourglassNet;
 use crate::nn::scope::{GpuLayers, WeightScope};
 use crate::nn::weights::WeightFile;
-use crate::ops::boxes::{check_members, BoxSpec};
+use crate::ops::boxes::{check_members, BoxShape, BoxSpec};
 use crate::ops::map_back::{check_sources, GLOBAL_POINT};
 use crate::ops::{self, ConvSelection};
 
@@ -245,6 +245,7 @@ impl CervicalModel {
                 margin: c.box_margin,
                 min_side: c.box_min_side,
                 group_size: 4,
+                shape: BoxShape::Square,
             },
         )?;
         let crops = ops::roi_align(

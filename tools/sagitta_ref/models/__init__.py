@@ -7,13 +7,14 @@ ARCHITECTURES below.
 
 from __future__ import annotations
 
-from . import cervical, csm, wholespine
+from . import cervical, csm, lumbar, wholespine
 from .architecture import Architecture
 
 ARCHITECTURES: dict[str, Architecture] = {
     "cervical-hourglass-dsnt": cervical.ARCHITECTURE,
     "csm-vgg16": csm.ARCHITECTURE,
     "wholespine-cpn-dsnt": wholespine.ARCHITECTURE,
+    lumbar.ARCH: lumbar.ARCHITECTURE,
 }
 
 

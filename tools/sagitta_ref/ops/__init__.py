@@ -7,7 +7,7 @@ Normalized coordinates u in [-1, 1] span a map edge to edge (dsntnn).
 """
 
 from ..anatomy.cervical import NUM_DISCS, disc_corner_indices
-from .boxes import boxes_from_coarse, boxes_from_points
+from .boxes import boxes_about_mean, boxes_from_coarse, boxes_from_points
 from .channel_affine import channel_affine_expand
 from .conv2d import (WINOGRAD_AT, WINOGRAD_BT, WINOGRAD_G, conv2d_fused, conv3x3_winograd,
                      winograd_filter)
@@ -31,7 +31,7 @@ from .upsample_bilinear import upsample_bilinear, upsample_bilinear_add
 
 __all__ = [
     "NUM_DISCS", "disc_corner_indices",
-    "boxes_from_coarse", "boxes_from_points",
+    "boxes_about_mean", "boxes_from_coarse", "boxes_from_points",
     "WINOGRAD_AT", "WINOGRAD_BT", "WINOGRAD_G", "conv2d_fused", "conv3x3_winograd",
     "winograd_filter",
     "dsnt", "dsnt_variance", "normalized_linspace", "softmax2d", "softmax_dsnt",

@@ -37,6 +37,20 @@ def boxes_from_points(coarse_norm: torch.Tensor, groups: Sequence[Sequence[int]]
     return torch.stack(boxes)
 
 
+def boxes_about_mean(coarse_norm: torch.Tensor, groups: Sequence[Sequence[int]],
+                     frame_hw: tuple[int, int], margin: float, min_side: float) -> torch.Tensor:
+    """boxes.wgsl's `about_mean` mode (SPEC-lumbar step 5): coarse_norm [L, 2] normalized over a
+    frame of frame_hw = (height, width) -> boxes [B, 4] (x0, y0, x1, y1) in that frame's pixels,
+    centred on the mean of each group's points, each side = the group's extent along it times
+    (1 + margin), at least min_side."""
+    p = norm_to_input(coarse_norm, tuple(frame_hw))
+    idx = torch.as_tensor(groups, dtype=torch.long, device=p.device)       # [B, G]
+    q = p[idx]                                                             # [B, G, 2]
+    centre = q.mean(dim=1)
+    side = torch.clamp((q.amax(dim=1) - q.amin(dim=1)) * (1.0 + margin), min=min_side)
+    return torch.cat([centre - side / 2, centre + side / 2], dim=1)
+
+
 def boxes_from_coarse(coarse_norm: torch.Tensor, input_size: int, margin: float,
                       min_side: float) -> torch.Tensor:
     """The cervical case: coarse_norm [29, 2] on an S x S input -> boxes [6, 4] around the disc

@@ -1,0 +1,203 @@
+//! The lumbar 2-step model (1/16 width, a 192 input and 128 crops, randomized weights and
+//! BatchNorm statistics) against the PyTorch reference (tools/sagitta_ref/models/lumbar.py,
+//! fixtures lumbar_small_*): presence probabilities, the localisation's corners, the level boxes
+//! and the refined corners in original pixels, for f32 and f16 weights and f16 activations; the
+//! one-submission discipline; the metadata checks.
+
+mod common;
+
+use common::*;
+use sagitta::engine::{GpuEvent, Precision};
+use sagitta::models::lumbar::{LumbarConfig, LumbarModel, LumbarPrediction};
+use sagitta::{GreyImage, SagittaError, WeightFile};
+
+fn reference() -> Reference {
+    Reference::load(&fixture_path("lumbar_small_io.safetensors"))
+}
+
+fn rows(p: &LumbarPrediction) -> Vec<f32> {
+    p.corners
+        .iter()
+        .flat_map(|c| [c.x, c.y, c.sd_x, c.sd_y])
+        .collect()
+}
+
+/// The engine against torch's values from the same file: probabilities within `tol_p`, every
+/// point and spread within `tol_px` original pixels.
+fn against_torch(
+    ctx: std::sync::Arc<sagitta::GpuContext>,
+    weights: &str,
+    prefix: &str,
+    precision: Precision,
+    tol_px: f32,
+    tol_p: f32,
+) {
+    let r = reference();
+    let file = WeightFile::open(fixture_path(weights)).unwrap();
+    let mut model = LumbarModel::new(ctx, &file).unwrap();
+    model.set_precision(precision).unwrap();
+    let (width, height, pixels) = &r.image;
+    let got = model
+        .run(GreyImage {
+            width: *width,
+            height: *height,
+            pixels,
+        })
+        .unwrap();
+    let what = format!("{weights} {precision:?}");
+    let expect = |key: &str| &r.io.get(&format!("{prefix}{key}")).1;
+    let p = assert_close(
+        &format!("{what} presence"),
+        &got.presence,
+        expect("presence"),
+        tol_p,
+    );
+    let coarse: Vec<f32> = got.coarse.iter().flatten().copied().collect();
+    assert_close(&format!("{what} coarse"), &coarse, expect("coarse"), tol_px);
+    let boxes: Vec<f32> = got.boxes.iter().flatten().copied().collect();
+    assert_close(&format!("{what} boxes"), &boxes, expect("boxes"), tol_px);
+    let d = assert_close(
+        &format!("{what} corners"),
+        &rows(&got),
+        expect("landmarks"),
+        tol_px,
+    );
+    // The threshold decides presence as torch's probabilities do (none sits at 0.5).
+    let torch_present: Vec<bool> = expect("presence").iter().map(|&q| q >= 0.5).collect();
+    assert_eq!(got.present, torch_present, "{what}");
+    assert_eq!(got.corners[0].name, "C2_as");
+    assert_eq!(got.corners[95].name, "S1_ai");
+    eprintln!("lumbar {what}: max |diff| {d:.2e} px, presence {p:.2e}");
+}
+
+#[test]
+fn f32_and_f16_weights_match_pytorch_in_f32() {
+    // The image is 230x170 px and the corners' spreads 4 to 56 px: 2e-3 px is far below what a
+    // wrong branch, view, box or crop would move a corner. f16 weights stay f16 on the GPU, so
+    // the BatchNorm folded into them is rounded once more than in torch, through 24 layers.
+    against_torch(
+        gpu(),
+        "lumbar_small_f32.safetensors",
+        "f32.",
+        Precision::F32,
+        2e-3,
+        1e-5,
+    );
+    against_torch(
+        gpu(),
+        "lumbar_small_f16.safetensors",
+        "f16.",
+        Precision::F32,
+        0.25,
+        2e-3,
+    );
+}
+
+#[test]
+fn f16_activations_stay_within_a_pixel() {
+    let packed = sagitta::GpuContext::new(&sagitta::cli::env::adapter_choice()).unwrap();
+    packed.set_packed_f16(true);
+    let mut contexts = vec![("packed", packed)];
+    if gpu().features.contains(wgpu::Features::SHADER_F16) {
+        contexts.push(("native", gpu()));
+    }
+    for (what, ctx) in contexts {
+        eprintln!("{what} f16 activations:");
+        against_torch(
+            ctx,
+            "lumbar_small_f32.safetensors",
+            "f32.",
+            Precision::F16,
+            1.0,
+            5e-3,
+        );
+    }
+}
+
+#[test]
+fn one_inference_is_one_submission_and_one_readback() {
+    let r = reference();
+    let weights = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
+    let ctx = sagitta::GpuContext::new(&sagitta::cli::env::adapter_choice()).unwrap();
+    let mut model = LumbarModel::new(ctx.clone(), &weights).unwrap();
+    let (width, height, pixels) = &r.image;
+    let image = GreyImage {
+        width: *width,
+        height: *height,
+        pixels,
+    };
+    model.prepare(*width, *height).unwrap();
+    for _ in 0..2 {
+        ctx.take_events();
+        model.run(image).unwrap();
+        assert_eq!(ctx.take_events(), vec![GpuEvent::Submit, GpuEvent::Map]);
+    }
+    // Another size builds the plan for that size (the crops read an activation of the
+    // original's size): the same numbers as a model built for it, and the first size's numbers
+    // again after it.
+    let doubled: Vec<f32> = (0..2 * height)
+        .flat_map(|y| (0..2 * width).map(move |x| (y / 2, x / 2)))
+        .map(|(y, x)| pixels[(y * width + x) as usize])
+        .collect();
+    let large_image = GreyImage {
+        width: 2 * width,
+        height: 2 * height,
+        pixels: &doubled,
+    };
+    let first = model.run(image).unwrap();
+    let large = model.run(large_image).unwrap();
+    let again = model.run(image).unwrap();
+    let mut fresh = LumbarModel::new(ctx, &weights).unwrap();
+    let expected_large = fresh.run(large_image).unwrap();
+    assert_eq!(rows(&large), rows(&expected_large));
+    assert_eq!(large.presence, expected_large.presence);
+    assert_eq!(rows(&again), rows(&first));
+    assert_ne!(rows(&large), rows(&first));
+}
+
+#[test]
+fn metadata_is_checked_and_the_tensor_list_matches_the_checkpoint() {
+    let weights = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
+    let config = LumbarConfig::from_weights(&weights).unwrap();
+    assert_eq!(config.identify_blocks, [1, 2, 1, 1]);
+    assert_eq!((config.input_size, config.crop_size), (192, 128));
+    // Loading uses every tensor of the checkpoint (the loader refuses leftovers); the dry run
+    // declares the same list, so random weights have the checkpoint's layout.
+    LumbarModel::new(gpu(), &weights).unwrap();
+    let declared = config.tensor_shapes();
+    for name in [
+        "identify.layer1.0.downsample.1.running_var",
+        "locate.Mixed_7c.branch3x3dbl_3b.conv.weight",
+        "refine.hm_conv.weight",
+    ] {
+        assert!(declared.iter().any(|(n, _)| n == name), "{name}");
+    }
+    let random = config.random_weights(1);
+    LumbarModel::new(gpu(), &random).unwrap();
+
+    for (key, value, field) in [
+        ("input_size", serde_json::json!(64), "input_size"),
+        (
+            "identify_blocks",
+            serde_json::json!([3, 4, 6]),
+            "identify_blocks",
+        ),
+        ("locate_width", serde_json::json!(0.0), "locate_width"),
+        ("box_scale", serde_json::json!(0.5), "box_scale"),
+        ("threshold", serde_json::json!(1.5), "threshold"),
+    ] {
+        let mut metadata = weights.metadata.clone();
+        metadata[key] = value;
+        match LumbarConfig::from_metadata(&weights.path, &weights.arch, &metadata) {
+            Err(SagittaError::WeightsMetadata { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    // A whole-spine file is another family's.
+    let other = WeightFile::open(fixture_path("wholespine_small_f32.safetensors")).unwrap();
+    let error = LumbarModel::new(gpu(), &other).err().unwrap();
+    assert!(
+        error.to_string().contains("another model family"),
+        "{error}"
+    );
+}

@@ -1,8 +1,8 @@
 // Rectangular crops of one [C, H, W] image, all boxes in one dispatch, sampled exactly like
 // PyTorch's F.grid_sample(mode="bicubic", padding_mode="border", align_corners=False) at the grid
 // (2x+1)/W - 1, (2y+1)/H - 1, which unnormalises back to the pixel coordinate (x, y) itself.
-// Box k = (x0, y0, x1, y1) in input pixels (centre of the top-left pixel at (0, 0)); output pixel
-// (i, j) reads x = x0 + (j + 0.5) * ((x1 - x0) / out_w), y = y0 + (i + 0.5) * ((y1 - y0) / out_h).
+// Crop k reads box first_box + k = (x0, y0, x1, y1) in input pixels (centre of the top-left
+// pixel at (0, 0)); its output pixel (i, j) reads x = x0 + (j + 0.5) * ((x1 - x0) / out_w), y = y0 + (i + 0.5) * ((y1 - y0) / out_h).
 // Bicubic A = -0.75 on the unclamped coordinate, each of the 4x4 taps clamped to the border
 // (grid_sample's get_value_bounded), rows along x first and then along y.
 
@@ -17,6 +17,7 @@ struct Params {
     out_h: u32,
     out_w: u32,
     boxes: u32,
+    first_box: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -58,7 +59,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let c = (index / (p.out_w * p.out_h)) % p.channels;
     let k = index / (p.out_w * p.out_h * p.channels);
 
-    let box = boxes[k];
+    let box = boxes[k + p.first_box];
     let x = box.x + (f32(ox) + 0.5) * ((box.z - box.x) / f32(p.out_w));
     let y = box.y + (f32(oy) + 0.5) * ((box.w - box.y) / f32(p.out_h));
     let fx = floor(x);

@@ -1300,6 +1300,15 @@ fn grid_sample_crops_match_pytorch() {
             let dims: Vec<u32> = out_shape.iter().map(|&d| d as u32).collect();
             assert_eq!(plan.shape(y), dims.as_slice(), "{name}");
             let got = run_on(&ctx, plan, &[y]);
+            // The boxes from the second on, as one part of a batch cropped in parts (its own
+            // plan: liveness would give the first output's buffer to the second).
+            let mut plan = Plan::with_precision(precision);
+            let img = store_activation(&ctx, &mut plan, "image", is, image);
+            let b = store_f32(&ctx, &mut plan, "boxes", bs, boxes);
+            let count = bs[0] as u32;
+            let tail =
+                ops::grid_sample_crops_range(&mut plan, "tail", img, b, 1..count, oh, ow).unwrap();
+            let got_tail = run_on(&ctx, plan, &[tail]);
             // f32: the sample coordinate differs from grid_sample's round trip through [-1, 1]
             // by a few ulp. f16: the image and the crops round by 2^-11.
             let tol = tolerance(precision, expected, 2e-5, 3e-3);
@@ -1309,6 +1318,12 @@ fn grid_sample_crops_match_pytorch() {
                 expected,
                 tol,
             ));
+            let per_crop = expected.len() / bs[0];
+            assert_eq!(
+                got_tail[0],
+                got[0][per_crop..],
+                "{name} {variant}: crops 1.. alone"
+            );
         }
         worst.push((variant, max));
     }
@@ -1321,6 +1336,8 @@ fn grid_sample_crops_match_pytorch() {
     assert!(ops::grid_sample_crops(&mut plan, "ok", img, boxes, 4, 4).is_ok());
     assert!(ops::grid_sample_crops(&mut plan, "batch", batch, boxes, 4, 4).is_err());
     assert!(ops::grid_sample_crops(&mut plan, "boxes", img, bad_boxes, 4, 4).is_err());
+    assert!(ops::grid_sample_crops_range(&mut plan, "past", img, boxes, 2..5, 4, 4).is_err());
+    assert!(ops::grid_sample_crops_range(&mut plan, "none", img, boxes, 2..2, 4, 4).is_err());
     assert!(ops::grid_sample_crops(&mut plan, "empty", img, boxes, 0, 4).is_err());
 }
 

@@ -201,3 +201,30 @@ fn metadata_is_checked_and_the_tensor_list_matches_the_checkpoint() {
         "{error}"
     );
 }
+
+#[test]
+fn refining_in_parts_gives_the_same_corners() {
+    // A batch whose activations exceed one buffer binding is refined in parts; the parts must
+    // not change a number (24 levels in parts of 5: 5, 5, 5, 5, 4).
+    let r = reference();
+    let weights = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
+    let mut model = LumbarModel::new(gpu(), &weights).unwrap();
+    assert_eq!(
+        model.refine_batch().unwrap(),
+        24,
+        "the small model fits one batch"
+    );
+    let (width, height, pixels) = &r.image;
+    let image = GreyImage {
+        width: *width,
+        height: *height,
+        pixels,
+    };
+    let whole = model.run(image).unwrap();
+    model.set_refine_batch(Some(5)).unwrap();
+    let parts = model.run(image).unwrap();
+    assert_eq!(rows(&parts), rows(&whole));
+    assert_eq!(parts.presence, whole.presence);
+    assert!(model.set_refine_batch(Some(0)).is_err());
+    assert!(model.set_refine_batch(Some(25)).is_err());
+}

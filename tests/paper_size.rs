@@ -2,13 +2,16 @@
 //! pipeline (1024 input, 2-stack global network, six 128x128 refiners) with landmarks within
 //! 0.05 px of the 1024 frame; the CSM classifier at full VGG16 width and 224 px with the
 //! probability within 1e-5 and the logit within 1e-3 relative; the whole-spine CPN (864x480, two
-//! members) with landmarks within 0.05 px of the input frame.
+//! members) with landmarks within 0.05 px of the input frame; the lumbar model (torchvision's
+//! resnet50 and two Inception3 at 1024 and 512) with presence probabilities within 1e-4 and the
+//! corners, before and after refinement, within 0.05 px of the 1024 frame.
 //!
-//! Too heavy for CI on a software rasteriser and their references are 118, 65 and 77 MB, so they
-//! are ignored by default. Make the references, then run them:
+//! Too heavy for CI on a software rasteriser and their references are 118, 65, 77 and 275 MB, so
+//! they are ignored by default. Make the references, then run them:
 //!   (cd tools && python3 make_paper_size.py /tmp/paper --seed 3 &&
 //!    python3 make_paper_size.py /tmp/paper --model csm &&
-//!    python3 make_paper_size.py /tmp/paper --model wholespine)
+//!    python3 make_paper_size.py /tmp/paper --model wholespine &&
+//!    python3 make_paper_size.py /tmp/paper --model lumbar --gain 1.5)
 //!   SAGITTA_PAPER_DIR=/tmp/paper cargo test --release --test paper_size -- --ignored --nocapture
 
 mod common;
@@ -88,4 +91,53 @@ fn paper_size_wholespine_matches_pytorch_within_005_px() {
     let expected = &reference.io.get("landmarks_input").1;
     let d = common::assert_close("paper-size whole-spine landmarks", &points, expected, 0.05);
     eprintln!("whole spine paper size: max |diff| {d:.2e} px of the 864x480 input");
+}
+
+#[test]
+#[ignore = "needs tools/make_paper_size.py --model lumbar output (275 MB); see the file's doc comment"]
+fn paper_size_lumbar_matches_pytorch_presence_and_corners() {
+    let dir = reference_dir();
+    let reference = common::Reference::load(&dir.join("lumbar_io.safetensors"));
+    let weights = sagitta::WeightFile::open(dir.join("lumbar_model.safetensors")).unwrap();
+    let mut model = sagitta::models::lumbar::LumbarModel::new(common::gpu(), &weights).unwrap();
+    assert_eq!(
+        (model.config.input_size, model.config.crop_size),
+        (1024, 512)
+    );
+    assert_eq!(model.config.identify_blocks, [3, 4, 6, 3]);
+    let (width, height, pixels) = &reference.image;
+    let got = model
+        .run(sagitta::GreyImage {
+            width: *width,
+            height: *height,
+            pixels,
+        })
+        .unwrap();
+    let p = common::assert_close(
+        "paper-size presence",
+        &got.presence,
+        &reference.io.get("presence").1,
+        1e-4,
+    );
+    // 0.05 px of the 1024 frame, in original pixels along the image's shorter side.
+    let tolerance = 0.05 * (*width).min(*height) as f32 / 1024.0;
+    let xy = |rows: &[f32]| -> Vec<f32> { rows.chunks(4).flat_map(|r| [r[0], r[1]]).collect() };
+    let coarse: Vec<f32> = got.coarse.iter().flat_map(|r| [r[0], r[1]]).collect();
+    let c = common::assert_close(
+        "paper-size localisation corners",
+        &coarse,
+        &xy(&reference.io.get("coarse").1),
+        tolerance,
+    );
+    let corners: Vec<f32> = got.corners.iter().flat_map(|k| [k.x, k.y]).collect();
+    let r = common::assert_close(
+        "paper-size refined corners",
+        &corners,
+        &xy(&reference.io.get("landmarks").1),
+        tolerance,
+    );
+    eprintln!(
+        "lumbar paper size: presence {p:.2e}, localisation {c:.2e} px, refined {r:.2e} px \
+         (original pixels of a {width}x{height} image; tolerance {tolerance:.3} px)"
+    );
 }

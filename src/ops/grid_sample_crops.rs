@@ -16,7 +16,9 @@ uniform_params! {
         pub width: u32,
         pub out_h: u32,
         pub out_w: u32,
+        /// Crops made (boxes read from `first_box` on).
         pub boxes: u32,
+        pub first_box: u32,
     }
 }
 
@@ -38,6 +40,21 @@ pub fn grid_sample_crops(
     out_h: u32,
     out_w: u32,
 ) -> Result<TensorId> {
+    let all = plan.shape(boxes).first().copied().unwrap_or(0);
+    grid_sample_crops_range(plan, label, image, boxes, 0..all, out_h, out_w)
+}
+
+/// [`grid_sample_crops`] of the boxes `range` only -> crops [range.len(), C, out_h, out_w]
+/// (a batch too large for one buffer binding is cropped and processed in parts).
+pub fn grid_sample_crops_range(
+    plan: &mut Plan,
+    label: &str,
+    image: TensorId,
+    boxes: TensorId,
+    range: std::ops::Range<u32>,
+    out_h: u32,
+    out_w: u32,
+) -> Result<TensorId> {
     let is = plan.shape(image).to_vec();
     let (c, h, w) = match is.as_slice() {
         [c, h, w] | [1, c, h, w] => (*c, *h, *w),
@@ -54,7 +71,10 @@ pub fn grid_sample_crops(
     invariant(c > 0 && h > 0 && w > 0 && out_h > 0 && out_w > 0, || {
         format!("{label}: empty image {is:?} or output {out_h}x{out_w}")
     })?;
-    let k = bs[0];
+    invariant(range.start < range.end && range.end <= bs[0], || {
+        format!("{label}: boxes {range:?} of {}", bs[0])
+    })?;
+    let k = range.end - range.start;
     let threads = k as u64 * c as u64 * out_h as u64 * out_w as u64;
     invariant(
         threads <= u32::MAX as u64 && c as u64 * h as u64 * w as u64 <= u32::MAX as u64,
@@ -74,6 +94,7 @@ pub fn grid_sample_crops(
             out_h,
             out_w,
             boxes: k,
+            first_box: range.start,
         }
         .words(),
         reads: vec![image, boxes],

@@ -74,7 +74,7 @@ pub use conv2d::{
 pub use dsnt::{softmax_dsnt, SOFTMAX_DSNT};
 pub use ensemble_mean::{ensemble_mean, ensemble_mean_shape, ENSEMBLE_MEAN};
 pub use global_avg_pool::{global_avg_pool, GLOBAL_AVG_POOL};
-pub use grid_sample_crops::{grid_sample_crops, GRID_SAMPLE_CROPS};
+pub use grid_sample_crops::{grid_sample_crops, grid_sample_crops_range, GRID_SAMPLE_CROPS};
 pub use linear::{LinearLayer, LinearWeights, LINEAR};
 pub use map_back::{map_back, map_back_params, MAP_BACK};
 pub use minmax::{minmax_apply, minmax_normalize, minmax_stats, MINMAX_APPLY, MINMAX_STATS};

@@ -2,6 +2,13 @@
 
     python3 -m sagitta_ref.convert CHECKPOINT.pt OUT.safetensors --config CONFIG.json \
         [--dtype f32|f16|bf16] [--trust-checkpoint]
+    python3 -m sagitta_ref.convert --part identify=CNN1.pt --part locate=CNN2.pt \
+        --part refine=CNN3.pt OUT.safetensors --config CONFIG.json
+
+A model trained as separate networks (the lumbar model's three CNNs) converts from one
+checkpoint per network: `--part PREFIX=CHECKPOINT` puts that checkpoint's keys under PREFIX.
+Keys that only training uses (the architecture's `training_only` prefixes, e.g. Inception3's
+`AuxLogits.*` and `fc.*`) are dropped, and the conversion says how many.
 
 The config's "arch" picks the model class and its metadata writer from the registry
 (sagitta_ref.models.ARCHITECTURES; "cervical-hourglass-dsnt" is CervicalModel). The checkpoint is a
@@ -100,9 +107,16 @@ def file_metadata(config: dict, fmt: str = "pt") -> dict[str, str]:
     return {"format": fmt, **architecture(config.get("arch")).config_to_metadata(config)}
 
 
+def drop_training_only(sd: dict[str, torch.Tensor], config: dict) -> tuple[dict, int]:
+    """`sd` without the keys under the architecture's training-only prefixes, and their count."""
+    prefixes = architecture(config.get("arch")).training_only
+    kept = {k: v for k, v in sd.items() if not k.startswith(prefixes)} if prefixes else sd
+    return kept, len(sd) - len(kept)
+
+
 def save_state_dict(sd: dict[str, torch.Tensor], config: dict, path: str, dtype: str = "f32",
                     fmt: str = "pt"):
-    sd = clean_state_dict(sd)
+    sd, _ = drop_training_only(clean_state_dict(sd), config)
     check_keys(sd, config)
     metadata = file_metadata(config, fmt)
     st_io.save_file(to_file_tensors(sd, dtype), path, metadata)
@@ -192,8 +206,11 @@ def keras_h5_state_dict(path: str, config: dict) -> dict[str, torch.Tensor]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m sagitta_ref.convert", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint")
+    ap.add_argument("checkpoint", nargs="?",
+                    help="the whole model's checkpoint (or give --part for each network)")
     ap.add_argument("out")
+    ap.add_argument("--part", action="append", default=[], metavar="PREFIX=CHECKPOINT",
+                    help="a network trained on its own: its keys go under PREFIX (repeat)")
     ap.add_argument("--config", required=True,
                     help="JSON file with the model config; its \"arch\" is one of "
                          + ", ".join(sorted(ARCHITECTURES)))
@@ -220,20 +237,43 @@ def main(argv=None) -> int:
         print(f"wrote {args.out}: {len(sd)} tensors from Keras layers, {args.dtype}, "
               f"config {config.get('name')!r}")
         return 0
-    try:
-        obj = torch.load(args.checkpoint, map_location="cpu",
-                         weights_only=not args.trust_checkpoint)
-    except Exception as e:  # noqa: BLE001
-        print(f"error: cannot load {args.checkpoint}: {e}\n(if the checkpoint pickles other "
-              "objects and you trust it, pass --trust-checkpoint)", file=sys.stderr)
+    sources = [("", args.checkpoint)] if args.checkpoint else []
+    for part in args.part:
+        prefix, sep, path = part.partition("=")
+        if not sep or not prefix or not path:
+            print(f"error: --part {part!r} is not PREFIX=CHECKPOINT", file=sys.stderr)
+            return 1
+        sources.append((prefix.rstrip(".") + ".", path))
+    if not sources:
+        print("error: give a checkpoint or --part PREFIX=CHECKPOINT", file=sys.stderr)
         return 1
+    sd: dict[str, torch.Tensor] = {}
+    for prefix, path in sources:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=not args.trust_checkpoint)
+        except Exception as e:  # noqa: BLE001
+            print(f"error: cannot load {path}: {e}\n(if the checkpoint pickles other "
+                  "objects and you trust it, pass --trust-checkpoint)", file=sys.stderr)
+            return 1
+        try:
+            part = clean_state_dict(extract_state_dict(obj))
+        except CheckpointError as e:
+            print(f"error: {path}: {e}", file=sys.stderr)
+            return 1
+        clash = sorted(set(sd) & {prefix + k for k in part})
+        if clash:
+            print(f"error: {path}: keys given twice, e.g. {clash[0]!r}", file=sys.stderr)
+            return 1
+        sd.update({prefix + k: v for k, v in part.items()})
     try:
-        sd = clean_state_dict(extract_state_dict(obj))
+        sd, dropped = drop_training_only(sd, config)
         save_state_dict(sd, config, args.out, args.dtype)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out}: {len(sd)} tensors, {args.dtype}, config {config.get('name')!r}")
+    note = f" ({dropped} training-only tensors dropped)" if dropped else ""
+    print(f"wrote {args.out}: {len(sd)} tensors{note}, {args.dtype}, "
+          f"config {config.get('name')!r}")
     return 0
 
 

@@ -1,7 +1,8 @@
 //! The lumbar 2-step model of SPEC-lumbar.md (papers 002/004): preprocess to a square input,
 //! the 96 corners by an Inception3 with a heatmap conv and DSNT, a box per level about its
 //! corners, each level's crop of the original image refined by a second Inception3 (all 24
-//! levels as one batch), the map back, and the 24 presence probabilities of a ResNet50 — one
+//! levels as one batch, or in parts where one batch's activations exceed a buffer binding), the
+//! map back, and the 24 presence probabilities of a ResNet50 — one
 //! submission, one readback. Every level is refined; which are present is decided on the CPU
 //! from the probabilities read back with the corners (the SPEC allows either way).
 
@@ -144,6 +145,7 @@ pub struct LumbarModel {
     table: Arc<wgpu::Buffer>,
     staging: wgpu::Buffer,
     precision: Precision,
+    refine_batch: Option<u32>,
 }
 
 impl LumbarModel {
@@ -193,6 +195,7 @@ impl LumbarModel {
             table,
             staging,
             precision: Precision::F32,
+            refine_batch: None,
         })
     }
 
@@ -263,19 +266,33 @@ impl LumbarModel {
         )?;
         let original01 = ops::minmax_apply(&mut plan, "original [0, 1]", image, stats)?;
         let k = c.crop_size;
-        let crops = ops::grid_sample_crops(&mut plan, "level crops", original01, boxes, k, k)?;
-        let crops = ops::channel_affine_expand(
-            &mut plan,
-            "crop affine",
-            crops,
-            &c.input_mean,
-            &c.input_std,
-        )?;
-
-        plan.begin_stage("refine");
-        let heatmaps = self.nets.refine.apply(&mut plan, crops, unused)?;
         let refined = plan.activation_f32("refined corners", &[LANDMARK_COUNT as u32, 4]);
-        ops::softmax_dsnt(&mut plan, "refine dsnt", heatmaps, refined, 0)?;
+        let batch = self.refine_batch()?;
+        let levels = LEVEL_COUNT as u32;
+        for first in (0..levels).step_by(batch as usize) {
+            let part = first..(first + batch).min(levels);
+            let stage = format!("refine levels {}..{}", part.start, part.end - 1);
+            plan.begin_stage(stage.clone());
+            let crops = ops::grid_sample_crops_range(
+                &mut plan,
+                &format!("{stage}: crops"),
+                original01,
+                boxes,
+                part,
+                k,
+                k,
+            )?;
+            let crops = ops::channel_affine_expand(
+                &mut plan,
+                "crop affine",
+                crops,
+                &c.input_mean,
+                &c.input_std,
+            )?;
+            let heatmaps = self.nets.refine.apply(&mut plan, crops, unused)?;
+            let row = first * CORNERS_PER_LEVEL as u32;
+            ops::softmax_dsnt(&mut plan, "refine dsnt", heatmaps, refined, row)?;
+        }
 
         plan.begin_stage("map back");
         let table = plan.bound("lumbar table", &[TABLE_ROWS as u32, 4], self.table.clone());
@@ -302,6 +319,48 @@ impl LumbarModel {
         plan.begin_stage("identify");
         let presence = self.nets.identify.apply(&mut plan, input, unused)?;
         Ok((plan, presence))
+    }
+
+    /// How many levels are refined per batch: all 24 when every activation of a batch of 24
+    /// fits one buffer binding of the adapter, else as many as fit (at least one), unless
+    /// [`Self::set_refine_batch`] says otherwise.
+    pub fn refine_batch(&self) -> Result<u32> {
+        if let Some(batch) = self.refine_batch {
+            return Ok(batch);
+        }
+        // The largest tensor of one crop's refinement, from a plan of a batch of one.
+        let k = self.config.crop_size;
+        let mut probe = Plan::with_precision(self.precision);
+        let unused = probe.activation("unused", &[4]);
+        let crop = probe.activation("crop", &[1, 3, k, k]);
+        self.nets.refine.apply(&mut probe, crop, unused)?;
+        let bytes_per_element = u64::from(self.precision.bytes());
+        let largest = probe
+            .memory_plan()
+            .slot_bytes
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+            .max(3 * u64::from(k) * u64::from(k) * bytes_per_element);
+        let binding = self.ctx.limits.max_storage_buffer_binding_size;
+        Ok((binding / largest.max(1)).clamp(1, LEVEL_COUNT as u64) as u32)
+    }
+
+    /// Refines `batch` levels per pass (1..=24) instead of the most that fit; `None` restores
+    /// the automatic choice. Results do not depend on it. Rebuilds the plan at the next `run`.
+    pub fn set_refine_batch(&mut self, batch: Option<u32>) -> Result<()> {
+        if let Some(b) = batch {
+            if !(1..=LEVEL_COUNT as u32).contains(&b) {
+                return Err(crate::error::SagittaError::InvalidInput(format!(
+                    "refine batch {b}: give 1 to {LEVEL_COUNT} levels"
+                )));
+            }
+        }
+        if batch != self.refine_batch {
+            self.refine_batch = batch;
+            self.compiled = None;
+        }
+        Ok(())
     }
 
     /// Builds pipelines, bind groups and activation buffers for an original image size now

@@ -163,4 +163,6 @@ class LumbarModel(nn.Module):
 
 ARCHITECTURE = Architecture(model=LumbarModel, config_from_json=config_from_json,
                             config_to_metadata=config_to_metadata,
-                            presets={"paper": paper_config, "small": small_config})
+                            presets={"paper": paper_config, "small": small_config},
+                            training_only=tuple(f"{net}.{head}." for net in ("locate", "refine")
+                                                for head in ("AuxLogits", "fc")))

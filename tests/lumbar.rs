@@ -228,3 +228,86 @@ fn refining_in_parts_gives_the_same_corners() {
     assert!(model.set_refine_batch(Some(0)).is_err());
     assert!(model.set_refine_batch(Some(25)).is_err());
 }
+
+/// `sagitta analyze --model lumbar` on a sample: the record has all 24 levels with the model's
+/// probabilities, the present levels' corners as the library gives them, and the three angles
+/// as `measure::lumbar` computes them from those corners; the CSV names the present levels.
+#[test]
+fn analyze_reports_levels_corners_and_angles() {
+    let dir = tempfile::tempdir().unwrap();
+    // The small model with every level present (threshold 0), so that all three angles exist.
+    let mut weights = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
+    weights.metadata["threshold"] = serde_json::json!(0.0);
+    let file = dir.path().join("lumbar.safetensors");
+    weights.save_f32(&file).unwrap();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/phantom_right.png");
+    let csv = dir.path().join("out.csv");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["analyze", "--model", "lumbar", "--quiet", "--weights"])
+        .arg(&file)
+        .arg("--csv")
+        .arg(&csv)
+        .arg(&sample)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let records: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let record = &records[0];
+    assert!(record["model"].is_null() && record["wholespine"].is_null());
+    let lumbar = &record["lumbar"];
+    assert_eq!(lumbar["model"]["name"], "lumbar-small-test");
+
+    let image = sagitta::io::load_radiograph(&sample).unwrap();
+    let mut model = LumbarModel::new(gpu(), &WeightFile::open(&file).unwrap()).unwrap();
+    let expected = model
+        .run(GreyImage {
+            width: image.width,
+            height: image.height,
+            pixels: &image.pixels,
+        })
+        .unwrap();
+    let levels = lumbar["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 24);
+    for (level, p) in levels.iter().zip(&expected.presence) {
+        assert!((level["probability"].as_f64().unwrap() - f64::from(*p)).abs() < 1e-5);
+        assert_eq!(level["present"], true);
+    }
+    let corners = lumbar["landmarks"].as_array().unwrap();
+    assert_eq!(corners.len(), 96);
+    let mut points = [None; 24];
+    for (v, level) in points.iter_mut().enumerate() {
+        let mut four = [[0.0; 2]; 4];
+        for (c, corner) in four.iter_mut().enumerate() {
+            let got = &corners[4 * v + c];
+            let want = &expected.corners[4 * v + c];
+            assert_eq!(got["name"], want.name);
+            let (x, y) = (got["x"].as_f64().unwrap(), got["y"].as_f64().unwrap());
+            assert!((x - f64::from(want.x)).abs() <= 0.006, "{}", want.name);
+            assert!((y - f64::from(want.y)).abs() <= 0.006, "{}", want.name);
+            *corner = [f64::from(want.x), f64::from(want.y)];
+        }
+        *level = Some(four);
+    }
+    let measured = sagitta::measure::lumbar::lumbar(&points, None).unwrap();
+    let parameters = lumbar["parameters"].as_array().unwrap();
+    assert_eq!(parameters.len(), 3);
+    for parameter in parameters {
+        let name = parameter["name"].as_str().unwrap();
+        let want = measured.get(name).expect("every level is present");
+        let got = parameter["value"].as_f64().unwrap();
+        assert!((got - want).abs() <= 0.006, "{name}: {got} vs {want}");
+        let unsigned = parameter["unsigned_value"].as_f64().unwrap();
+        let want_unsigned = measured.get_unsigned(name).unwrap();
+        assert!((unsigned - want_unsigned).abs() <= 0.006, "{name}");
+        assert!(parameter["status"].is_string());
+    }
+
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "lumbar levels").unwrap();
+    assert_eq!(row[column].split(' ').count(), 24);
+    assert!(row[column].starts_with("C2 C3") && row[column].ends_with("L5 S1"));
+    assert!(header.contains(&"lumbar SS status"));
+}

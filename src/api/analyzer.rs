@@ -14,12 +14,13 @@ use crate::io::{load_radiograph, LoadError, Radiograph};
 use crate::measure::{self, PixelSpacing};
 use crate::models::cervical::{CervicalModel, GreyImage};
 use crate::models::csm::CsmModel;
+use crate::models::lumbar::LumbarModel;
 use crate::models::wholespine::WholeSpineModel;
 use crate::models::{family_of, Family};
 use crate::nn::weights::WeightFile;
 use crate::report::{
-    self, build_record, landmark_array, CsmOutcome, LandmarkOutcome, ModelInfo, Record,
-    RecordContext, SpineOutcome, TimingMs,
+    self, build_record, landmark_array, CsmOutcome, LandmarkOutcome, LumbarOutcome, ModelInfo,
+    Record, RecordContext, SpineOutcome, TimingMs,
 };
 
 /// The environment variable naming the weights file when `--weights` is not given.
@@ -94,6 +95,7 @@ pub struct Analyzer {
     cervical: Option<Loaded<CervicalModel>>,
     csm: Option<Loaded<CsmModel>>,
     wholespine: Option<Loaded<WholeSpineModel>>,
+    lumbar: Option<Loaded<LumbarModel>>,
     adapter: String,
     notes: Vec<String>,
 }
@@ -149,6 +151,7 @@ impl Analyzer {
             cervical: None,
             csm: None,
             wholespine: None,
+            lumbar: None,
             adapter: context.describe(),
             notes: Vec::new(),
         };
@@ -163,13 +166,7 @@ impl Analyzer {
                 Family::Cervical => analyzer.cervical.is_some(),
                 Family::Csm => analyzer.csm.is_some(),
                 Family::WholeSpine => analyzer.wholespine.is_some(),
-                Family::Lumbar => {
-                    return Err(AnalyzeError::Usage(format!(
-                        "{}: a lumbar model; `sagitta analyze` does not run the lumbar family \
-                         yet (the library's LumbarModel does)",
-                        file.path.display()
-                    )))
-                }
+                Family::Lumbar => analyzer.lumbar.is_some(),
             };
             if taken {
                 return Err(AnalyzeError::Usage(format!(
@@ -198,7 +195,12 @@ impl Analyzer {
                     let info = model_info(file, &model.config.name, model.config.input_height);
                     analyzer.wholespine = Some(Loaded { model, info });
                 }
-                Family::Lumbar => unreachable!("refused above"),
+                Family::Lumbar => {
+                    let model = LumbarModel::with_selection(context.clone(), file, selection)
+                        .map_err(building)?;
+                    let info = model_info(file, &model.config.name, model.config.input_size);
+                    analyzer.lumbar = Some(Loaded { model, info });
+                }
             }
         }
         Ok(analyzer)
@@ -214,7 +216,13 @@ impl Analyzer {
         let cervical = self.cervical.as_ref().map(|loaded| &loaded.info);
         let csm = self.csm.as_ref().map(|loaded| &loaded.info);
         let wholespine = self.wholespine.as_ref().map(|loaded| &loaded.info);
-        cervical.into_iter().chain(csm).chain(wholespine).collect()
+        let lumbar = self.lumbar.as_ref().map(|loaded| &loaded.info);
+        cervical
+            .into_iter()
+            .chain(csm)
+            .chain(wholespine)
+            .chain(lumbar)
+            .collect()
     }
 
     /// Stores activations in f16 or f32 (see [`CervicalModel::set_precision`]).
@@ -234,6 +242,13 @@ impl Analyzer {
             loaded.info.precision = precision;
         }
         if let Some(loaded) = &mut self.wholespine {
+            loaded
+                .model
+                .set_precision(precision)
+                .map_err(AnalyzeError::Gpu)?;
+            loaded.info.precision = precision;
+        }
+        if let Some(loaded) = &mut self.lumbar {
             loaded
                 .model
                 .set_precision(precision)
@@ -274,8 +289,12 @@ impl Analyzer {
             .and_then(|(prediction, screen)| {
                 let spine = run_loaded(&mut self.wholespine, |model| model.run(grey))?;
                 Ok((prediction, screen, spine))
+            })
+            .and_then(|(prediction, screen, spine)| {
+                let levels = run_loaded(&mut self.lumbar, |model| model.run(grey))?;
+                Ok((prediction, screen, spine, levels))
             });
-        let (prediction, screen, spine) = match outcomes {
+        let (prediction, screen, spine, levels) = match outcomes {
             Ok(outcomes) => outcomes,
             Err((error, model)) => {
                 return Analysis {
@@ -289,6 +308,7 @@ impl Analyzer {
         };
         let screen = screen.map(|(prediction, model)| CsmOutcome { model, prediction });
         let spine = spine.map(|(prediction, model)| SpineOutcome { model, prediction });
+        let levels = levels.map(|(prediction, model)| LumbarOutcome { model, prediction });
         let inference = started.elapsed();
         let landmark_model = prediction.map(|(prediction, info)| {
             let landmarks = report::landmark_records(
@@ -323,6 +343,7 @@ impl Analyzer {
             landmark_model,
             screen,
             spine,
+            levels,
             TimingMs {
                 load: milliseconds(load),
                 inference: milliseconds(inference),

@@ -60,6 +60,9 @@ pub enum ModelChoice {
     /// The whole-spine landmarks and 18 parameters (SPEC-wholespine.md; no shipped weights yet:
     /// give --weights or $SAGITTA_WHOLESPINE_WEIGHTS).
     Wholespine,
+    /// The lumbar level labels, 4 corners per level and 3 angles (SPEC-lumbar.md; no shipped
+    /// weights yet: give --weights or $SAGITTA_LUMBAR_WEIGHTS).
+    Lumbar,
     /// Every model with shipped weights (cervical and csm).
     All,
 }
@@ -77,7 +80,8 @@ pub struct AnalyzeArgs {
     #[arg(value_name = "INPUT", required_unless_present = "list")]
     pub inputs: Vec<PathBuf>,
     /// The models to run: cervical (landmarks and parameters), csm (the myelopathy screen),
-    /// wholespine (45 landmarks, 18 parameters), or all shipped ones (cervical and csm)
+    /// wholespine (45 landmarks, 18 parameters), lumbar (level labels, corners, 3 angles), or
+    /// all shipped ones (cervical and csm)
     /// [default: the models of the --weights files, else cervical].
     #[arg(long, value_enum, value_name = "MODEL")]
     pub model: Option<ModelChoice>,
@@ -451,6 +455,7 @@ pub fn resolve_models(
         ModelChoice::Cervical => vec![Family::Cervical],
         ModelChoice::Csm => vec![Family::Csm],
         ModelChoice::Wholespine => vec![Family::WholeSpine],
+        ModelChoice::Lumbar => vec![Family::Lumbar],
         ModelChoice::All => vec![Family::Cervical, Family::Csm],
     });
     let mut files: Vec<(WeightFile, Family)> = Vec::new();

@@ -17,7 +17,10 @@ use std::path::Path;
 use serde::Serialize;
 
 pub mod dicom_sr;
+pub mod lumbar;
 pub mod overlay;
+
+pub use lumbar::{LumbarOutcome, LumbarRecord};
 
 use crate::io::{DicomAttributes, Radiograph, SpacingSource};
 use crate::measure;
@@ -326,6 +329,8 @@ pub struct ImageRecord {
     pub csm: Option<CsmRecord>,
     /// The whole-spine landmarks and 18 parameters; `null` when that model did not run.
     pub wholespine: Option<SpineRecord>,
+    /// The lumbar levels, their corners and 3 angles; `null` when that model did not run.
+    pub lumbar: Option<LumbarRecord>,
     /// The GPU adapter that ran the models.
     pub adapter: String,
     /// The direction the patient faces; `null` only when the landmarks cannot tell.
@@ -389,6 +394,7 @@ struct ErrorRecordShape<'a> {
     model: Option<()>,
     csm: Option<()>,
     wholespine: Option<()>,
+    lumbar: Option<()>,
     adapter: Option<()>,
     facing: Option<()>,
     pixel_convention: &'static str,
@@ -422,6 +428,7 @@ impl Serialize for Record {
                 model: None,
                 csm: None,
                 wholespine: None,
+                lumbar: None,
                 adapter: None,
                 facing: None,
                 pixel_convention: PIXEL_CONVENTION,
@@ -692,6 +699,7 @@ pub fn build_record(
     landmark_model: Option<LandmarkOutcome<'_>>,
     csm: Option<CsmOutcome<'_>>,
     wholespine: Option<SpineOutcome<'_>>,
+    lumbar: Option<LumbarOutcome<'_>>,
     timing_ms: TimingMs,
 ) -> ImageRecord {
     let mut warnings = Vec::new();
@@ -764,6 +772,14 @@ pub fn build_record(
                 .iter()
                 .all(|p| p.status == QualityStatus::Ok);
     }
+    let lumbar = lumbar.map(|outcome| {
+        let record = lumbar::lumbar_record(outcome, radiograph, &image_reasons, &mut warnings);
+        findings.extend(record.findings.iter().cloned());
+        record
+    });
+    if let Some(record) = &lumbar {
+        all_ok &= record.all_ok();
+    }
     for finding in &findings {
         if matches!(
             finding.code,
@@ -794,6 +810,7 @@ pub fn build_record(
         model,
         csm,
         wholespine,
+        lumbar,
         adapter: context.adapter.to_string(),
         facing,
         pixel_convention: PIXEL_CONVENTION,
@@ -981,10 +998,12 @@ pub fn is_distance_parameter(name: &str) -> bool {
 
 /// The CSV header: `image, status, facing, distance_unit`, then per parameter either
 /// `NAME (deg)` for angles or `NAME` and `NAME unit` for distances (their unit depends on the
-/// image), each followed by `NAME status`; then the myelopathy screen (`p_csm`, `csm_label`,
+/// image), each followed by `NAME status`; then the whole-spine values (`wholespine NAME (deg)`,
+/// `(mm)` and `(px)`, or `(ratio)`, and `wholespine NAME status`) and the lumbar ones (`lumbar
+/// levels`: the present levels, space-separated; `lumbar NAME (deg)`, `lumbar NAME status`), each
+/// empty when its model did not run; then the myelopathy screen (`p_csm`, `csm_label`,
 /// `csm_threshold`, `csm_status`; empty when it did not run); then `median_confidence`,
-/// `warning_codes` (the
-/// record's reason codes, `;`-separated), `warnings`, `error`.
+/// `warning_codes` (the record's reason codes, `;`-separated), `warnings`, `error`.
 pub fn csv_header() -> Vec<String> {
     let mut columns: Vec<String> = ["image", "status", "facing", "distance_unit"]
         .iter()
@@ -1013,6 +1032,7 @@ pub fn csv_header() -> Vec<String> {
         }
         columns.push(format!("wholespine {name} status"));
     }
+    lumbar::csv_columns(&mut columns);
     columns.extend(
         [
             "p_csm",
@@ -1070,6 +1090,7 @@ pub fn csv_row(record: &Record) -> Vec<String> {
                 );
             }
             spine_cells(&mut cells, analysis.wholespine.as_ref());
+            lumbar::csv_cells(&mut cells, analysis.lumbar.as_ref());
             match &analysis.csm {
                 Some(screen) => cells.extend([
                     significant_digits(screen.p_csm, 6).to_string(),

@@ -112,6 +112,7 @@ fn record_of(
         }),
         None,
         None,
+        None,
         TimingMs {
             load: 0.0,
             inference: 0.0,

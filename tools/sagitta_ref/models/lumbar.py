@@ -103,16 +103,6 @@ def config_to_metadata(config: dict) -> dict[str, str]:
     return {"sagitta": json.dumps(config)}
 
 
-def level_boxes(points: torch.Tensor, scale: float, min_box: float) -> torch.Tensor:
-    """Corners [24, 4, 2] in original pixels -> boxes [24, 4] (x0, y0, x1, y1): centred on the
-    corners' mean, each side `scale` times the corners' extent along it, at least `min_box`
-    (SPEC step 5; the twin of boxes.wgsl's rectangular mode)."""
-    centre = points.mean(dim=1)
-    extent = points.amax(dim=1) - points.amin(dim=1)
-    side = torch.clamp(extent * scale, min=min_box)
-    return torch.cat([centre - side / 2, centre + side / 2], dim=1)
-
-
 class LumbarModel(nn.Module):
     def __init__(self, config: dict):
         super().__init__()
@@ -142,9 +132,11 @@ class LumbarModel(nn.Module):
         coarse_xy, coarse_var = ops.softmax_dsnt(self.locate(x))            # [1, 96, 2] each
         coarse_rows = torch.cat([coarse_xy, coarse_var], -1)[0]             # [96, 4]
         coarse_px = norm_to_input(coarse_rows[:, :2], (h0, w0))              # step 4
-        half = torch.tensor([w0, h0], dtype=torch.float32) / 2
+        half = torch.tensor([w0, h0], dtype=torch.float32, device=image.device) / 2
         coarse = torch.cat([coarse_px, coarse_rows[:, 2:].sqrt() * half], -1)
-        boxes = level_boxes(coarse_px.view(NUM_LEVELS, CORNERS, 2), c["box_scale"], c["min_box"])
+        groups = [list(range(CORNERS * v, CORNERS * v + CORNERS)) for v in range(NUM_LEVELS)]
+        boxes = ops.boxes_about_mean(coarse_rows[:, :2], groups, (h0, w0), c["box_scale"] - 1.0,
+                                     c["min_box"])
         # Step 6 reads the original image through step 1's [0, 1] map.
         original01 = (image - low) / (high - low) if high > low else torch.zeros_like(image)
         k = c["crop_size"]

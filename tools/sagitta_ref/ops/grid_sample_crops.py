@@ -14,8 +14,8 @@ def grid_sample_crops(image: torch.Tensor, boxes: torch.Tensor, out_h: int,
     (2x + 1)/W - 1, (2y + 1)/H - 1 (SPEC-lumbar step 6)."""
     _, c, h, w = image.shape
     k = boxes.shape[0]
-    j = torch.arange(out_w, dtype=torch.float32) + 0.5
-    i = torch.arange(out_h, dtype=torch.float32) + 0.5
+    j = torch.arange(out_w, dtype=torch.float32, device=image.device) + 0.5
+    i = torch.arange(out_h, dtype=torch.float32, device=image.device) + 0.5
     x = boxes[:, 0:1] + j[None, :] * ((boxes[:, 2:3] - boxes[:, 0:1]) / out_w)   # [K, out_w]
     y = boxes[:, 1:2] + i[None, :] * ((boxes[:, 3:4] - boxes[:, 1:2]) / out_h)   # [K, out_h]
     gx = (2 * x + 1) / w - 1

@@ -247,6 +247,8 @@ fn analyze_reports_levels_corners_and_angles() {
         .arg(&file)
         .arg("--csv")
         .arg(&csv)
+        .arg("--overlay")
+        .arg(dir.path().join("overlay.png"))
         .arg(&sample)
         .output()
         .unwrap();
@@ -310,4 +312,15 @@ fn analyze_reports_levels_corners_and_angles() {
     assert_eq!(row[column].split(' ').count(), 24);
     assert!(row[column].starts_with("C2 C3") && row[column].ends_with("L5 S1"));
     assert!(header.contains(&"lumbar SS status"));
+
+    // The overlay is the image with the levels drawn on it.
+    let overlay = image::open(dir.path().join("overlay.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(overlay.dimensions(), (image.width, image.height));
+    let coloured = overlay
+        .pixels()
+        .filter(|p| p[0] != p[1] || p[1] != p[2])
+        .count();
+    assert!(coloured > 1000, "{coloured} coloured pixels");
 }

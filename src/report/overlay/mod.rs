@@ -22,6 +22,7 @@ use image::{ImageFormat, Rgb, RgbImage};
 
 mod construction;
 mod draw;
+mod lumbar_construction;
 mod panel;
 mod spine_construction;
 #[cfg(test)]
@@ -62,6 +63,9 @@ pub fn parameter_colour(name: &str) -> Colour {
         "RJD" => [0, 235, 160],
         "CT" => [190, 145, 255],
         "CCA" => [205, 255, 120],
+        // The lumbar angles (SS shares the whole-spine colour).
+        "L1-L5" => [0, 215, 255],
+        "L1-S1" => [255, 80, 230],
         // The whole-spine constructions (cSVA shares the cervical colour).
         "PI" => [255, 80, 230],
         "PT" => [110, 140, 255],
@@ -147,7 +151,13 @@ pub fn render(
         let spine_points = Points(spine.landmarks.iter().map(finite_point).collect());
         tags.extend(spine_construction::draw(&mut canvas, &style, &spine_points));
     }
-    let spine_points = draw_spine_landmarks(&mut canvas, &style, record);
+    let mut spine_points = draw_spine_landmarks(&mut canvas, &style, record);
+    if let Some(lumbar) = &record.lumbar {
+        let drawn = lumbar_construction::draw(&mut canvas, &style, lumbar);
+        tags.extend(drawn.tags);
+        labels.extend(drawn.labels);
+        spine_points.extend(drawn.points);
+    }
     let tag_style = TextStyle::new(Face::Bold, style.label_size);
     // What the panel should not hide: the landmarks (weighing three times) and the
     // construction tags.

@@ -159,7 +159,26 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         struck: false,
     }]);
 
-    // The rows: the cervical parameters, then the whole-spine ones, each model's when it ran.
+    // The lumbar angles that have a value, as the rows show them.
+    let lumbar_values: Vec<ParameterRecord> = record
+        .lumbar
+        .iter()
+        .flat_map(|lumbar| &lumbar.parameters)
+        .filter_map(|p| {
+            Some(ParameterRecord {
+                name: p.name,
+                value: p.value?,
+                unit: p.unit,
+                status: p.status,
+                reasons: p.reasons.clone(),
+                min_landmark_confidence: p.min_landmark_confidence,
+                standard_error: p.standard_error,
+                convention: p.convention,
+            })
+        })
+        .collect();
+    // The rows: the cervical parameters, then the whole-spine and the lumbar ones, each
+    // model's when it ran.
     let mut entries: Vec<(&str, Option<&ParameterRecord>, Colour)> = Vec::new();
     if record.model.is_some() {
         for name in PARAMETER_NAMES {
@@ -171,6 +190,12 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         for name in crate::measure::wholespine::PARAMETER_NAMES {
             let parameter = spine.parameters.iter().find(|p| p.name == name);
             entries.push((name, parameter, TEXT));
+        }
+    }
+    if record.lumbar.is_some() {
+        for name in crate::measure::lumbar::PARAMETER_NAMES {
+            let parameter = lumbar_values.iter().find(|p| p.name == name);
+            entries.push((name, parameter, parameter_colour(name)));
         }
     }
     let regular = layout.style(Face::Regular, 1.0);
@@ -285,7 +310,7 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         }
     }
 
-    if record.model.is_none() && record.wholespine.is_none() {
+    if record.model.is_none() && record.wholespine.is_none() && record.lumbar.is_none() {
         return layout;
     }
     let legend_text = |t: &str| Span::Text {
@@ -307,6 +332,13 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         Span::Dot(confidence_colour(Some(0.0))),
         legend_text(&format!("< {CONFIDENCE_LOW}")),
     ]);
+    // The light grey line is the cervical reference endplate, or without the cervical model
+    // the lumbar levels' crop boxes.
+    let grey_line = if record.model.is_some() {
+        "C2 inferior endplate (reference)"
+    } else {
+        "level crop box"
+    };
     layout.lines.push(vec![
         Span::Ring,
         Span::Gap(0.2 * em),
@@ -314,7 +346,7 @@ fn layout(record: &ImageRecord, size: f32, max_width: f64) -> Layout {
         Span::Gap(0.8 * em),
         Span::Swatch(REFERENCE),
         Span::Gap(0.3 * em),
-        legend_text("C2 inferior endplate (reference)"),
+        legend_text(grey_line),
     ]);
     layout
 }
@@ -326,6 +358,7 @@ fn model_infos(record: &ImageRecord) -> impl Iterator<Item = &ModelInfo> {
         .iter()
         .chain(record.csm.iter().map(|screen| &screen.model))
         .chain(record.wholespine.iter().map(|spine| &spine.model))
+        .chain(record.lumbar.iter().map(|lumbar| &lumbar.model))
 }
 
 /// The screen's line: the probability right-aligned at `value_end`, the label as a tag, and

@@ -113,44 +113,38 @@ impl Builder {
         Ok((BasicConv { label, conv, out_c }, out_side))
     }
 
-    /// A chain of layers from `in_c` channels; the specs' channels at width 1.
-    fn chain<B: LayerBuilder>(
-        &self,
-        scope: &WeightScope<B>,
-        specs: &[Spec],
-        mut in_c: u32,
-        mut side: u32,
-    ) -> Result<(Vec<BasicConv<B::Conv>>, u32, u32)> {
-        let mut layers = Vec::with_capacity(specs.len());
-        for &(name, c, k, stride, pad) in specs {
-            let (layer, out_side) =
-                self.basic(scope, (name, self.s(c), k, stride, pad), in_c, side)?;
-            in_c = layer.out_c;
-            side = out_side;
-            layers.push(layer);
-        }
-        Ok((layers, in_c, side))
-    }
-
+    /// A branch: the `chain` of layers (specs at width 1) from `in_c` channels of a map of side
+    /// `side`, an average pool first when `pool` is set, and the `split` layers each reading the
+    /// chain's output.
     fn convs<B: LayerBuilder>(
         &self,
         scope: &WeightScope<B>,
         pool: bool,
         chain: &[Spec],
         split: &[Spec],
-        in_c: u32,
-        side: u32,
+        mut in_c: u32,
+        mut side: u32,
     ) -> Result<Branch<B::Conv>> {
-        let (chain, c, side) = self.chain(scope, chain, in_c, side)?;
-        let (split, _) = split
+        let mut layers = Vec::with_capacity(chain.len());
+        for &(name, c, k, stride, pad) in chain {
+            let (layer, out_side) =
+                self.basic(scope, (name, self.s(c), k, stride, pad), in_c, side)?;
+            in_c = layer.out_c;
+            side = out_side;
+            layers.push(layer);
+        }
+        let split = split
             .iter()
-            .map(|&spec| {
-                self.chain(scope, &[spec], c, side)
-                    .map(|(mut l, _, _)| l.remove(0))
+            .map(|&(name, c, k, stride, pad)| {
+                self.basic(scope, (name, self.s(c), k, stride, pad), in_c, side)
+                    .map(|(layer, _)| layer)
             })
-            .collect::<Result<Vec<_>>>()
-            .map(|l| (l, ()))?;
-        Ok(Branch::Convs { pool, chain, split })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Branch::Convs {
+            pool,
+            chain: layers,
+            split,
+        })
     }
 }
 

@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     except UnknownArchitecture as e:
         print(f"error: {args.config}: {e}", file=sys.stderr)
         return 1
-    if args.checkpoint.endswith((".h5", ".hdf5", ".keras")):
+    if args.checkpoint and args.checkpoint.endswith((".h5", ".hdf5", ".keras")):
         try:
             sd = keras_h5_state_dict(args.checkpoint, config)
             save_state_dict(sd, config, args.out, args.dtype, fmt="keras-h5")

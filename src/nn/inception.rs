@@ -220,30 +220,22 @@ impl<C> InceptionHeatmaps<C> {
         let mut in_c = conv4a.out_c;
         let stem = vec![conv1a, conv2a, conv2b, conv3b, conv4a];
 
-        use Kind::*;
         let layout = [
-            ("Mixed_5b", A(32)),
-            ("Mixed_5c", A(64)),
-            ("Mixed_5d", A(64)),
-            ("Mixed_6a", B),
-            ("Mixed_6b", C(128)),
-            ("Mixed_6c", C(160)),
-            ("Mixed_6d", C(160)),
-            ("Mixed_6e", C(192)),
-            ("Mixed_7a", D),
-            ("Mixed_7b", E),
-            ("Mixed_7c", E),
+            ("Mixed_5b", Kind::A(32)),
+            ("Mixed_5c", Kind::A(64)),
+            ("Mixed_5d", Kind::A(64)),
+            ("Mixed_6a", Kind::B),
+            ("Mixed_6b", Kind::C(128)),
+            ("Mixed_6c", Kind::C(160)),
+            ("Mixed_6d", Kind::C(160)),
+            ("Mixed_6e", Kind::C(192)),
+            ("Mixed_7a", Kind::D),
+            ("Mixed_7b", Kind::E),
+            ("Mixed_7c", Kind::E),
         ];
         let mut blocks = Vec::with_capacity(layout.len());
         for (name, kind) in layout {
-            let scope = s.pp(name);
-            let block = match kind {
-                A(pool_features) => inception_a(&b, &scope, in_c, side, pool_features)?,
-                B => inception_b(&b, &scope, in_c, side)?,
-                C(c7) => inception_c(&b, &scope, in_c, side, c7)?,
-                D => inception_d(&b, &scope, in_c, side)?,
-                E => inception_e(&b, &scope, in_c, side)?,
-            };
+            let block = load_block(&b, &s.pp(name), &kind, in_c, side)?;
             if block.reduces {
                 side = reduced(side, 3, 2, 0);
             }
@@ -273,257 +265,154 @@ impl<C> InceptionHeatmaps<C> {
     }
 }
 
-fn block<C>(label: String, branches: Vec<Branch<C>>, reduces: bool) -> InceptionBlock<C> {
-    InceptionBlock {
-        label,
-        branches,
-        reduces,
+/// A branch as torchvision declares it (channels at width 1).
+enum BranchSpec {
+    Convs {
+        pool: bool,
+        chain: Vec<Spec<'static>>,
+        split: Vec<Spec<'static>>,
+    },
+    MaxPool,
+}
+
+fn convs(chain: &[Spec<'static>]) -> BranchSpec {
+    BranchSpec::Convs {
+        pool: false,
+        chain: chain.to_vec(),
+        split: Vec::new(),
     }
 }
 
-fn inception_a<B: LayerBuilder>(
-    b: &Builder,
-    s: &WeightScope<B>,
-    in_c: u32,
-    side: u32,
-    pool_features: u32,
-) -> Result<InceptionBlock<B::Conv>> {
-    let branches = vec![
-        b.convs(
-            s,
-            false,
-            &[("branch1x1", 64, ONE, 1, NO_PAD)],
-            &[],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
-            false,
-            &[
-                ("branch5x5_1", 48, ONE, 1, NO_PAD),
-                ("branch5x5_2", 64, (5, 5), 1, (2, 2)),
+/// A 1x1 `BasicConv2d`.
+fn pointwise(name: &'static str, channels: u32) -> Spec<'static> {
+    (name, channels, ONE, 1, NO_PAD)
+}
+
+/// The branch that pools (average 3/1/1) and then projects with a 1x1.
+fn pooled(name: &'static str, channels: u32) -> BranchSpec {
+    BranchSpec::Convs {
+        pool: true,
+        chain: vec![pointwise(name, channels)],
+        split: Vec::new(),
+    }
+}
+
+/// The branches of a block of `kind`, in concatenation order, and whether it halves the map.
+fn layout(kind: &Kind) -> (Vec<BranchSpec>, bool) {
+    match *kind {
+        Kind::A(pool_features) => (
+            vec![
+                convs(&[pointwise("branch1x1", 64)]),
+                convs(&[
+                    pointwise("branch5x5_1", 48),
+                    ("branch5x5_2", 64, (5, 5), 1, (2, 2)),
+                ]),
+                convs(&[
+                    pointwise("branch3x3dbl_1", 64),
+                    ("branch3x3dbl_2", 96, THREE, 1, PAD1),
+                    ("branch3x3dbl_3", 96, THREE, 1, PAD1),
+                ]),
+                pooled("branch_pool", pool_features),
             ],
-            &[],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
             false,
-            &[
-                ("branch3x3dbl_1", 64, ONE, 1, NO_PAD),
-                ("branch3x3dbl_2", 96, THREE, 1, PAD1),
-                ("branch3x3dbl_3", 96, THREE, 1, PAD1),
+        ),
+        Kind::B => (
+            vec![
+                convs(&[("branch3x3", 384, THREE, 2, NO_PAD)]),
+                convs(&[
+                    pointwise("branch3x3dbl_1", 64),
+                    ("branch3x3dbl_2", 96, THREE, 1, PAD1),
+                    ("branch3x3dbl_3", 96, THREE, 2, NO_PAD),
+                ]),
+                BranchSpec::MaxPool,
             ],
-            &[],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
             true,
-            &[("branch_pool", pool_features, ONE, 1, NO_PAD)],
-            &[],
-            in_c,
-            side,
-        )?,
-    ];
-    Ok(block(
-        s.label("").trim_end_matches('.').into(),
-        branches,
-        false,
-    ))
-}
-
-fn inception_b<B: LayerBuilder>(
-    b: &Builder,
-    s: &WeightScope<B>,
-    in_c: u32,
-    side: u32,
-) -> Result<InceptionBlock<B::Conv>> {
-    let branches = vec![
-        b.convs(
-            s,
-            false,
-            &[("branch3x3", 384, THREE, 2, NO_PAD)],
-            &[],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
-            false,
-            &[
-                ("branch3x3dbl_1", 64, ONE, 1, NO_PAD),
-                ("branch3x3dbl_2", 96, THREE, 1, PAD1),
-                ("branch3x3dbl_3", 96, THREE, 2, NO_PAD),
+        ),
+        Kind::C(c7) => (
+            vec![
+                convs(&[pointwise("branch1x1", 192)]),
+                convs(&[
+                    pointwise("branch7x7_1", c7),
+                    ("branch7x7_2", c7, ROW7.0, 1, ROW7.1),
+                    ("branch7x7_3", 192, COL7.0, 1, COL7.1),
+                ]),
+                convs(&[
+                    pointwise("branch7x7dbl_1", c7),
+                    ("branch7x7dbl_2", c7, COL7.0, 1, COL7.1),
+                    ("branch7x7dbl_3", c7, ROW7.0, 1, ROW7.1),
+                    ("branch7x7dbl_4", c7, COL7.0, 1, COL7.1),
+                    ("branch7x7dbl_5", 192, ROW7.0, 1, ROW7.1),
+                ]),
+                pooled("branch_pool", 192),
             ],
-            &[],
-            in_c,
-            side,
-        )?,
-        Branch::MaxPool { channels: in_c },
-    ];
-    Ok(block(
-        s.label("").trim_end_matches('.').into(),
-        branches,
-        true,
-    ))
-}
-
-fn inception_c<B: LayerBuilder>(
-    b: &Builder,
-    s: &WeightScope<B>,
-    in_c: u32,
-    side: u32,
-    c7: u32,
-) -> Result<InceptionBlock<B::Conv>> {
-    let branches = vec![
-        b.convs(
-            s,
             false,
-            &[("branch1x1", 192, ONE, 1, NO_PAD)],
-            &[],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
-            false,
-            &[
-                ("branch7x7_1", c7, ONE, 1, NO_PAD),
-                ("branch7x7_2", c7, ROW7.0, 1, ROW7.1),
-                ("branch7x7_3", 192, COL7.0, 1, COL7.1),
+        ),
+        Kind::D => (
+            vec![
+                convs(&[
+                    pointwise("branch3x3_1", 192),
+                    ("branch3x3_2", 320, THREE, 2, NO_PAD),
+                ]),
+                convs(&[
+                    pointwise("branch7x7x3_1", 192),
+                    ("branch7x7x3_2", 192, ROW7.0, 1, ROW7.1),
+                    ("branch7x7x3_3", 192, COL7.0, 1, COL7.1),
+                    ("branch7x7x3_4", 192, THREE, 2, NO_PAD),
+                ]),
+                BranchSpec::MaxPool,
             ],
-            &[],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
-            false,
-            &[
-                ("branch7x7dbl_1", c7, ONE, 1, NO_PAD),
-                ("branch7x7dbl_2", c7, COL7.0, 1, COL7.1),
-                ("branch7x7dbl_3", c7, ROW7.0, 1, ROW7.1),
-                ("branch7x7dbl_4", c7, COL7.0, 1, COL7.1),
-                ("branch7x7dbl_5", 192, ROW7.0, 1, ROW7.1),
-            ],
-            &[],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
             true,
-            &[("branch_pool", 192, ONE, 1, NO_PAD)],
-            &[],
-            in_c,
-            side,
-        )?,
-    ];
-    Ok(block(
-        s.label("").trim_end_matches('.').into(),
-        branches,
-        false,
-    ))
+        ),
+        Kind::E => (
+            vec![
+                convs(&[pointwise("branch1x1", 320)]),
+                BranchSpec::Convs {
+                    pool: false,
+                    chain: vec![pointwise("branch3x3_1", 384)],
+                    split: vec![
+                        ("branch3x3_2a", 384, ROW3.0, 1, ROW3.1),
+                        ("branch3x3_2b", 384, COL3.0, 1, COL3.1),
+                    ],
+                },
+                BranchSpec::Convs {
+                    pool: false,
+                    chain: vec![
+                        pointwise("branch3x3dbl_1", 448),
+                        ("branch3x3dbl_2", 384, THREE, 1, PAD1),
+                    ],
+                    split: vec![
+                        ("branch3x3dbl_3a", 384, ROW3.0, 1, ROW3.1),
+                        ("branch3x3dbl_3b", 384, COL3.0, 1, COL3.1),
+                    ],
+                },
+                pooled("branch_pool", 192),
+            ],
+            false,
+        ),
+    }
 }
 
-fn inception_d<B: LayerBuilder>(
+/// Loads the block of `kind` at `s` reading `in_c` channels of a map of side `side`.
+fn load_block<B: LayerBuilder>(
     b: &Builder,
     s: &WeightScope<B>,
+    kind: &Kind,
     in_c: u32,
     side: u32,
 ) -> Result<InceptionBlock<B::Conv>> {
-    let branches = vec![
-        b.convs(
-            s,
-            false,
-            &[
-                ("branch3x3_1", 192, ONE, 1, NO_PAD),
-                ("branch3x3_2", 320, THREE, 2, NO_PAD),
-            ],
-            &[],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
-            false,
-            &[
-                ("branch7x7x3_1", 192, ONE, 1, NO_PAD),
-                ("branch7x7x3_2", 192, ROW7.0, 1, ROW7.1),
-                ("branch7x7x3_3", 192, COL7.0, 1, COL7.1),
-                ("branch7x7x3_4", 192, THREE, 2, NO_PAD),
-            ],
-            &[],
-            in_c,
-            side,
-        )?,
-        Branch::MaxPool { channels: in_c },
-    ];
-    Ok(block(
-        s.label("").trim_end_matches('.').into(),
+    let (specs, reduces) = layout(kind);
+    let branches = specs
+        .iter()
+        .map(|spec| match spec {
+            BranchSpec::Convs { pool, chain, split } => b.convs(s, *pool, chain, split, in_c, side),
+            BranchSpec::MaxPool => Ok(Branch::MaxPool { channels: in_c }),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(InceptionBlock {
+        label: s.label("").trim_end_matches('.').into(),
         branches,
-        true,
-    ))
-}
-
-fn inception_e<B: LayerBuilder>(
-    b: &Builder,
-    s: &WeightScope<B>,
-    in_c: u32,
-    side: u32,
-) -> Result<InceptionBlock<B::Conv>> {
-    let branches = vec![
-        b.convs(
-            s,
-            false,
-            &[("branch1x1", 320, ONE, 1, NO_PAD)],
-            &[],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
-            false,
-            &[("branch3x3_1", 384, ONE, 1, NO_PAD)],
-            &[
-                ("branch3x3_2a", 384, ROW3.0, 1, ROW3.1),
-                ("branch3x3_2b", 384, COL3.0, 1, COL3.1),
-            ],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
-            false,
-            &[
-                ("branch3x3dbl_1", 448, ONE, 1, NO_PAD),
-                ("branch3x3dbl_2", 384, THREE, 1, PAD1),
-            ],
-            &[
-                ("branch3x3dbl_3a", 384, ROW3.0, 1, ROW3.1),
-                ("branch3x3dbl_3b", 384, COL3.0, 1, COL3.1),
-            ],
-            in_c,
-            side,
-        )?,
-        b.convs(
-            s,
-            true,
-            &[("branch_pool", 192, ONE, 1, NO_PAD)],
-            &[],
-            in_c,
-            side,
-        )?,
-    ];
-    Ok(block(
-        s.label("").trim_end_matches('.').into(),
-        branches,
-        false,
-    ))
+        reduces,
+    })
 }
 
 impl BasicConv<ConvLayer> {

@@ -4,6 +4,7 @@
 
 pub mod buffers;
 pub mod device;
+pub mod io;
 pub mod kernel;
 pub mod pipelines;
 pub mod plan;
@@ -13,6 +14,7 @@ pub use device::{
     list_adapters, AdapterChoice, AdapterSummary, DeviceOptions, GpuContext, GpuEvent,
     PendingReadback,
 };
+pub use io::ModelIo;
 pub use kernel::{Kernel, Precision};
 pub use pipelines::PipelineCache;
 pub use plan::{CompiledPlan, MemoryPlan, Plan, Stage, Step, TensorId, Threads, WORKGROUP_SIZE};

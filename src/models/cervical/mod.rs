@@ -8,7 +8,8 @@ use crate::engine::kernel::UniformParams;
 use crate::anatomy::cervical::{disc_members, is_disc_corner, DISC_COUNT, LANDMARK_COUNT};
 use crate::engine::buffers::{storage_buffer, upload_u32};
 use crate::engine::{
-    CompiledPlan, GpuContext, PendingReadback, PipelineCache, Plan, Precision, StageTimer, TensorId,
+    CompiledPlan, GpuContext, ModelIo, PendingReadback, PipelineCache, Plan, Precision, StageTimer,
+    TensorId,
 };
 use crate::error::Result;
 use crate::nn::hourglass::HourglassNet;
@@ -88,9 +89,8 @@ pub struct CervicalModel {
     landmark_sources: Arc<wgpu::Buffer>,
     pipelines: PipelineCache,
     compiled: Option<Compiled>,
-    image_buffer: Arc<wgpu::Buffer>,
+    io: ModelIo,
     result: Arc<wgpu::Buffer>,
-    staging: wgpu::Buffer,
     timestamps: Option<StageTimer>,
     profiling: bool,
     precision: Precision,
@@ -147,13 +147,8 @@ impl CervicalModel {
         let disc_members = upload_u32(&ctx, "disc members", &members);
         let landmark_sources = upload_u32(&ctx, "landmark sources", sources.as_flattened());
         let result = storage_buffer(&ctx, "landmark table", RESULT_BYTES);
-        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: RESULT_BYTES + 16 * 64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let image_buffer = storage_buffer(&ctx, "radiograph", 16);
+        // Room after the result for the stage timestamps of a profiled run.
+        let io = ModelIo::new(&ctx, "readback", RESULT_BYTES, 16 * 64);
         Ok(Self {
             ctx,
             config,
@@ -165,9 +160,8 @@ impl CervicalModel {
             landmark_sources,
             pipelines: PipelineCache::default(),
             compiled: None,
-            image_buffer,
+            io,
             result,
-            staging,
             timestamps: None,
             profiling: false,
             precision: Precision::F32,
@@ -220,7 +214,7 @@ impl CervicalModel {
         let c = &self.config;
         let s = c.input_size;
         let (mut plan, unused, image) =
-            super::begin_plan(&self.ctx, self.precision, &self.image_buffer, original);
+            super::begin_plan(&self.ctx, self.precision, self.io.image(), original);
         let resize_step = plan.steps().len();
         let resized = ops::resize_bicubic(&mut plan, image, s, s)?;
         let standardized = ops::standardize(&mut plan, resized, c.standardize_eps)?;
@@ -307,7 +301,7 @@ impl CervicalModel {
         let profiled = self.record(&mut encoder, image, self.profiling)?;
         self.ctx.submit(encoder);
         let read_bytes = RESULT_BYTES + profiled.as_ref().map_or(0, StageTimer::bytes);
-        let raw = self.ctx.read_buffer(&self.staging, read_bytes)?;
+        let raw = self.ctx.read_buffer(self.io.readback(), read_bytes)?;
         let mut prediction = self.prediction_from(&raw[..RESULT_BYTES as usize]);
         if let Some(timer) = profiled {
             let compiled = self.compiled.as_ref().expect("recorded above");
@@ -353,8 +347,7 @@ impl CervicalModel {
     /// the bytes into landmarks with [`Self::prediction_from`]. One readback at a time: encode
     /// the next inference after this one has arrived.
     pub fn begin_readback(&self, submission: Option<wgpu::SubmissionIndex>) -> PendingReadback {
-        self.ctx
-            .begin_readback(&self.staging, RESULT_BYTES, submission)
+        self.io.begin_readback(&self.ctx, submission)
     }
 
     /// The records `encoder` gets; returns the stage timer when timestamps were recorded.
@@ -365,17 +358,15 @@ impl CervicalModel {
         profile: bool,
     ) -> Result<Option<StageTimer>> {
         let (w, h) = (image.width, image.height);
-        let bytes = image.checked_bytes(&self.ctx)?;
+        image.checked_bytes(&self.ctx)?;
         self.prepare(w, h)?;
-        if bytes > self.image_buffer.size() {
-            self.image_buffer = storage_buffer(&self.ctx, "radiograph", bytes);
-            let compiled = self.compiled.as_mut().expect("prepared above");
-            compiled
-                .plan
-                .rebind(compiled.image, self.image_buffer.clone());
-        }
         let s = self.config.input_size;
         let compiled = self.compiled.as_mut().expect("prepared above");
+        if self.io.upload(&self.ctx, image.pixels) {
+            compiled
+                .plan
+                .rebind(compiled.image, self.io.image().clone());
+        }
         if compiled.original != (w, h) {
             compiled.plan.update_params(
                 compiled.resize_step,
@@ -394,10 +385,6 @@ impl CervicalModel {
             );
             compiled.original = (w, h);
         }
-        self.ctx
-            .queue
-            .write_buffer(&self.image_buffer, 0, bytemuck::cast_slice(image.pixels));
-
         let passes = compiled.plan.pass_count() as u32;
         let timer = match self.timestamps.take() {
             Some(timer) if profile && timer.passes() == passes => Some(timer),
@@ -407,9 +394,9 @@ impl CervicalModel {
         compiled
             .plan
             .encode(encoder, timer.as_ref().map(StageTimer::query_set));
-        encoder.copy_buffer_to_buffer(&self.result, 0, &self.staging, 0, RESULT_BYTES);
+        self.io.copy_result(encoder, &self.result, 0, RESULT_BYTES);
         if let Some(timer) = &timer {
-            timer.resolve_into(encoder, &self.staging, RESULT_BYTES);
+            timer.resolve_into(encoder, self.io.readback(), RESULT_BYTES);
         }
         Ok(timer)
     }
@@ -464,7 +451,7 @@ impl CervicalModel {
         GpuMemory {
             weights: self.global.weight_bytes() + self.refiners.weight_bytes(),
             activations,
-            io: self.image_buffer.size() + self.result.size() + self.staging.size(),
+            io: self.io.bytes() + self.result.size(),
         }
     }
 

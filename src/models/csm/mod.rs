@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::engine::buffers::storage_buffer;
 use crate::engine::kernel::UniformParams;
 use crate::engine::{
-    CompiledPlan, GpuContext, PendingReadback, PipelineCache, Plan, Precision, TensorId,
+    CompiledPlan, GpuContext, ModelIo, PendingReadback, PipelineCache, Plan, Precision, TensorId,
 };
 use crate::error::Result;
 use crate::nn::scope::{GpuLayers, LayerBuilder, WeightScope};
@@ -150,8 +149,7 @@ pub struct CsmModel {
     net: CsmNet<ConvLayer, LinearLayer>,
     pipelines: PipelineCache,
     compiled: Option<Compiled>,
-    image_buffer: Arc<wgpu::Buffer>,
-    staging: wgpu::Buffer,
+    io: ModelIo,
     precision: Precision,
 }
 
@@ -176,13 +174,7 @@ impl CsmModel {
         let root = WeightScope::new(weights, &layers);
         let net = CsmNet::load(&root, &config)?;
         weights.check_all_used()?;
-        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("csm readback"),
-            size: RESULT_BYTES,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let image_buffer = storage_buffer(&ctx, "radiograph", 16);
+        let io = ModelIo::new(&ctx, "csm readback", RESULT_BYTES, 0);
         Ok(Self {
             ctx,
             config,
@@ -191,8 +183,7 @@ impl CsmModel {
             net,
             pipelines: PipelineCache::default(),
             compiled: None,
-            image_buffer,
-            staging,
+            io,
             precision: Precision::F32,
         })
     }
@@ -226,7 +217,7 @@ impl CsmModel {
         let c = &self.config;
         let s = c.input_size;
         let (mut plan, unused, image) =
-            super::begin_plan(&self.ctx, self.precision, &self.image_buffer, original);
+            super::begin_plan(&self.ctx, self.precision, self.io.image(), original);
         let resize_step = plan.steps().len();
         let resized = ops::resize_area(&mut plan, image, s, s)?;
         let normalized = ops::minmax_normalize(&mut plan, resized)?;
@@ -261,11 +252,11 @@ impl CsmModel {
 
     /// Runs the whole pipeline: one submission, one 4-byte readback.
     pub fn run(&mut self, image: GreyImage) -> Result<CsmPrediction> {
-        let (ctx, staging) = (self.ctx.clone(), self.staging.clone());
+        let (ctx, readback) = (self.ctx.clone(), self.io.readback().clone());
         let raw = ctx.record_submit_read(
             "csm inference",
             |encoder| self.encode(encoder, image),
-            &staging,
+            &readback,
             RESULT_BYTES,
         )?;
         Ok(self.prediction_from(&raw))
@@ -277,39 +268,33 @@ impl CsmModel {
     /// [`crate::CervicalModel::encode`].
     pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
         let (w, h) = (image.width, image.height);
-        let bytes = image.checked_bytes(&self.ctx)?;
+        image.checked_bytes(&self.ctx)?;
         let s = self.config.input_size;
         // Checked before the plan exists: the resize refuses sizes whose window bounds overflow.
         let resize = ops::resize_area_params(h, w, s, s)?;
         self.prepare(w, h)?;
-        if bytes > self.image_buffer.size() {
-            self.image_buffer = storage_buffer(&self.ctx, "radiograph", bytes);
-            let compiled = self.compiled.as_mut().expect("prepared above");
+        let compiled = self.compiled.as_mut().expect("prepared above");
+        if self.io.upload(&self.ctx, image.pixels) {
             compiled
                 .plan
-                .rebind(compiled.image, self.image_buffer.clone());
+                .rebind(compiled.image, self.io.image().clone());
         }
-        let compiled = self.compiled.as_mut().expect("prepared above");
         if compiled.original != (w, h) {
             compiled
                 .plan
                 .update_params(compiled.resize_step, &resize.words());
             compiled.original = (w, h);
         }
-        self.ctx
-            .queue
-            .write_buffer(&self.image_buffer, 0, bytemuck::cast_slice(image.pixels));
         compiled.plan.encode(encoder, None);
         let result = compiled.plan.buffer(compiled.probability);
-        encoder.copy_buffer_to_buffer(result, 0, &self.staging, 0, RESULT_BYTES);
+        self.io.copy_result(encoder, result, 0, RESULT_BYTES);
         Ok(())
     }
 
     /// Starts reading back what the last [`Self::encode`] recorded, once submitted (see
     /// [`crate::CervicalModel::begin_readback`]).
     pub fn begin_readback(&self, submission: Option<wgpu::SubmissionIndex>) -> PendingReadback {
-        self.ctx
-            .begin_readback(&self.staging, RESULT_BYTES, submission)
+        self.io.begin_readback(&self.ctx, submission)
     }
 
     /// The prediction in the result's bytes.
@@ -345,6 +330,6 @@ impl CsmModel {
 
     /// GPU bytes of the radiograph upload buffer and the readback buffer.
     pub fn io_bytes(&self) -> u64 {
-        self.image_buffer.size() + self.staging.size()
+        self.io.bytes()
     }
 }

@@ -13,7 +13,7 @@ use crate::anatomy::lumbar::{
 };
 use crate::engine::buffers::{storage_buffer, upload_u32};
 use crate::engine::{
-    CompiledPlan, GpuContext, PendingReadback, PipelineCache, Plan, Precision, TensorId,
+    CompiledPlan, GpuContext, ModelIo, PendingReadback, PipelineCache, Plan, Precision, TensorId,
 };
 use crate::error::Result;
 use crate::nn::inception::InceptionHeatmaps;
@@ -141,9 +141,8 @@ pub struct LumbarModel {
     sources: Arc<wgpu::Buffer>,
     pipelines: PipelineCache,
     compiled: Option<Compiled>,
-    image_buffer: Arc<wgpu::Buffer>,
+    io: ModelIo,
     table: Arc<wgpu::Buffer>,
-    staging: wgpu::Buffer,
     precision: Precision,
     refine_batch: Option<u32>,
 }
@@ -175,16 +174,10 @@ impl LumbarModel {
             .flat_map(|i| [i, i / CORNERS_PER_LEVEL as u32])
             .collect();
         let table = storage_buffer(&ctx, "lumbar table", TABLE_BYTES);
-        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("lumbar readback"),
-            size: RESULT_BYTES,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         Ok(Self {
             box_members: upload_u32(&ctx, "level corners", &members),
             sources: upload_u32(&ctx, "corner sources", &sources),
-            image_buffer: storage_buffer(&ctx, "radiograph", 16),
+            io: ModelIo::new(&ctx, "lumbar readback", RESULT_BYTES, 0),
             ctx,
             config,
             weights_sha256: weights.sha256.clone(),
@@ -193,7 +186,6 @@ impl LumbarModel {
             pipelines: PipelineCache::default(),
             compiled: None,
             table,
-            staging,
             precision: Precision::F32,
             refine_batch: None,
         })
@@ -229,7 +221,7 @@ impl LumbarModel {
         let c = &self.config;
         let s = c.input_size;
         let (mut plan, unused, image) =
-            super::begin_plan(&self.ctx, self.precision, &self.image_buffer, original);
+            super::begin_plan(&self.ctx, self.precision, self.io.image(), original);
         let resized = ops::resize_bicubic(&mut plan, image, s, s)?;
         let stats = ops::minmax_stats(&mut plan, resized)?;
         let normalized = ops::minmax_apply(&mut plan, "normalized", resized, stats)?;
@@ -383,11 +375,11 @@ impl LumbarModel {
 
     /// Runs the whole pipeline: one submission, one readback.
     pub fn run(&mut self, image: GreyImage) -> Result<LumbarPrediction> {
-        let (ctx, staging) = (self.ctx.clone(), self.staging.clone());
+        let (ctx, readback) = (self.ctx.clone(), self.io.readback().clone());
         let raw = ctx.record_submit_read(
             "lumbar inference",
             |encoder| self.encode(encoder, image),
-            &staging,
+            &readback,
             RESULT_BYTES,
         )?;
         Ok(self.prediction_from(&raw))
@@ -397,34 +389,24 @@ impl LumbarModel {
     /// [`crate::CervicalModel::encode`]).
     pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
         let (w, h) = (image.width, image.height);
-        let bytes = image.checked_bytes(&self.ctx)?;
-        if bytes > self.image_buffer.size() {
-            self.image_buffer = storage_buffer(&self.ctx, "radiograph", bytes);
+        image.checked_bytes(&self.ctx)?;
+        if self.io.upload(&self.ctx, image.pixels) {
             // The compiled plan is bound to the old buffer.
             self.compiled = None;
         }
         self.prepare(w, h)?;
         let compiled = self.compiled.as_ref().expect("prepared above");
-        self.ctx
-            .queue
-            .write_buffer(&self.image_buffer, 0, bytemuck::cast_slice(image.pixels));
         compiled.plan.encode(encoder, None);
-        encoder.copy_buffer_to_buffer(&self.table, 0, &self.staging, 0, TABLE_BYTES);
+        self.io.copy_result(encoder, &self.table, 0, TABLE_BYTES);
         let presence = compiled.plan.buffer(compiled.presence);
-        encoder.copy_buffer_to_buffer(
-            presence,
-            0,
-            &self.staging,
-            TABLE_BYTES,
-            RESULT_BYTES - TABLE_BYTES,
-        );
+        self.io
+            .copy_result(encoder, presence, TABLE_BYTES, RESULT_BYTES - TABLE_BYTES);
         Ok(())
     }
 
     /// Starts reading back what the last [`Self::encode`] recorded, once submitted.
     pub fn begin_readback(&self, submission: Option<wgpu::SubmissionIndex>) -> PendingReadback {
-        self.ctx
-            .begin_readback(&self.staging, RESULT_BYTES, submission)
+        self.io.begin_readback(&self.ctx, submission)
     }
 
     /// The prediction in the result's bytes: the map-back table, then the probabilities.
@@ -486,7 +468,7 @@ impl LumbarModel {
 
     /// GPU bytes of the input image, the result table and the readback buffer.
     pub fn io_bytes(&self) -> u64 {
-        self.image_buffer.size() + self.table.size() + self.staging.size()
+        self.io.bytes() + self.table.size()
     }
 
     pub fn dispatch_count(&self) -> usize {

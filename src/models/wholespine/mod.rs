@@ -9,7 +9,7 @@ use crate::anatomy::wholespine::{LANDMARK_COUNT, LANDMARK_NAMES};
 use crate::engine::buffers::{storage_buffer, upload_u32};
 use crate::engine::kernel::UniformParams;
 use crate::engine::{
-    CompiledPlan, GpuContext, PendingReadback, PipelineCache, Plan, Precision, TensorId,
+    CompiledPlan, GpuContext, ModelIo, PendingReadback, PipelineCache, Plan, Precision, TensorId,
 };
 use crate::error::Result;
 use crate::nn::preact::PreActBlock;
@@ -254,9 +254,8 @@ pub struct WholeSpineModel {
     landmark_sources: Arc<wgpu::Buffer>,
     pipelines: PipelineCache,
     compiled: Option<Compiled>,
-    image_buffer: Arc<wgpu::Buffer>,
+    io: ModelIo,
     result: Arc<wgpu::Buffer>,
-    staging: wgpu::Buffer,
     precision: Precision,
 }
 
@@ -286,13 +285,7 @@ impl WholeSpineModel {
         let sources = vec![[GLOBAL_POINT, 0]; LANDMARK_COUNT];
         let landmark_sources = upload_u32(&ctx, "landmark sources", sources.as_flattened());
         let result = storage_buffer(&ctx, "landmark table", RESULT_BYTES);
-        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wholespine readback"),
-            size: RESULT_BYTES,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let image_buffer = storage_buffer(&ctx, "radiograph", 16);
+        let io = ModelIo::new(&ctx, "wholespine readback", RESULT_BYTES, 0);
         Ok(Self {
             ctx,
             config,
@@ -302,9 +295,8 @@ impl WholeSpineModel {
             landmark_sources,
             pipelines: PipelineCache::default(),
             compiled: None,
-            image_buffer,
+            io,
             result,
-            staging,
             precision: Precision::F32,
         })
     }
@@ -338,7 +330,7 @@ impl WholeSpineModel {
     fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId, usize, usize)> {
         let c = &self.config;
         let (mut plan, unused, image) =
-            super::begin_plan(&self.ctx, self.precision, &self.image_buffer, original);
+            super::begin_plan(&self.ctx, self.precision, self.io.image(), original);
         let resize_step = plan.steps().len();
         let resized = ops::resize_bicubic(&mut plan, image, c.input_height, c.input_width)?;
         let standardized = ops::standardize(&mut plan, resized, c.standardize_eps)?;
@@ -401,11 +393,11 @@ impl WholeSpineModel {
 
     /// Runs the whole pipeline: one submission, one readback.
     pub fn run(&mut self, image: GreyImage) -> Result<SpinePrediction> {
-        let (ctx, staging) = (self.ctx.clone(), self.staging.clone());
+        let (ctx, readback) = (self.ctx.clone(), self.io.readback().clone());
         let raw = ctx.record_submit_read(
             "wholespine inference",
             |encoder| self.encode(encoder, image),
-            &staging,
+            &readback,
             RESULT_BYTES,
         )?;
         Ok(self.prediction_from(&raw))
@@ -417,18 +409,16 @@ impl WholeSpineModel {
     /// [`crate::CervicalModel::encode`].
     pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
         let (w, h) = (image.width, image.height);
-        let bytes = image.checked_bytes(&self.ctx)?;
+        image.checked_bytes(&self.ctx)?;
         self.prepare(w, h)?;
-        if bytes > self.image_buffer.size() {
-            self.image_buffer = storage_buffer(&self.ctx, "radiograph", bytes);
-            let compiled = self.compiled.as_mut().expect("prepared above");
-            compiled
-                .plan
-                .rebind(compiled.image, self.image_buffer.clone());
-        }
         let input = self.input_size();
         let members = self.members.len() as u32;
         let compiled = self.compiled.as_mut().expect("prepared above");
+        if self.io.upload(&self.ctx, image.pixels) {
+            compiled
+                .plan
+                .rebind(compiled.image, self.io.image().clone());
+        }
         if compiled.original != (w, h) {
             compiled.plan.update_params(
                 compiled.resize_step,
@@ -440,19 +430,15 @@ impl WholeSpineModel {
             );
             compiled.original = (w, h);
         }
-        self.ctx
-            .queue
-            .write_buffer(&self.image_buffer, 0, bytemuck::cast_slice(image.pixels));
         compiled.plan.encode(encoder, None);
-        encoder.copy_buffer_to_buffer(&self.result, 0, &self.staging, 0, RESULT_BYTES);
+        self.io.copy_result(encoder, &self.result, 0, RESULT_BYTES);
         Ok(())
     }
 
     /// Starts reading back what the last [`Self::encode`] recorded, once submitted (see
     /// [`crate::CervicalModel::begin_readback`]).
     pub fn begin_readback(&self, submission: Option<wgpu::SubmissionIndex>) -> PendingReadback {
-        self.ctx
-            .begin_readback(&self.staging, RESULT_BYTES, submission)
+        self.io.begin_readback(&self.ctx, submission)
     }
 
     /// The prediction in the result table's bytes (see shaders/map_back.wgsl).
@@ -497,7 +483,7 @@ impl WholeSpineModel {
 
     /// GPU bytes of the input image, the result table and its readback buffer.
     pub fn io_bytes(&self) -> u64 {
-        self.image_buffer.size() + self.result.size() + self.staging.size()
+        self.io.bytes() + self.result.size()
     }
 
     pub fn dispatch_count(&self) -> usize {

@@ -12,7 +12,7 @@
 #      cooperative-matrix convolution against the scalar one on a test layer;
 #   4. `sagitta analyze samples/phantom_dicom.dcm` in f32, f16, and f16 with tensor cores, each
 #      compared with tools/gpu_check_reference.json (the same run on lavapipe, f32);
-#   5. `sagitta tune` for each model family (cervical, csm, wholespine) at paper size (random paper weights
+#   5. `sagitta tune` for each model family (cervical, csm, wholespine, lumbar) at paper size (random paper weights
 #      made by the binary itself: no weights file to carry);
 #   6. `sagitta bench --kernels` for each family at paper size: f32, f16 and f16 with tensor cores
 #      allowed (SAGITTA_COOPERATIVE_MATRIX=on) with `--torch`: PyTorch on CUDA (tools/bench_torch.py
@@ -232,7 +232,7 @@ else
         TUNE_EXTRA=""
     fi
     # shellcheck disable=SC2046,SC2086
-    [ "$PAPER_OK" = 1 ] && for family in cervical csm wholespine; do
+    [ "$PAPER_OK" = 1 ] && for family in cervical csm wholespine lumbar; do
         run_step "tune_$family" 120 "$BIN" tune $(src $family) --image $IMAGE $TUNE_EXTRA
     done
     # name, family, precision, environment (comma-separated, - for none), PyTorch side or not;
@@ -248,6 +248,8 @@ else
                 "csm_f16_tc csm f16 SAGITTA_COOPERATIVE_MATRIX=on torch" \
                 "wholespine_f32 wholespine f32 - torch" \
                 "wholespine_f16 wholespine f16 - torch" \
+                "lumbar_f32 lumbar f32 - torch" \
+                "lumbar_f16 lumbar f16 - torch" \
                 "cervical_f16_tiled cervical f16 SAGITTA_CONV_ALGORITHM=tiled -"; do
         read -r name family precision envs torch <<<"$spec"
         extra=()

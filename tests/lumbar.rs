@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use sagitta::engine::{GpuEvent, Precision};
-use sagitta::models::lumbar::{LumbarConfig, LumbarModel, LumbarPrediction};
+use sagitta::models::lumbar::{LumbarConfig, LumbarModel, LumbarPrediction, RefineLevels};
 use sagitta::{GreyImage, SagittaError, WeightFile};
 
 fn reference() -> Reference {
@@ -36,6 +36,8 @@ fn against_torch(
     let file = WeightFile::open(fixture_path(weights)).unwrap();
     let mut model = LumbarModel::new(ctx, &file).unwrap();
     model.set_precision(precision).unwrap();
+    // Every level refined, as the reference does.
+    model.set_refine_levels(RefineLevels::All);
     let (width, height, pixels) = &r.image;
     let got = model
         .run(GreyImage {
@@ -120,6 +122,7 @@ fn one_inference_is_one_submission_and_one_readback() {
     let weights = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
     let ctx = sagitta::GpuContext::new(&sagitta::cli::env::adapter_choice()).unwrap();
     let mut model = LumbarModel::new(ctx.clone(), &weights).unwrap();
+    model.set_refine_levels(RefineLevels::All);
     let (width, height, pixels) = &r.image;
     let image = GreyImage {
         width: *width,
@@ -148,6 +151,7 @@ fn one_inference_is_one_submission_and_one_readback() {
     let large = model.run(large_image).unwrap();
     let again = model.run(image).unwrap();
     let mut fresh = LumbarModel::new(ctx, &weights).unwrap();
+    fresh.set_refine_levels(RefineLevels::All);
     let expected_large = fresh.run(large_image).unwrap();
     assert_eq!(rows(&large), rows(&expected_large));
     assert_eq!(large.presence, expected_large.presence);
@@ -209,6 +213,7 @@ fn refining_in_parts_gives_the_same_corners() {
     let r = reference();
     let weights = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
     let mut model = LumbarModel::new(gpu(), &weights).unwrap();
+    model.set_refine_levels(RefineLevels::All);
     assert_eq!(
         model.refine_batch().unwrap(),
         24,
@@ -323,4 +328,78 @@ fn analyze_reports_levels_corners_and_angles() {
         .filter(|p| p[0] != p[1] || p[1] != p[2])
         .count();
     assert!(coloured > 1000, "{coloured} coloured pixels");
+}
+
+#[test]
+fn refining_the_present_levels_only_gives_their_corners_bit_for_bit() {
+    // SPEC-lumbar: reading the flags back and refining the present levels, or refining all 24
+    // and dropping the absent ones, gives the present levels the same corners.
+    let r = reference();
+    let weights = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
+    let ctx = sagitta::GpuContext::new(&sagitta::cli::env::adapter_choice()).unwrap();
+    let mut all = LumbarModel::new(ctx.clone(), &weights).unwrap();
+    all.set_refine_levels(RefineLevels::All);
+    let mut present = LumbarModel::new(ctx.clone(), &weights).unwrap();
+    assert_eq!(present.refine_levels(), RefineLevels::Present);
+    let (width, height, pixels) = &r.image;
+    let image = GreyImage {
+        width: *width,
+        height: *height,
+        pixels,
+    };
+    let expected = all.run(image).unwrap();
+    ctx.take_events();
+    let got = present.run(image).unwrap();
+    // Two round trips: the labeller's flags, then the present levels.
+    assert_eq!(
+        ctx.take_events(),
+        vec![
+            GpuEvent::Submit,
+            GpuEvent::Map,
+            GpuEvent::Submit,
+            GpuEvent::Map
+        ]
+    );
+    assert_eq!(got.presence, expected.presence);
+    assert_eq!(got.present, expected.present);
+    assert_eq!(got.boxes, expected.boxes);
+    assert_eq!(got.coarse, expected.coarse);
+    let levels = got.present.iter().filter(|p| **p).count();
+    assert!(
+        levels > 0 && levels < 24,
+        "{levels} present: the fixture mixes both"
+    );
+    for (i, (g, e)) in got.corners.iter().zip(&expected.corners).enumerate() {
+        if got.present[i / 4] {
+            assert_eq!(
+                [g.x, g.y, g.sd_x, g.sd_y],
+                [e.x, e.y, e.sd_x, e.sd_y],
+                "{}",
+                g.name
+            );
+        } else {
+            // An absent level keeps the localisation's corner.
+            let c = got.coarse[i];
+            assert_eq!([g.x, g.y], [c[0], c[1]], "{}", g.name);
+        }
+    }
+    // Again (plans reused), and with no level present (nothing to refine).
+    let again = present.run(image).unwrap();
+    assert_eq!(rows(&again), rows(&got));
+    let mut none = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
+    none.metadata["threshold"] = serde_json::json!(1.0);
+    let dir = tempfile::tempdir().unwrap();
+    none.save_f32(dir.path().join("none.safetensors")).unwrap();
+    let none = WeightFile::open(dir.path().join("none.safetensors")).unwrap();
+    let mut nothing = LumbarModel::new(ctx, &none).unwrap();
+    let empty = nothing.run(image).unwrap();
+    assert!(empty.present.iter().all(|p| !p));
+    for (k, c) in empty.corners.iter().enumerate() {
+        let e = expected.coarse[k];
+        assert!(
+            (c.x - e[0]).abs() < 1e-3 && (c.y - e[1]).abs() < 1e-3,
+            "{}",
+            c.name
+        );
+    }
 }

@@ -100,6 +100,8 @@ fn paper_size_lumbar_matches_pytorch_presence_and_corners() {
     let reference = common::Reference::load(&dir.join("lumbar_io.safetensors"));
     let weights = sagitta::WeightFile::open(dir.join("lumbar_model.safetensors")).unwrap();
     let mut model = sagitta::models::lumbar::LumbarModel::new(common::gpu(), &weights).unwrap();
+    // Every level refined, as the reference does.
+    model.set_refine_levels(sagitta::models::lumbar::RefineLevels::All);
     assert_eq!(
         (model.config.input_size, model.config.crop_size),
         (1024, 512)

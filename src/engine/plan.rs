@@ -108,6 +108,8 @@ pub struct Plan {
     stages: Vec<Stage>,
     precision: Precision,
     cooperative_matrix: bool,
+    /// Activations read after the plan (copied out by the caller): live to its end.
+    outputs: Vec<TensorId>,
 }
 
 impl Plan {
@@ -131,6 +133,12 @@ impl Plan {
 
     pub fn cooperative_matrix(&self) -> bool {
         self.cooperative_matrix && self.precision == Precision::F16
+    }
+
+    /// Keeps `tensor` alive to the end of the plan: the caller reads it after the last step, so
+    /// no later activation may take its buffer.
+    pub fn keep_as_output(&mut self, tensor: TensorId) {
+        self.outputs.push(tensor);
     }
 
     pub fn precision(&self) -> Precision {
@@ -365,6 +373,11 @@ impl Plan {
             }
             for t in step.reads.iter().map(|&t| self.root(t)) {
                 last_use[t.0] = last_use[t.0].max(i);
+            }
+        }
+        if let Some(last) = self.steps.len().checked_sub(1) {
+            for t in self.outputs.iter().map(|&t| self.root(t)) {
+                last_use[t.0] = last;
             }
         }
         let mut births: HashMap<usize, Vec<usize>> = HashMap::new();

@@ -23,6 +23,7 @@ use crate::nn::weights::WeightFile;
 use crate::ops::boxes::{BoxShape, BoxSpec};
 use crate::ops::conv2d::{Activation, ConvLayer};
 use crate::ops::linear::LinearLayer;
+use crate::ops::map_back::GLOBAL_POINT;
 use crate::ops::{self, ConvSelection};
 
 pub mod config;
@@ -37,6 +38,10 @@ const TABLE_ROWS: u64 = 2 * LANDMARK_COUNT as u64 + LEVEL_COUNT as u64;
 const TABLE_BYTES: u64 = TABLE_ROWS * 16;
 /// The presence probabilities follow the table in the readback (f32, or f16 halves).
 const RESULT_BYTES: u64 = TABLE_BYTES + LEVEL_COUNT as u64 * 4;
+/// The localisation's DSNT rows and the level boxes, as the present-levels path reads them
+/// back after its first submission (at the start of the readback buffer).
+const COARSE_BYTES: u64 = LANDMARK_COUNT as u64 * 16;
+const BOXES_BYTES: u64 = LEVEL_COUNT as u64 * 16;
 
 /// One corner in original-image pixels (centre of the top-left pixel at (0, 0)).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -122,10 +127,48 @@ impl LumbarNets<ConvLayer, LinearLayer> {
     }
 }
 
+/// What the front of every plan leaves for the rest.
+struct Front {
+    unused: TensorId,
+    image: TensorId,
+    /// [min, max - min] of the resized image.
+    stats: TensorId,
+    /// The network input [1, 3, S, S].
+    input: TensorId,
+    coarse: TensorId,
+    boxes: TensorId,
+    original: (u32, u32),
+}
+
 struct Compiled {
     plan: CompiledPlan,
     presence: TensorId,
     original: (u32, u32),
+}
+
+/// Which levels [`LumbarModel::run`] refines (SPEC-lumbar: either way the present levels'
+/// corners are the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefineLevels {
+    /// All 24 in one submission with one readback; the absent levels' results are dropped.
+    All,
+    /// Only the levels the labeller finds present: a first submission reads back the
+    /// probabilities, the boxes and the localisation's corners, a second refines the present
+    /// levels. Less work where few levels are present, one more round trip.
+    #[default]
+    Present,
+}
+
+/// The present-levels path: its two compiled plans and the buffers the second one reads.
+struct PresentPath {
+    /// (original size, the first plan, its coarse corners, boxes and probabilities).
+    labels: Option<((u32, u32), CompiledPlan, [TensorId; 3])>,
+    /// ((original size, present count), the second plan).
+    refine: Option<(((u32, u32), u32), CompiledPlan)>,
+    boxes: Arc<wgpu::Buffer>,
+    coarse: Arc<wgpu::Buffer>,
+    sources: Arc<wgpu::Buffer>,
 }
 
 /// The lumbar model on the GPU. Build once; `run` many times.
@@ -145,6 +188,8 @@ pub struct LumbarModel {
     table: Arc<wgpu::Buffer>,
     precision: Precision,
     refine_batch: Option<u32>,
+    refine_levels: RefineLevels,
+    present: PresentPath,
 }
 
 impl LumbarModel {
@@ -174,6 +219,13 @@ impl LumbarModel {
             .flat_map(|i| [i, i / CORNERS_PER_LEVEL as u32])
             .collect();
         let table = storage_buffer(&ctx, "lumbar table", TABLE_BYTES);
+        let present = PresentPath {
+            labels: None,
+            refine: None,
+            boxes: storage_buffer(&ctx, "present boxes", BOXES_BYTES),
+            coarse: storage_buffer(&ctx, "coarse corners", COARSE_BYTES),
+            sources: storage_buffer(&ctx, "present sources", LANDMARK_COUNT as u64 * 8),
+        };
         Ok(Self {
             box_members: upload_u32(&ctx, "level corners", &members),
             sources: upload_u32(&ctx, "corner sources", &sources),
@@ -188,6 +240,8 @@ impl LumbarModel {
             table,
             precision: Precision::F32,
             refine_batch: None,
+            refine_levels: RefineLevels::default(),
+            present,
         })
     }
 
@@ -196,9 +250,26 @@ impl LumbarModel {
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         if precision != self.precision {
             self.precision = precision;
-            self.compiled = None;
+            self.forget_plans();
         }
         Ok(())
+    }
+
+    /// Drops every compiled plan (they are rebuilt when next needed).
+    fn forget_plans(&mut self) {
+        self.compiled = None;
+        self.present.labels = None;
+        self.present.refine = None;
+    }
+
+    /// Which levels [`Self::run`] refines ([`RefineLevels::Present`] by default).
+    /// [`Self::encode`] always refines all (one submission into the host's encoder).
+    pub fn set_refine_levels(&mut self, levels: RefineLevels) {
+        self.refine_levels = levels;
+    }
+
+    pub fn refine_levels(&self) -> RefineLevels {
+        self.refine_levels
     }
 
     pub fn precision(&self) -> Precision {
@@ -214,10 +285,87 @@ impl LumbarModel {
         Ok(self.plan((width, height))?.0)
     }
 
-    /// The dispatch list and its presence probabilities. The crops read the original image
-    /// through the [0, 1] map of the resized one, an activation of the original's size: the plan
-    /// is built per original size.
+    /// The dispatch list of the one-submission path (every level refined) and its presence
+    /// probabilities. The crops read the original image through the [0, 1] map of the resized
+    /// one, an activation of the original's size: the plan is built per original size.
     fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId)> {
+        let (mut plan, front) = self.front(original)?;
+        let refined = self.refine(&mut plan, &front, front.boxes, LEVEL_COUNT as u32)?;
+        plan.begin_stage("map back");
+        let sources = plan.bound(
+            "corner sources",
+            &[LANDMARK_COUNT as u32, 2],
+            self.sources.clone(),
+        );
+        self.map_back(
+            &mut plan,
+            &front,
+            front.coarse,
+            (refined, front.boxes),
+            sources,
+        )?;
+        // Last, so that no later activation takes the probabilities' buffer before the readback.
+        plan.begin_stage("identify");
+        let presence = self
+            .nets
+            .identify
+            .apply(&mut plan, front.input, front.unused)?;
+        Ok((plan, presence))
+    }
+
+    /// The first submission of the present-levels path: localisation, boxes and labeller, with
+    /// the coarse corners, the boxes and the probabilities kept for the readback.
+    fn labels_plan(&self, original: (u32, u32)) -> Result<(Plan, [TensorId; 3])> {
+        let (mut plan, front) = self.front(original)?;
+        plan.begin_stage("identify");
+        let presence = self
+            .nets
+            .identify
+            .apply(&mut plan, front.input, front.unused)?;
+        for t in [front.coarse, front.boxes, presence] {
+            plan.keep_as_output(t);
+        }
+        Ok((plan, [front.coarse, front.boxes, presence]))
+    }
+
+    /// The second submission of the present-levels path: the `count` present levels' crops
+    /// (their boxes and the coarse corners uploaded from the first one's readback), refined and
+    /// mapped back.
+    fn present_plan(&self, original: (u32, u32), count: u32) -> Result<Plan> {
+        let (mut plan, unused, image) =
+            super::begin_plan(&self.ctx, self.precision, self.io.image(), original);
+        let s = self.config.input_size;
+        // The [0, 1] map of the first submission, computed again (cheap, and bit-identical).
+        let resized = ops::resize_bicubic(&mut plan, image, s, s)?;
+        let stats = ops::minmax_stats(&mut plan, resized)?;
+        let boxes = plan.bound("present boxes", &[count, 4], self.present.boxes.clone());
+        let coarse = plan.bound(
+            "coarse corners",
+            &[LANDMARK_COUNT as u32, 4],
+            self.present.coarse.clone(),
+        );
+        let front = Front {
+            unused,
+            image,
+            stats,
+            input: coarse,
+            coarse,
+            boxes,
+            original,
+        };
+        let refined = self.refine(&mut plan, &front, boxes, count)?;
+        plan.begin_stage("map back");
+        let sources = plan.bound(
+            "present sources",
+            &[LANDMARK_COUNT as u32, 2],
+            self.present.sources.clone(),
+        );
+        self.map_back(&mut plan, &front, coarse, (refined, boxes), sources)?;
+        Ok(plan)
+    }
+
+    /// Preprocessing, localisation and the level boxes.
+    fn front(&self, original: (u32, u32)) -> Result<(Plan, Front)> {
         let c = &self.config;
         let s = c.input_size;
         let (mut plan, unused, image) =
@@ -237,8 +385,6 @@ impl LumbarModel {
         let heatmaps = self.nets.locate.apply(&mut plan, input, unused)?;
         let coarse = plan.activation_f32("coarse corners", &[LANDMARK_COUNT as u32, 4]);
         ops::softmax_dsnt(&mut plan, "locate dsnt", heatmaps, coarse, 0)?;
-
-        plan.begin_stage("crops");
         let members = plan.bound(
             "level corners",
             &[LANDMARK_COUNT as u32],
@@ -256,17 +402,39 @@ impl LumbarModel {
                 shape: BoxShape::AboutMean,
             },
         )?;
-        let original01 = ops::minmax_apply(&mut plan, "original [0, 1]", image, stats)?;
+        let front = Front {
+            unused,
+            image,
+            stats,
+            input,
+            coarse,
+            boxes,
+            original,
+        };
+        Ok((plan, front))
+    }
+
+    /// The crops of the first `count` boxes of `boxes`, refined in parts that fit a buffer
+    /// binding -> DSNT rows [4 * count, 4].
+    fn refine(
+        &self,
+        plan: &mut Plan,
+        front: &Front,
+        boxes: TensorId,
+        count: u32,
+    ) -> Result<TensorId> {
+        let c = &self.config;
         let k = c.crop_size;
-        let refined = plan.activation_f32("refined corners", &[LANDMARK_COUNT as u32, 4]);
+        let original01 = ops::minmax_apply(plan, "original [0, 1]", front.image, front.stats)?;
+        let corners = CORNERS_PER_LEVEL as u32;
+        let refined = plan.activation_f32("refined corners", &[count * corners, 4]);
         let batch = self.refine_batch()?;
-        let levels = LEVEL_COUNT as u32;
-        for first in (0..levels).step_by(batch as usize) {
-            let part = first..(first + batch).min(levels);
-            let stage = format!("refine levels {}..{}", part.start, part.end - 1);
+        for first in (0..count).step_by(batch as usize) {
+            let part = first..(first + batch).min(count);
+            let stage = format!("refine crops {}..{}", part.start, part.end - 1);
             plan.begin_stage(stage.clone());
             let crops = ops::grid_sample_crops_range(
-                &mut plan,
+                plan,
                 &format!("{stage}: crops"),
                 original01,
                 boxes,
@@ -275,42 +443,40 @@ impl LumbarModel {
                 k,
             )?;
             let crops = ops::channel_affine_expand(
-                &mut plan,
+                plan,
                 "crop affine",
                 crops,
                 &c.input_mean,
                 &c.input_std,
             )?;
-            let heatmaps = self.nets.refine.apply(&mut plan, crops, unused)?;
-            let row = first * CORNERS_PER_LEVEL as u32;
-            ops::softmax_dsnt(&mut plan, "refine dsnt", heatmaps, refined, row)?;
+            let heatmaps = self.nets.refine.apply(plan, crops, front.unused)?;
+            ops::softmax_dsnt(plan, "refine dsnt", heatmaps, refined, first * corners)?;
         }
+        Ok(refined)
+    }
 
-        plan.begin_stage("map back");
+    /// The corners to original pixels into the result table: the boxes and the DSNT rows are in
+    /// original pixels already, so the "input" frame of the map back is the original image.
+    fn map_back(
+        &self,
+        plan: &mut Plan,
+        front: &Front,
+        coarse: TensorId,
+        refined: (TensorId, TensorId),
+        sources: TensorId,
+    ) -> Result<()> {
         let table = plan.bound("lumbar table", &[TABLE_ROWS as u32, 4], self.table.clone());
-        let sources = plan.bound(
-            "corner sources",
-            &[LANDMARK_COUNT as u32, 2],
-            self.sources.clone(),
-        );
-        // The boxes and the DSNT rows are in original pixels already: the "input" frame of the
-        // map back is the original image.
         ops::map_back(
-            &mut plan,
+            plan,
             coarse,
-            Some((refined, boxes)),
+            Some(refined),
             sources,
             table,
-            unused,
-            original,
-            original,
+            front.unused,
+            front.original,
+            front.original,
             1,
-        )?;
-
-        // Last, so that no later activation takes the probabilities' buffer before the readback.
-        plan.begin_stage("identify");
-        let presence = self.nets.identify.apply(&mut plan, input, unused)?;
-        Ok((plan, presence))
+        )
     }
 
     /// How many levels are refined per batch: all 24 when every activation of a batch of 24
@@ -350,7 +516,7 @@ impl LumbarModel {
         }
         if batch != self.refine_batch {
             self.refine_batch = batch;
-            self.compiled = None;
+            self.forget_plans();
         }
         Ok(())
     }
@@ -358,6 +524,16 @@ impl LumbarModel {
     /// Builds pipelines, bind groups and activation buffers for an original image size now
     /// instead of at the first `run` of that size.
     pub fn prepare(&mut self, width: u32, height: u32) -> Result<()> {
+        if self.refine_levels == RefineLevels::Present {
+            // The second submission's plan depends on how many levels are present.
+            if self.present.labels.as_ref().map(|l| l.0) != Some((width, height)) {
+                let (plan, outputs) = self.labels_plan((width, height))?;
+                let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
+                self.present.labels = Some(((width, height), plan, outputs));
+                self.ctx.save_pipeline_cache();
+            }
+            return Ok(());
+        }
         let current = self.compiled.as_ref().map(|c| c.original);
         if current != Some((width, height)) {
             self.compiled = None;
@@ -375,6 +551,9 @@ impl LumbarModel {
 
     /// Runs the whole pipeline: one submission, one readback.
     pub fn run(&mut self, image: GreyImage) -> Result<LumbarPrediction> {
+        if self.refine_levels == RefineLevels::Present {
+            return self.run_present(image);
+        }
         let (ctx, readback) = (self.ctx.clone(), self.io.readback().clone());
         let raw = ctx.record_submit_read(
             "lumbar inference",
@@ -385,8 +564,117 @@ impl LumbarModel {
         Ok(self.prediction_from(&raw))
     }
 
+    /// The present-levels path: two submissions, two readbacks.
+    fn run_present(&mut self, image: GreyImage) -> Result<LumbarPrediction> {
+        let original = (image.width, image.height);
+        image.checked_bytes(&self.ctx)?;
+        if self.io.upload(&self.ctx, image.pixels) {
+            // The plans are bound to the old buffer.
+            self.forget_plans();
+        }
+        if self.present.labels.as_ref().map(|l| l.0) != Some(original) {
+            let (plan, outputs) = self.labels_plan(original)?;
+            let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
+            self.present.labels = Some((original, plan, outputs));
+            self.ctx.save_pipeline_cache();
+        }
+        let (_, plan, [coarse, boxes, presence]) =
+            self.present.labels.as_ref().expect("compiled above");
+        let mut encoder = self.encoder("lumbar labels");
+        plan.encode(&mut encoder, None);
+        self.io
+            .copy_result(&mut encoder, plan.buffer(*coarse), 0, COARSE_BYTES);
+        self.io
+            .copy_result(&mut encoder, plan.buffer(*boxes), COARSE_BYTES, BOXES_BYTES);
+        self.io.copy_result(
+            &mut encoder,
+            plan.buffer(*presence),
+            TABLE_BYTES,
+            RESULT_BYTES - TABLE_BYTES,
+        );
+        let submission = self.ctx.submit(encoder);
+        let first = self.io.begin_readback(&self.ctx, Some(submission)).wait()?;
+        let probabilities = self.probabilities_from(&first);
+        let present: Vec<usize> = (0..LEVEL_COUNT)
+            .filter(|&v| probabilities[v] >= self.config.threshold)
+            .collect();
+
+        // The result in the one-submission layout: corners, coarse corners, boxes, then the
+        // probabilities.
+        let coarse_rows = &first[..COARSE_BYTES as usize];
+        let level_boxes = &first[COARSE_BYTES as usize..(COARSE_BYTES + BOXES_BYTES) as usize];
+        let mut result = vec![0u8; RESULT_BYTES as usize];
+        let table_start = 2 * COARSE_BYTES as usize;
+        result[table_start..table_start + BOXES_BYTES as usize].copy_from_slice(level_boxes);
+        result[TABLE_BYTES as usize..].copy_from_slice(&first[TABLE_BYTES as usize..]);
+        if present.is_empty() {
+            // Nothing to refine or report: the localisation's corners in original pixels.
+            let (w, h) = (original.0 as f32, original.1 as f32);
+            for (i, row) in coarse_rows.chunks_exact(16).enumerate() {
+                let v = |k: usize| f32::from_le_bytes(row[4 * k..4 * k + 4].try_into().unwrap());
+                let point = [
+                    ((v(0) + 1.0) * w - 1.0) / 2.0,
+                    ((v(1) + 1.0) * h - 1.0) / 2.0,
+                    v(2).sqrt() * w / 2.0,
+                    v(3).sqrt() * h / 2.0,
+                ];
+                let bytes: Vec<u8> = point.iter().flat_map(|f| f.to_le_bytes()).collect();
+                result[16 * i..16 * i + 16].copy_from_slice(&bytes);
+                let coarse_at = COARSE_BYTES as usize + 16 * i;
+                result[coarse_at..coarse_at + 16].copy_from_slice(&bytes);
+            }
+            return Ok(self.prediction_from(&result));
+        }
+
+        // The second submission: the present levels' boxes compacted, their corners' sources.
+        let count = present.len() as u32;
+        let mut compact = Vec::with_capacity(present.len() * 16);
+        for &v in &present {
+            compact.extend_from_slice(&level_boxes[16 * v..16 * v + 16]);
+        }
+        let mut sources = vec![[GLOBAL_POINT, 0]; LANDMARK_COUNT];
+        for (j, &v) in present.iter().enumerate() {
+            for c in 0..CORNERS_PER_LEVEL {
+                sources[CORNERS_PER_LEVEL * v + c] = [(CORNERS_PER_LEVEL * j + c) as u32, j as u32];
+            }
+        }
+        let queue = &self.ctx.queue;
+        queue.write_buffer(&self.present.boxes, 0, &compact);
+        queue.write_buffer(&self.present.coarse, 0, coarse_rows);
+        queue.write_buffer(
+            &self.present.sources,
+            0,
+            bytemuck::cast_slice(sources.as_flattened()),
+        );
+        let key = (original, count);
+        if self.present.refine.as_ref().map(|r| r.0) != Some(key) {
+            // One at a time: a paper-size plan holds hundreds of MiB of activations.
+            self.present.refine = None;
+            let plan = self.present_plan(original, count)?;
+            let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
+            self.present.refine = Some((key, plan));
+            self.ctx.save_pipeline_cache();
+        }
+        let (_, plan) = self.present.refine.as_ref().expect("compiled above");
+        let mut encoder = self.encoder("lumbar present levels");
+        plan.encode(&mut encoder, None);
+        self.io
+            .copy_result(&mut encoder, &self.table, 0, table_start as u64);
+        let submission = self.ctx.submit(encoder);
+        let second = self.io.begin_readback(&self.ctx, Some(submission)).wait()?;
+        result[..table_start].copy_from_slice(&second[..table_start]);
+        Ok(self.prediction_from(&result))
+    }
+
+    fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
     /// Records the inference of `image` into the host's `encoder` without submitting it (see
-    /// [`crate::CervicalModel::encode`]).
+    /// [`crate::CervicalModel::encode`]): every level refined, whatever
+    /// [`Self::set_refine_levels`] says.
     pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
         let (w, h) = (image.width, image.height);
         image.checked_bytes(&self.ctx)?;
@@ -434,16 +722,7 @@ impl LumbarModel {
             .collect();
         let coarse = (LANDMARK_COUNT..2 * LANDMARK_COUNT).map(row).collect();
         let boxes = (2 * LANDMARK_COUNT..TABLE_ROWS as usize).map(row).collect();
-        let base = TABLE_BYTES as usize;
-        let presence: Vec<f32> = (0..LEVEL_COUNT)
-            .map(|v| match self.precision {
-                Precision::F32 => f32_at(base + 4 * v),
-                // f16 activations, native or packed two to a u32: element v is half v.
-                Precision::F16 => {
-                    half::f16::from_le_bytes([raw[base + 2 * v], raw[base + 2 * v + 1]]).to_f32()
-                }
-            })
-            .collect();
+        let presence = self.probabilities_from(raw);
         let threshold = self.config.threshold;
         LumbarPrediction {
             present: presence.iter().map(|&p| p >= threshold).collect(),
@@ -454,24 +733,60 @@ impl LumbarModel {
         }
     }
 
+    /// The 24 probabilities after the table in a readback.
+    fn probabilities_from(&self, raw: &[u8]) -> Vec<f32> {
+        let base = TABLE_BYTES as usize;
+        (0..LEVEL_COUNT)
+            .map(|v| match self.precision {
+                Precision::F32 => {
+                    let at = base + 4 * v;
+                    f32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]])
+                }
+                // f16 activations, native or packed two to a u32: element v is half v.
+                Precision::F16 => {
+                    half::f16::from_le_bytes([raw[base + 2 * v], raw[base + 2 * v + 1]]).to_f32()
+                }
+            })
+            .collect()
+    }
+
     /// GPU bytes of the weights.
     pub fn weight_bytes(&self) -> u64 {
         self.nets.weight_bytes()
     }
 
-    /// Activation bytes after liveness reuse (0 before the first `prepare`).
-    pub fn activation_bytes(&self) -> u64 {
+    /// The compiled plans held now: the one-submission plan, or the present-levels path's two.
+    fn compiled_plans(&self) -> impl Iterator<Item = &CompiledPlan> {
+        let labels = self.present.labels.as_ref().map(|(_, plan, _)| plan);
+        let refine = self.present.refine.as_ref().map(|(_, plan)| plan);
         self.compiled
             .as_ref()
-            .map_or(0, |c| c.plan.activation_bytes())
+            .map(|c| &c.plan)
+            .into_iter()
+            .chain(labels)
+            .chain(refine)
     }
 
-    /// GPU bytes of the input image, the result table and the readback buffer.
+    /// Activation bytes after liveness reuse, over the plans held (0 before the first
+    /// `prepare`).
+    pub fn activation_bytes(&self) -> u64 {
+        self.compiled_plans()
+            .map(CompiledPlan::activation_bytes)
+            .sum()
+    }
+
+    /// GPU bytes of the input image, the result table, the readback buffer and the
+    /// present-levels path's uploads.
     pub fn io_bytes(&self) -> u64 {
-        self.io.bytes() + self.table.size()
+        self.io.bytes()
+            + self.table.size()
+            + self.present.boxes.size()
+            + self.present.coarse.size()
+            + self.present.sources.size()
     }
 
+    /// Dispatches per inference over the plans held.
     pub fn dispatch_count(&self) -> usize {
-        self.compiled.as_ref().map_or(0, |c| c.plan.step_count())
+        self.compiled_plans().map(CompiledPlan::step_count).sum()
     }
 }

@@ -8,7 +8,7 @@ use crate::engine::{GpuContext, PipelineCache, Precision, Step};
 use crate::error::Result;
 use crate::models::cervical::{CervicalConfig, CervicalModel, GpuMemory, GreyImage};
 use crate::models::csm::CsmModel;
-use crate::models::lumbar::LumbarModel;
+use crate::models::lumbar::{LumbarModel, RefineLevels};
 use crate::models::wholespine::WholeSpineModel;
 use crate::nn::weights::WeightFile;
 use crate::ops::conv2d::{Activation, ConvStep};
@@ -227,7 +227,11 @@ impl SingleSubmission for LumbarModel {
         LumbarModel::dispatch_count(self)
     }
     fn name(&self) -> String {
-        self.config.name.clone()
+        let levels = match self.refine_levels() {
+            RefineLevels::All => "all levels",
+            RefineLevels::Present => "present levels; two submissions",
+        };
+        format!("{} (refines {levels})", self.config.name)
     }
     fn input(&self) -> [u32; 2] {
         [self.config.input_size; 2]
@@ -295,16 +299,18 @@ pub fn run_wholespine(
     run_single(ctx, model, t.elapsed().as_secs_f64(), settings)
 }
 
-/// The lumbar pipeline (localisation, 24 crops refined as one batch, map back, labeller in one
-/// submission), timed as [`run_csm`].
+/// The lumbar pipeline refining `refine` levels (all 24 in one submission, or the labeller's
+/// present ones after a first submission), timed as [`run_csm`]; its report names the way.
 pub fn run_lumbar(
     ctx: Arc<GpuContext>,
     weights: &WeightFile,
     settings: &BenchSettings,
+    refine: RefineLevels,
 ) -> Result<BenchReport> {
     let t = Instant::now();
     let mut model = LumbarModel::with_selection(ctx.clone(), weights, &settings.selection)?;
     model.set_precision(settings.precision)?;
+    model.set_refine_levels(refine);
     run_single(ctx, model, t.elapsed().as_secs_f64(), settings)
 }
 

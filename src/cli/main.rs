@@ -114,8 +114,8 @@ struct BenchArgs {
     /// paper's configuration.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// The model family benchmarked without --weights: cervical, csm or wholespine (the CSM
-    /// classifier and the whole-spine model have no per-stage GPU times).
+    /// The model family benchmarked without --weights: cervical, csm, wholespine or lumbar (only
+    /// the cervical model has per-stage GPU times).
     #[arg(long, default_value = "cervical", value_parser = ["cervical", "csm", "wholespine", "lumbar"])]
     model: String,
     /// Timed runs after warm-up (0: load and prepare only, e.g. for the GPU memory).
@@ -158,6 +158,10 @@ struct BenchArgs {
     /// Write the per-kernel comparison as an SVG bar chart to this file.
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// The lumbar model: refine the labeller's present levels only (two submissions) or all 24
+    /// (one submission).
+    #[arg(long, default_value = "present", value_parser = ["present", "all"])]
+    refine_levels: String,
 }
 
 fn main() -> ExitCode {
@@ -349,7 +353,11 @@ fn bench(gpu: &GpuArgs, args: &BenchArgs) -> AnyResult {
             sagitta::bench::run_wholespine(ctx.clone(), &weights, &settings)?
         }
         sagitta::models::Family::Lumbar => {
-            sagitta::bench::run_lumbar(ctx.clone(), &weights, &settings)?
+            let refine = match args.refine_levels.as_str() {
+                "all" => sagitta::models::lumbar::RefineLevels::All,
+                _ => sagitta::models::lumbar::RefineLevels::Present,
+            };
+            sagitta::bench::run_lumbar(ctx.clone(), &weights, &settings, refine)?
         }
     };
     let kernels = if args.kernels {

@@ -27,11 +27,13 @@ S1: `S1_as`, `S1_ps` are the ends of the sacral endplate; `S1_pi`, `S1_ai` the p
 anterior ends of the S1-S2 junction (the fused remnant disc, drawn as a faint line; a gap in a
 lumbarised S1), so S1 is a quadrilateral like the others (SPEC: computed, entering nothing).
 
-Alignment: PI ~ N(52, 11) clipped 30-80; L1-S1 lordosis LL = PI - mismatch redrawn until it lies
-in 10-80 deg; pelvic tilt from PI and the mismatch, SS = PI - PT (5-65); L4-S1 carries 50-80 % of
-LL; T6-T12 kyphosis ~ N(20, 8), T12-L1 disc ~ N(0, 4); per-element angles by Dirichlet splits capped
-so no disc or body gets a negative height. Parameters are computed from the exact pixel corners
-with sagitta_ref.measure.lumbar (so SS includes the film's small rotation).
+Alignment: PI ~ N(52, 11) clipped 30-80; L1-S1 lordosis LL = PI - mismatch (N(3, 12)), redrawn
+until it lies in 10-80 deg; the L5-S1 disc carries 18-35 % of LL and L4-S1 55-80 %; T6-T12
+kyphosis ~ N(20, 8), T12-L1 disc ~ N(0, 4); per-element angles by Dirichlet splits capped so no
+disc or body gets a negative height. The pelvis then rotates the spine to a standing balance: SS
+(PI - 40 .. PI + 5, within 5-65) puts the T12 centre N(20, 14) mm in front of S1_ps, so PT = PI - SS
+and a lordosis short of the PI comes with retroversion. Parameters are computed from the exact
+pixel corners with sagitta_ref.measure.lumbar (so SS includes the film's small rotation).
 
 Drawn: T6..L5 bodies with cortical rims, pedicles, laminae, spinous and transverse processes,
 facets; ribs on the thoracic levels in view; sacrum with the S1 segment and coccyx, iliac wings
@@ -702,7 +704,8 @@ def print_stats(seeds) -> None:
               f"{a.max():7.2f}")
     a = np.array(vals["L1-S1"])
     print("L1-S1 by decade: " + ", ".join(
-        f"{lo_}-{lo_ + 10}: {int(((a >= lo_) & (a < lo_ + 10)).sum())}" for lo_ in range(0, 90, 10)))
+        f"{lo_}-{lo_ + 10}: {int(((a >= lo_) & (a < lo_ + 10)).sum())}"
+        for lo_ in range(0, 90, 10)))
     print("present levels per image: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     print("top present level: " + ", ".join(f"{k}: {tops[k]}" for k in LEVELS if k in tops))
     print("drawn: " + ", ".join(f"{k}: {v}" for k, v in sorted(flags.items())))

@@ -676,8 +676,10 @@ def print_stats(seeds) -> None:
     vals = {k: [] for k in ("L1-L5", "L1-S1", "SS", "L1-L5 unsigned", "L1-S1 unsigned",
                             "SS unsigned", "PI", "spacing_mm")}
     counts, tops, flags = {}, {}, {}
+    lumbar_all = 0
     for s in seeds:
         A, L, p = layout_only(s)
+        lumbar_all += all(n in L["present"] for n in ("L1", "L2", "L3", "L4", "L5", "S1"))
         for key in vals:
             if key == "PI":
                 vals[key].append(A["pi"])
@@ -707,6 +709,7 @@ def print_stats(seeds) -> None:
         f"{lo_}-{lo_ + 10}: {int(((a >= lo_) & (a < lo_ + 10)).sum())}"
         for lo_ in range(0, 90, 10)))
     print("present levels per image: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    print(f"L1..S1 all present: {lumbar_all} of {n}")
     print("top present level: " + ", ".join(f"{k}: {tops[k]}" for k in LEVELS if k in tops))
     print("drawn: " + ", ".join(f"{k}: {v}" for k, v in sorted(flags.items())))
 

@@ -763,7 +763,9 @@ def write_png16(path: str, img: np.ndarray) -> None:
     Image.fromarray(img.astype(np.uint16)).save(path, optimize=True)
 
 
-def write_dicom(path: str, img: np.ndarray, meta: dict) -> None:
+def write_dicom(path: str, img: np.ndarray, meta: dict, body_part: str = "CSPINE",
+                comment: str = "Synthetic phantom (sagitta tools/phantom.py); not a patient image",
+                ) -> None:
     """MONOCHROME2, 16 bits allocated, uncompressed explicit VR little endian, PixelSpacing set."""
     import datetime
 
@@ -785,10 +787,10 @@ def write_dicom(path: str, img: np.ndarray, meta: dict) -> None:
     ds.PatientName = "PHANTOM^SYNTHETIC"
     ds.PatientID = f"PHANTOM{meta['seed']}"
     ds.Modality = "DX"
-    ds.BodyPartExamined = "CSPINE"
+    ds.BodyPartExamined = body_part
     ds.ViewPosition = "LL"
     ds.StudyDate = "20240101"
-    ds.ImageComments = "Synthetic phantom (sagitta tools/phantom.py); not a patient image"
+    ds.ImageComments = comment
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = img.shape
@@ -808,14 +810,14 @@ def write_dicom(path: str, img: np.ndarray, meta: dict) -> None:
 
 
 def write_phantom(out_dir: str, stem: str, img: np.ndarray, meta: dict, dicom: bool = False,
-                  png: bool = True) -> dict:
+                  png: bool = True, **dicom_kw) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(meta)
     if png:
         meta["image"] = f"{stem}.png"
         write_png16(os.path.join(out_dir, f"{stem}.png"), img)
     if dicom:
-        write_dicom(os.path.join(out_dir, f"{stem}.dcm"), img, meta)
+        write_dicom(os.path.join(out_dir, f"{stem}.dcm"), img, meta, **dicom_kw)
         if not png:
             meta["image"] = f"{stem}.dcm"
     with open(os.path.join(out_dir, f"{stem}.json"), "w") as f:

@@ -65,6 +65,9 @@ pub struct BenchReport {
     /// Per-stage GPU time (empty without timestamp queries).
     pub stages_ms: Vec<(String, Spread)>,
     pub gpu_memory: GpuMemory,
+    /// The most activation bytes the one-submission plan holds alive at once: no allocation
+    /// can do with less (`gpu_memory.activations` is what liveness reuse allocated).
+    pub largest_live_set: u64,
     /// Which kernel runs how many convolutions, and how they were chosen.
     pub convolutions: String,
 }
@@ -127,7 +130,9 @@ pub fn run(
     }
     let config: CervicalConfig = model.config.clone();
     let config = &config;
-    let convolutions = convolution_summary(&model.dispatch_plan(w, h)?, &settings.selection);
+    let plan = model.dispatch_plan(w, h)?;
+    let convolutions = convolution_summary(&plan, &settings.selection);
+    let largest_live_set = plan.memory_plan().peak_live_bytes;
     Ok(BenchReport {
         adapter: ctx.describe(),
         precision: settings.precision,
@@ -146,6 +151,7 @@ pub fn run(
             .map(|(n, v)| (n, Spread::of(v)))
             .collect(),
         gpu_memory: model.gpu_memory(),
+        largest_live_set,
         convolutions,
     })
 }
@@ -345,7 +351,9 @@ fn run_single(
         model.run_once(image)?;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let convolutions = convolution_summary(&model.dispatch_plan(w, h)?, &settings.selection);
+    let plan = model.dispatch_plan(w, h)?;
+    let convolutions = convolution_summary(&plan, &settings.selection);
+    let largest_live_set = plan.memory_plan().peak_live_bytes;
     Ok(BenchReport {
         adapter: ctx.describe(),
         precision: settings.precision,
@@ -361,6 +369,7 @@ fn run_single(
         latency_ms: (!latencies.is_empty()).then(|| Spread::of(latencies)),
         stages_ms: Vec::new(),
         gpu_memory: model.gpu_memory(),
+        largest_live_set,
         convolutions,
     })
 }
@@ -424,10 +433,11 @@ impl std::fmt::Display for BenchReport {
         let m = &self.gpu_memory;
         write!(
             f,
-            "GPU memory: {:.1} MiB = weights {:.1} + activations {:.1} (after liveness reuse) + I/O {:.1}",
+            "GPU memory: {:.1} MiB = weights {:.1} + activations {:.1} (after liveness reuse; largest live set {:.1}) + I/O {:.1}",
             mib(m.total()),
             mib(m.weights),
             mib(m.activations),
+            mib(self.largest_live_set),
             mib(m.io)
         )
     }

@@ -350,17 +350,15 @@ impl Plan {
         Ok(compiled)
     }
 
-    /// Liveness allocation: best-fit reuse of buffers whose tensors are dead.
     fn tensor_bytes(&self, t: usize) -> u64 {
         (self.tensors[t].elements() * self.tensors[t].bytes_per_element as u64)
             .next_multiple_of(4)
             .max(16)
     }
 
-    /// Liveness allocation of the activations, without touching the GPU: a tensor is born at the
-    /// first step that writes it and dies after the last step that reads it; at each birth the
-    /// smallest free slot that fits is reused, else the largest free slot grows, else a new slot
-    /// is made.
+    /// Liveness allocation of the activations, without touching the GPU: a tensor lives from the
+    /// first step that writes it to the last step that reads it (or to the end, for an output);
+    /// tensors whose lifetimes do not meet share a slot (greedy by size).
     pub fn memory_plan(&self) -> MemoryPlan {
         let n = self.tensors.len();
         let mut first_write = vec![usize::MAX; n];
@@ -380,60 +378,52 @@ impl Plan {
                 last_use[t.0] = last;
             }
         }
-        let mut births: HashMap<usize, Vec<usize>> = HashMap::new();
-        let mut deaths: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut without_reuse = 0;
+        let mut placed: Vec<usize> = Vec::new();
         for (t, info) in self.tensors.iter().enumerate() {
             // Declared but never written activations need no memory: nothing reads them either.
             if matches!(info.storage, Storage::Activation) && first_write[t] != usize::MAX {
-                births.entry(first_write[t]).or_default().push(t);
-                deaths.entry(last_use[t]).or_default().push(t);
+                placed.push(t);
                 without_reuse += self.tensor_bytes(t);
             }
         }
+        // The largest live set, sweeping the steps: a tensor is live from the step that first
+        // writes it to the last step that uses it.
+        let mut change = vec![0i64; self.steps.len() + 1];
+        for &t in &placed {
+            change[first_write[t]] += self.tensor_bytes(t) as i64;
+            change[last_use[t] + 1] -= self.tensor_bytes(t) as i64;
+        }
+        let (mut live, mut peak_live) = (0i64, 0i64);
+        for delta in &change {
+            live += delta;
+            peak_live = peak_live.max(live);
+        }
+        // Greedy by size: the largest tensors first, each into the smallest slot none of whose
+        // tensors is live at the same time, else a new slot of its size. Sizes only fall, so a
+        // slot is as large as its first tensor and never grows. Lifetimes that share a step
+        // conflict, so no step reads and writes one slot.
+        placed.sort_by_key(|&t| (std::cmp::Reverse(self.tensor_bytes(t)), t));
         let mut slot_of = vec![None; n];
         let mut slot_bytes: Vec<u64> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
-        let (mut live, mut peak_live) = (0u64, 0u64);
-        for i in 0..self.steps.len() {
-            for &t in births.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-                let bytes = self.tensor_bytes(t);
-                live += bytes;
-                let best = free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &slot)| slot_bytes[slot] >= bytes)
-                    .min_by_key(|(_, &slot)| slot_bytes[slot])
-                    .map(|(k, _)| k);
-                // Slots are sized before any buffer exists, so when no free slot fits, the largest
-                // free one grows rather than leaving it idle next to a new one.
-                let largest = || {
-                    free.iter()
-                        .enumerate()
-                        .max_by_key(|(_, &slot)| slot_bytes[slot])
-                        .map(|(k, _)| k)
-                };
-                slot_of[t] = Some(match best.or_else(largest) {
-                    Some(k) => {
-                        let slot = free.swap_remove(k);
-                        slot_bytes[slot] = slot_bytes[slot].max(bytes);
-                        slot
-                    }
-                    None => {
-                        slot_bytes.push(bytes);
-                        slot_bytes.len() - 1
-                    }
+        let mut slot_lifetimes: Vec<Vec<(usize, usize)>> = Vec::new();
+        for t in placed {
+            let (start, end) = (first_write[t], last_use[t]);
+            let free = |lifetimes: &Vec<(usize, usize)>| {
+                lifetimes.iter().all(|&(s, e)| e < start || end < s)
+            };
+            let slot = (0..slot_bytes.len())
+                .filter(|&k| free(&slot_lifetimes[k]))
+                .min_by_key(|&k| slot_bytes[k])
+                .unwrap_or_else(|| {
+                    slot_bytes.push(self.tensor_bytes(t));
+                    slot_lifetimes.push(Vec::new());
+                    slot_bytes.len() - 1
                 });
-            }
-            peak_live = peak_live.max(live);
-            // Released after this step's outputs are placed, so no step reads and writes one slot.
-            for &t in deaths.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-                if let Some(slot) = slot_of[t] {
-                    free.push(slot);
-                    live -= self.tensor_bytes(t);
-                }
-            }
+            slot_lifetimes[slot].push((start, end));
+            slot_of[t] = Some(slot);
         }
+        let peak_live = peak_live as u64;
         MemoryPlan {
             slot_of,
             slot_bytes,

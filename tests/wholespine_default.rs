@@ -142,7 +142,10 @@ fn analyze_finds_the_default_and_agrees_with_pytorch_on_the_samples() {
         // landmark order gives (tens of mm).
         errors_mm.sort_by(f64::total_cmp);
         let median = errors_mm[errors_mm.len() / 2];
-        assert!(median < MEDIAN_BOUND_MM, "{name}: median error {median:.2} mm");
+        assert!(
+            median < MEDIAN_BOUND_MM,
+            "{name}: median error {median:.2} mm"
+        );
         // Right or left: the facing the phantom was drawn with.
         assert_eq!(spine["facing"], truth["facing"], "{name}");
         // The DICOM sample carries its spacing: distances in mm.

@@ -32,6 +32,10 @@ const CSM_FIXTURE_WEIGHTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/csm_small_f32.safetensors"
 );
+const WHOLESPINE_FIXTURE_WEIGHTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/wholespine_small_f32.safetensors"
+);
 const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
 const JPEG_LS_LOSSLESS: &str = "1.2.840.10008.1.2.4.80";
 const COMPUTED_RADIOGRAPHY_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.1";
@@ -997,12 +1001,22 @@ fn model_all_runs_every_model_and_fills_every_column() {
         .args(["--csv", path_str(&csv), "--overlay", path_str(&overlays)])
         .env("SAGITTA_WEIGHTS", FIXTURE_WEIGHTS)
         .env("SAGITTA_CSM_WEIGHTS", CSM_FIXTURE_WEIGHTS)
+        .env("SAGITTA_WHOLESPINE_WEIGHTS", WHOLESPINE_FIXTURE_WEIGHTS)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let record = single_record(&output);
     assert_valid_record(&record);
     assert_csm_screen(&record["csm"], &image);
+    // The whole-spine model has shipped weights too, so "all" runs it.
+    assert_eq!(
+        record["wholespine"]["model"]["name"],
+        "wholespine-small-test"
+    );
+    assert_eq!(
+        record["wholespine"]["landmarks"].as_array().unwrap().len(),
+        45
+    );
     assert!(overlays.join("neck.png").is_file());
     let table = std::fs::read_to_string(&csv).unwrap();
     let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(',').collect()).collect();

@@ -307,12 +307,12 @@ def _render(cv: _Canvas, lo: _Canvas, A: dict, rng: np.random.Generator, implant
         t_pts, rads = [], []
         for n, r_ in (("C6", 55.0), ("T1", 75.0), ("T6", 0.5 * (chest + back)),
                       ("T12", 0.5 * (chest + back)), ("L3", 0.5 * (belly + back))):
-            t_pts.append(V[n]["c"] + V[n]["d"] * 0.0)
+            t_pts.append(V[n]["c"])
             rads.append(r_ * size if n in ("C6", "T1") else r_)
         shift = [0.0, 10.0, 0.5 * (chest - back), 0.5 * (chest - back), 0.5 * (belly - back)]
         sd = None
         for i in range(len(t_pts) - 1):
-            a = t_pts[i] + _u(V[NAMES[0]]["theta"] * 0 + 0) * shift[i]
+            a = t_pts[i] + np.array([shift[i], 0.0])
             b = t_pts[i + 1] + np.array([shift[i + 1], 0.0])
             r_ = 0.5 * (rads[i] + rads[i + 1])
             dd = _capsule_sd(X, Y, a, b, r_)
@@ -450,7 +450,7 @@ def _render(cv: _Canvas, lo: _Canvas, A: dict, rng: np.random.Generator, implant
         for n in implants["levels"]:
             v = V[n]
             u = _u(0.5 * (v["theta"] + v["theta_i"]))
-            mid = 0.5 * (v["pi"] + v["ps"]) + 0.5 * (v["c"] - 0.5 * (v["pi"] + v["ps"])) * 0.0
+            mid = 0.5 * (v["pi"] + v["ps"])
             tip = mid + u * v["d"] * g(0.6, 0.85)
             head = mid - u * v["d"] * g(0.35, 0.5)
             cv.add([tip, head], lambda X, Y, a=tip, b=head: _capsule_sd(X, Y, a, b, 2.8),

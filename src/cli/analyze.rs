@@ -40,9 +40,9 @@ pub const DEFAULT_WEIGHTS: &str = "weights/cervical_default.safetensors";
 pub const DEFAULT_CSM_WEIGHTS: &str = "weights/csm_default.safetensors";
 /// The environment variable naming the CSM classifier's weights file.
 pub const CSM_WEIGHTS_ENV: &str = "SAGITTA_CSM_WEIGHTS";
-/// Where the whole-spine model's default weights will be (none are shipped yet), and the
-/// environment variable naming a file.
+/// The default weights of the whole-spine model, looked for likewise.
 pub const DEFAULT_WHOLESPINE_WEIGHTS: &str = "weights/wholespine_default.safetensors";
+/// The environment variable naming the whole-spine model's weights file.
 pub const WHOLESPINE_WEIGHTS_ENV: &str = "SAGITTA_WHOLESPINE_WEIGHTS";
 
 /// Where the lumbar model's default weights will be (none are shipped yet), and the
@@ -57,13 +57,13 @@ pub enum ModelChoice {
     Cervical,
     /// The myelopathy classifier (SPEC-csm.md).
     Csm,
-    /// The whole-spine landmarks and 18 parameters (SPEC-wholespine.md; no shipped weights yet:
-    /// give --weights or $SAGITTA_WHOLESPINE_WEIGHTS).
+    /// The whole-spine landmarks and 18 parameters (SPEC-wholespine.md), for whole-spine
+    /// lateral films.
     Wholespine,
     /// The lumbar level labels, 4 corners per level and 3 angles (SPEC-lumbar.md; no shipped
     /// weights yet: give --weights or $SAGITTA_LUMBAR_WEIGHTS).
     Lumbar,
-    /// Every model with shipped weights (cervical and csm).
+    /// Every model with shipped weights (cervical, csm and wholespine), each on every image.
     All,
 }
 
@@ -81,13 +81,14 @@ pub struct AnalyzeArgs {
     pub inputs: Vec<PathBuf>,
     /// The models to run: cervical (landmarks and parameters), csm (the myelopathy screen),
     /// wholespine (45 landmarks, 18 parameters), lumbar (level labels, corners, 3 angles), or
-    /// all shipped ones (cervical and csm)
+    /// all shipped ones (cervical, csm and wholespine)
     /// [default: the models of the --weights files, else cervical].
     #[arg(long, value_enum, value_name = "MODEL")]
     pub model: Option<ModelChoice>,
     /// Weights file; its architecture picks the model. Repeat it for several models (one file
     /// per model) [default: $SAGITTA_WEIGHTS, else weights/cervical_default.safetensors; for
-    /// csm $SAGITTA_CSM_WEIGHTS, else weights/csm_default.safetensors].
+    /// csm $SAGITTA_CSM_WEIGHTS, else weights/csm_default.safetensors; for wholespine
+    /// $SAGITTA_WHOLESPINE_WEIGHTS, else weights/wholespine_default.safetensors].
     #[arg(long, value_name = "FILE")]
     pub weights: Vec<PathBuf>,
     /// Write one JSON record per image to DIR/<file stem>.json instead of printing to stdout.
@@ -413,9 +414,9 @@ fn starts_like_an_image(path: &Path) -> bool {
             .any(|signature| head.starts_with(signature))
 }
 
-/// The default weights file of `family`: `$SAGITTA_WEIGHTS` (cervical) or
-/// `$SAGITTA_CSM_WEIGHTS` (csm), else its shipped file in the current directory, else the same
-/// file in the source tree this binary was built from. Returns the path and who named it.
+/// The default weights file of `family`: `$SAGITTA_WEIGHTS` (cervical), `$SAGITTA_CSM_WEIGHTS`
+/// (csm) or `$SAGITTA_WHOLESPINE_WEIGHTS` (wholespine), else its shipped file in the current
+/// directory, else the same file in the source tree this binary was built from. Returns the path and who named it.
 pub fn default_weights(family: Family) -> Result<(PathBuf, String), AnalyzeError> {
     let (env, file) = match family {
         Family::Cervical => (WEIGHTS_ENV, DEFAULT_WEIGHTS),
@@ -456,7 +457,7 @@ pub fn resolve_models(
         ModelChoice::Csm => vec![Family::Csm],
         ModelChoice::Wholespine => vec![Family::WholeSpine],
         ModelChoice::Lumbar => vec![Family::Lumbar],
-        ModelChoice::All => vec![Family::Cervical, Family::Csm],
+        ModelChoice::All => vec![Family::Cervical, Family::Csm, Family::WholeSpine],
     });
     let mut files: Vec<(WeightFile, Family)> = Vec::new();
     for path in explicit {

@@ -160,12 +160,22 @@ pub enum RefineLevels {
     Present,
 }
 
+/// (original size, number of present levels): what the second plan is built for.
+type PresentKey = ((u32, u32), u32);
+
+/// A compiled plan, what it was built for, and the tensors read after it.
+struct Built<K, T> {
+    key: K,
+    plan: CompiledPlan,
+    outputs: T,
+}
+
 /// The present-levels path: its two compiled plans and the buffers the second one reads.
 struct PresentPath {
-    /// (original size, the first plan, its coarse corners, boxes and probabilities).
-    labels: Option<((u32, u32), CompiledPlan, [TensorId; 3])>,
-    /// ((original size, present count), the second plan).
-    refine: Option<(((u32, u32), u32), CompiledPlan)>,
+    /// The first plan for an original size, with its coarse corners, boxes and probabilities.
+    labels: Option<Built<(u32, u32), [TensorId; 3]>>,
+    /// The second plan for an original size and a number of present levels.
+    refine: Option<Built<PresentKey, ()>>,
     boxes: Arc<wgpu::Buffer>,
     coarse: Arc<wgpu::Buffer>,
     sources: Arc<wgpu::Buffer>,
@@ -526,10 +536,14 @@ impl LumbarModel {
     pub fn prepare(&mut self, width: u32, height: u32) -> Result<()> {
         if self.refine_levels == RefineLevels::Present {
             // The second submission's plan depends on how many levels are present.
-            if self.present.labels.as_ref().map(|l| l.0) != Some((width, height)) {
+            if self.present.labels.as_ref().map(|l| l.key) != Some((width, height)) {
                 let (plan, outputs) = self.labels_plan((width, height))?;
                 let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
-                self.present.labels = Some(((width, height), plan, outputs));
+                self.present.labels = Some(Built {
+                    key: (width, height),
+                    plan,
+                    outputs,
+                });
                 self.ctx.save_pipeline_cache();
             }
             return Ok(());
@@ -572,14 +586,21 @@ impl LumbarModel {
             // The plans are bound to the old buffer.
             self.forget_plans();
         }
-        if self.present.labels.as_ref().map(|l| l.0) != Some(original) {
+        if self.present.labels.as_ref().map(|l| l.key) != Some(original) {
             let (plan, outputs) = self.labels_plan(original)?;
             let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
-            self.present.labels = Some((original, plan, outputs));
+            self.present.labels = Some(Built {
+                key: original,
+                plan,
+                outputs,
+            });
             self.ctx.save_pipeline_cache();
         }
-        let (_, plan, [coarse, boxes, presence]) =
-            self.present.labels.as_ref().expect("compiled above");
+        let Built {
+            plan,
+            outputs: [coarse, boxes, presence],
+            ..
+        } = self.present.labels.as_ref().expect("compiled above");
         let mut encoder = self.encoder("lumbar labels");
         plan.encode(&mut encoder, None);
         self.io
@@ -647,15 +668,19 @@ impl LumbarModel {
             bytemuck::cast_slice(sources.as_flattened()),
         );
         let key = (original, count);
-        if self.present.refine.as_ref().map(|r| r.0) != Some(key) {
+        if self.present.refine.as_ref().map(|r| r.key) != Some(key) {
             // One at a time: a paper-size plan holds hundreds of MiB of activations.
             self.present.refine = None;
             let plan = self.present_plan(original, count)?;
             let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
-            self.present.refine = Some((key, plan));
+            self.present.refine = Some(Built {
+                key,
+                plan,
+                outputs: (),
+            });
             self.ctx.save_pipeline_cache();
         }
-        let (_, plan) = self.present.refine.as_ref().expect("compiled above");
+        let plan = &self.present.refine.as_ref().expect("compiled above").plan;
         let mut encoder = self.encoder("lumbar present levels");
         plan.encode(&mut encoder, None);
         self.io
@@ -757,8 +782,8 @@ impl LumbarModel {
 
     /// The compiled plans held now: the one-submission plan, or the present-levels path's two.
     fn compiled_plans(&self) -> impl Iterator<Item = &CompiledPlan> {
-        let labels = self.present.labels.as_ref().map(|(_, plan, _)| plan);
-        let refine = self.present.refine.as_ref().map(|(_, plan)| plan);
+        let labels = self.present.labels.as_ref().map(|built| &built.plan);
+        let refine = self.present.refine.as_ref().map(|built| &built.plan);
         self.compiled
             .as_ref()
             .map(|c| &c.plan)

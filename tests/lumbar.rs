@@ -403,3 +403,48 @@ fn refining_the_present_levels_only_gives_their_corners_bit_for_bit() {
         );
     }
 }
+
+/// `sagitta info --weights` describes a file of every family, checked by the family's reader.
+#[test]
+fn info_describes_the_weights_of_every_family() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, line) in [
+        (
+            "tests/fixtures/lumbar_small_f32.safetensors",
+            "identify_blocks: [1,2,1,1]",
+        ),
+        (
+            "tests/fixtures/csm_small_f32.safetensors",
+            "architecture: csm-vgg16",
+        ),
+        (
+            "tests/fixtures/wholespine_small_f32.safetensors",
+            "architecture: wholespine-cpn-dsnt",
+        ),
+        (
+            "tests/fixtures/cervical_small_f32.safetensors",
+            "architecture: cervical-hourglass-dsnt",
+        ),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sagitta"))
+            .args(["info", "--weights"])
+            .arg(root.join(file))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{file}: {output:?}");
+        assert!(stdout.contains(line), "{file}: {stdout}");
+    }
+    // A lumbar file whose metadata breaks a range is refused, naming the field.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
+    bad.metadata["box_scale"] = serde_json::json!(20.0);
+    bad.save_f32(dir.path().join("bad.safetensors")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["info", "--weights"])
+        .arg(dir.path().join("bad.safetensors"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("box_scale"));
+}

@@ -282,6 +282,9 @@ fn info(gpu: &GpuArgs, weights: Option<&PathBuf>) -> AnyResult {
     }
     if let Some(path) = weights {
         let (arch, json, metadata) = WeightFile::read_metadata(path)?;
+        if arch != sagitta::models::cervical::CERVICAL_ARCH {
+            return other_family_weights(path, &arch, &json, &metadata);
+        }
         let config = CervicalConfig::from_metadata(path, &arch, &json)?;
         println!("weights: {}", path.display());
         println!("  architecture: {arch}");
@@ -311,6 +314,54 @@ fn info(gpu: &GpuArgs, weights: Option<&PathBuf>) -> AnyResult {
             let more = if v.chars().count() > 160 { " ..." } else { "" };
             println!("  metadata {k}: {shown}{more}");
         }
+    }
+    Ok(())
+}
+
+/// `sagitta info --weights` for a file of another family than the cervical one: its
+/// configuration checked by the family's own reader, then every field as the file states it.
+fn other_family_weights(
+    path: &std::path::Path,
+    arch: &str,
+    json: &serde_json::Value,
+    metadata: &std::collections::HashMap<String, String>,
+) -> AnyResult {
+    use sagitta::models::{csm, lumbar, wholespine, Family, REGISTRY};
+    let family = REGISTRY
+        .iter()
+        .find(|(name, _)| *name == arch)
+        .map(|(_, family)| *family);
+    match family {
+        Some(Family::Csm) => drop(csm::CsmConfig::from_metadata(path, arch, json)?),
+        Some(Family::WholeSpine) => drop(wholespine::WholeSpineConfig::from_metadata(
+            path, arch, json,
+        )?),
+        Some(Family::Lumbar) => drop(lumbar::LumbarConfig::from_metadata(path, arch, json)?),
+        Some(Family::Cervical) | None => {
+            return Err(format!(
+                "{}: unknown architecture '{arch}' (supported: {})",
+                path.display(),
+                sagitta::models::architecture_names().join(", ")
+            )
+            .into())
+        }
+    }
+    println!("weights: {}", path.display());
+    println!("  architecture: {arch}");
+    if let Some(fields) = json.as_object() {
+        for (key, value) in fields.iter().filter(|(k, _)| !matches!(k.as_str(), "arch")) {
+            println!("  {key}: {value}");
+        }
+    }
+    let mut entries: Vec<_> = metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "sagitta")
+        .collect();
+    entries.sort();
+    for (k, v) in entries {
+        let shown: String = v.chars().take(160).collect();
+        let more = if v.chars().count() > 160 { " ..." } else { "" };
+        println!("  metadata {k}: {shown}{more}");
     }
     Ok(())
 }

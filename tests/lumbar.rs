@@ -254,6 +254,8 @@ fn analyze_reports_levels_corners_and_angles() {
         .arg(&csv)
         .arg("--overlay")
         .arg(dir.path().join("overlay.png"))
+        .arg("--landmarks-csv")
+        .arg(dir.path().join("landmarks.csv"))
         .arg(&sample)
         .output()
         .unwrap();
@@ -317,6 +319,24 @@ fn analyze_reports_levels_corners_and_angles() {
     assert_eq!(row[column].split(' ').count(), 24);
     assert!(row[column].starts_with("C2 C3") && row[column].ends_with("L5 S1"));
     assert!(header.contains(&"lumbar SS status"));
+
+    // The long-format table: the 96 corners, named with their model, as in the record.
+    let long = std::fs::read_to_string(dir.path().join("landmarks.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = long
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 96, "{long}");
+    for (row, corner) in rows.iter().zip(corners) {
+        assert_eq!(
+            row[1],
+            format!("lumbar:{}", corner["name"].as_str().unwrap())
+        );
+        assert_eq!(row[6], "refined");
+        let x: f64 = row[2].parse().unwrap();
+        assert!((x - corner["x"].as_f64().unwrap()).abs() <= 0.006);
+    }
 
     // The overlay is the image with the levels drawn on it.
     let overlay = image::open(dir.path().join("overlay.png"))

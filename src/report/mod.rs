@@ -1162,42 +1162,84 @@ pub fn landmarks_csv_header() -> Vec<String> {
     .to_vec()
 }
 
-/// The rows of one record in the long-format landmarks table (none for a failed image).
-/// `flagged_by` lists the reason codes of the findings that name the landmark.
+/// The rows of one record in the long-format landmarks table (none for a failed image): the
+/// cervical landmarks by name, then the whole-spine and lumbar ones prefixed with their model
+/// (`wholespine:C7_c`, `lumbar:L1_as`: the families share some names). `flagged_by` lists the
+/// reason codes of the findings of the landmark's own model that name it.
 pub fn landmarks_csv_rows(record: &Record) -> Vec<Vec<String>> {
     let Record::Analyzed(analysis) = record else {
         return Vec::new();
     };
-    analysis
+    let spine = analysis.wholespine.as_ref();
+    let lumbar = analysis.lumbar.as_ref();
+    // The record's findings hold every model's: the cervical landmarks' are the others.
+    let other: Vec<&Finding> = spine
+        .map(|s| s.findings.as_slice())
+        .into_iter()
+        .chain(lumbar.map(|l| l.findings.as_slice()))
+        .flatten()
+        .collect();
+    let cervical: Vec<&Finding> = analysis
+        .findings
+        .iter()
+        .filter(|finding| !other.contains(finding))
+        .collect();
+    let mut rows: Vec<Vec<String>> = analysis
         .landmarks
         .iter()
-        .map(|landmark| {
-            let mut codes: Vec<&str> = analysis
-                .findings
+        .map(|landmark| landmark_row(&analysis.image, "", landmark, &cervical))
+        .collect();
+    if let Some(spine) = spine {
+        let findings: Vec<&Finding> = spine.findings.iter().collect();
+        rows.extend(
+            spine
+                .landmarks
                 .iter()
-                .filter(|finding| finding.landmarks.contains(&landmark.name))
-                .map(|finding| finding.code.as_str())
-                .collect();
-            codes.sort();
-            codes.dedup();
-            vec![
-                analysis.image.clone(),
-                landmark.name.to_string(),
-                format!("{:.2}", landmark.x),
-                format!("{:.2}", landmark.y),
-                format!("{:.2}", landmark.sd_px),
-                landmark
-                    .confidence
-                    .map_or_else(String::new, |c| format!("{}", significant_digits(c, 3))),
-                match landmark.source {
-                    LandmarkSource::Global => "global",
-                    LandmarkSource::Refined => "refined",
-                }
-                .to_string(),
-                codes.join(";"),
-            ]
-        })
-        .collect()
+                .map(|l| landmark_row(&analysis.image, "wholespine:", l, &findings)),
+        );
+    }
+    if let Some(lumbar) = lumbar {
+        let findings: Vec<&Finding> = lumbar.findings.iter().collect();
+        rows.extend(
+            lumbar
+                .landmarks
+                .iter()
+                .map(|l| landmark_row(&analysis.image, "lumbar:", l, &findings)),
+        );
+    }
+    rows
+}
+
+/// One landmark's row of the long-format table, its name after `prefix`.
+fn landmark_row(
+    image: &str,
+    prefix: &str,
+    landmark: &LandmarkRecord,
+    findings: &[&Finding],
+) -> Vec<String> {
+    let mut codes: Vec<&str> = findings
+        .iter()
+        .filter(|finding| finding.landmarks.contains(&landmark.name))
+        .map(|finding| finding.code.as_str())
+        .collect();
+    codes.sort();
+    codes.dedup();
+    vec![
+        image.to_string(),
+        format!("{prefix}{}", landmark.name),
+        format!("{:.2}", landmark.x),
+        format!("{:.2}", landmark.y),
+        format!("{:.2}", landmark.sd_px),
+        landmark
+            .confidence
+            .map_or_else(String::new, |c| format!("{}", significant_digits(c, 3))),
+        match landmark.source {
+            LandmarkSource::Global => "global",
+            LandmarkSource::Refined => "refined",
+        }
+        .to_string(),
+        codes.join(";"),
+    ]
 }
 
 /// One CSV field, quoted when it holds a separator, a quote or a line break (RFC 4180).

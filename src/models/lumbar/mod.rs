@@ -127,17 +127,23 @@ impl LumbarNets<ConvLayer, LinearLayer> {
     }
 }
 
-/// What the front of every plan leaves for the rest.
-struct Front {
+/// What every plan starts with: the radiograph, its resized copy and that copy's [0, 1] map.
+struct Source {
     unused: TensorId,
     image: TensorId,
+    /// The resized image [1, 1, S, S] (f32).
+    resized: TensorId,
     /// [min, max - min] of the resized image.
     stats: TensorId,
+    original: (u32, u32),
+}
+
+/// What the localisation leaves for the rest of a plan.
+struct Front {
     /// The network input [1, 3, S, S].
     input: TensorId,
     coarse: TensorId,
     boxes: TensorId,
-    original: (u32, u32),
 }
 
 struct Compiled {
@@ -299,8 +305,8 @@ impl LumbarModel {
     /// probabilities. The crops read the original image through the [0, 1] map of the resized
     /// one, an activation of the original's size: the plan is built per original size.
     fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId)> {
-        let (mut plan, front) = self.front(original)?;
-        let refined = self.refine(&mut plan, &front, front.boxes, LEVEL_COUNT as u32)?;
+        let (mut plan, source, front) = self.front(original)?;
+        let refined = self.refine(&mut plan, &source, front.boxes, LEVEL_COUNT as u32)?;
         plan.begin_stage("map back");
         let sources = plan.bound(
             "corner sources",
@@ -309,29 +315,29 @@ impl LumbarModel {
         );
         self.map_back(
             &mut plan,
-            &front,
+            &source,
             front.coarse,
             (refined, front.boxes),
             sources,
         )?;
-        // Last, so that no later activation takes the probabilities' buffer before the readback.
         plan.begin_stage("identify");
         let presence = self
             .nets
             .identify
-            .apply(&mut plan, front.input, front.unused)?;
+            .apply(&mut plan, front.input, source.unused)?;
+        plan.keep_as_output(presence);
         Ok((plan, presence))
     }
 
     /// The first submission of the present-levels path: localisation, boxes and labeller, with
     /// the coarse corners, the boxes and the probabilities kept for the readback.
     fn labels_plan(&self, original: (u32, u32)) -> Result<(Plan, [TensorId; 3])> {
-        let (mut plan, front) = self.front(original)?;
+        let (mut plan, source, front) = self.front(original)?;
         plan.begin_stage("identify");
         let presence = self
             .nets
             .identify
-            .apply(&mut plan, front.input, front.unused)?;
+            .apply(&mut plan, front.input, source.unused)?;
         for t in [front.coarse, front.boxes, presence] {
             plan.keep_as_output(t);
         }
@@ -342,47 +348,48 @@ impl LumbarModel {
     /// (their boxes and the coarse corners uploaded from the first one's readback), refined and
     /// mapped back.
     fn present_plan(&self, original: (u32, u32), count: u32) -> Result<Plan> {
-        let (mut plan, unused, image) =
-            super::begin_plan(&self.ctx, self.precision, self.io.image(), original);
-        let s = self.config.input_size;
         // The [0, 1] map of the first submission, computed again (cheap, and bit-identical).
-        let resized = ops::resize_bicubic(&mut plan, image, s, s)?;
-        let stats = ops::minmax_stats(&mut plan, resized)?;
+        let (mut plan, source) = self.source(original)?;
         let boxes = plan.bound("present boxes", &[count, 4], self.present.boxes.clone());
         let coarse = plan.bound(
             "coarse corners",
             &[LANDMARK_COUNT as u32, 4],
             self.present.coarse.clone(),
         );
-        let front = Front {
-            unused,
-            image,
-            stats,
-            input: coarse,
-            coarse,
-            boxes,
-            original,
-        };
-        let refined = self.refine(&mut plan, &front, boxes, count)?;
+        let refined = self.refine(&mut plan, &source, boxes, count)?;
         plan.begin_stage("map back");
         let sources = plan.bound(
             "present sources",
             &[LANDMARK_COUNT as u32, 2],
             self.present.sources.clone(),
         );
-        self.map_back(&mut plan, &front, coarse, (refined, boxes), sources)?;
+        self.map_back(&mut plan, &source, coarse, (refined, boxes), sources)?;
         Ok(plan)
     }
 
-    /// Preprocessing, localisation and the level boxes.
-    fn front(&self, original: (u32, u32)) -> Result<(Plan, Front)> {
-        let c = &self.config;
-        let s = c.input_size;
+    /// A new plan with the radiograph bound, resized, and the resized copy's min and range.
+    fn source(&self, original: (u32, u32)) -> Result<(Plan, Source)> {
+        let s = self.config.input_size;
         let (mut plan, unused, image) =
             super::begin_plan(&self.ctx, self.precision, self.io.image(), original);
         let resized = ops::resize_bicubic(&mut plan, image, s, s)?;
         let stats = ops::minmax_stats(&mut plan, resized)?;
-        let normalized = ops::minmax_apply(&mut plan, "normalized", resized, stats)?;
+        let source = Source {
+            unused,
+            image,
+            resized,
+            stats,
+            original,
+        };
+        Ok((plan, source))
+    }
+
+    /// Preprocessing, localisation and the level boxes.
+    fn front(&self, original: (u32, u32)) -> Result<(Plan, Source, Front)> {
+        let c = &self.config;
+        let (mut plan, source) = self.source(original)?;
+        let unused = source.unused;
+        let normalized = ops::minmax_apply(&mut plan, "normalized", source.resized, source.stats)?;
         let input = ops::channel_affine_expand(
             &mut plan,
             "input affine",
@@ -412,16 +419,15 @@ impl LumbarModel {
                 shape: BoxShape::AboutMean,
             },
         )?;
-        let front = Front {
-            unused,
-            image,
-            stats,
-            input,
-            coarse,
-            boxes,
-            original,
-        };
-        Ok((plan, front))
+        Ok((
+            plan,
+            source,
+            Front {
+                input,
+                coarse,
+                boxes,
+            },
+        ))
     }
 
     /// The crops of the first `count` boxes of `boxes`, refined in parts that fit a buffer
@@ -429,13 +435,13 @@ impl LumbarModel {
     fn refine(
         &self,
         plan: &mut Plan,
-        front: &Front,
+        source: &Source,
         boxes: TensorId,
         count: u32,
     ) -> Result<TensorId> {
         let c = &self.config;
         let k = c.crop_size;
-        let original01 = ops::minmax_apply(plan, "original [0, 1]", front.image, front.stats)?;
+        let original01 = ops::minmax_apply(plan, "original [0, 1]", source.image, source.stats)?;
         let corners = CORNERS_PER_LEVEL as u32;
         let refined = plan.activation_f32("refined corners", &[count * corners, 4]);
         let batch = self.refine_batch()?;
@@ -459,7 +465,7 @@ impl LumbarModel {
                 &c.input_mean,
                 &c.input_std,
             )?;
-            let heatmaps = self.nets.refine.apply(plan, crops, front.unused)?;
+            let heatmaps = self.nets.refine.apply(plan, crops, source.unused)?;
             ops::softmax_dsnt(plan, "refine dsnt", heatmaps, refined, first * corners)?;
         }
         Ok(refined)
@@ -470,7 +476,7 @@ impl LumbarModel {
     fn map_back(
         &self,
         plan: &mut Plan,
-        front: &Front,
+        source: &Source,
         coarse: TensorId,
         refined: (TensorId, TensorId),
         sources: TensorId,
@@ -482,9 +488,9 @@ impl LumbarModel {
             Some(refined),
             sources,
             table,
-            front.unused,
-            front.original,
-            front.original,
+            source.unused,
+            source.original,
+            source.original,
             1,
         )
     }

@@ -39,6 +39,7 @@ pub use error::{Result, SagittaError};
 pub use models::cervical::{
     CervicalConfig, CervicalModel, GreyImage, Landmark, Prediction, LANDMARK_NAMES,
 };
+pub use models::{GreyTransform, ImageSource, TextureImage};
 pub use nn::WeightFile;
 /// The wgpu this crate is built with, so that a host embedding the engine on its own device
 /// pins the same version.

@@ -2,6 +2,10 @@
 
 use sha2::{Digest, Sha256};
 
+/// Rec. 709 luma weights, the same that the `image` crate uses for colour-to-grey: the CPU
+/// decoding's and the texture input's.
+pub const LUMA_WEIGHTS: [f64; 3] = [0.2126, 0.7152, 0.0722];
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()

@@ -38,13 +38,20 @@ impl ModelIo {
     /// buffer by a larger one when they do not fit. Returns whether it was replaced: a plan bound
     /// to the old buffer must be rebound or rebuilt.
     pub fn upload(&mut self, ctx: &GpuContext, pixels: &[f32]) -> bool {
-        let bytes = std::mem::size_of_val(pixels) as u64;
+        let replaced = self.reserve_image(ctx, std::mem::size_of_val(pixels) as u64);
+        ctx.queue
+            .write_buffer(&self.image, 0, bytemuck::cast_slice(pixels));
+        replaced
+    }
+
+    /// Makes the image buffer hold at least `bytes` (for an image written on the GPU), replacing
+    /// it by a larger one when it does not. Returns whether it was replaced, as
+    /// [`Self::upload`] does.
+    pub fn reserve_image(&mut self, ctx: &GpuContext, bytes: u64) -> bool {
         let replaced = bytes > self.image.size();
         if replaced {
             self.image = storage_buffer(ctx, "radiograph", bytes);
         }
-        ctx.queue
-            .write_buffer(&self.image, 0, bytemuck::cast_slice(pixels));
         replaced
     }
 

@@ -20,8 +20,8 @@ use super::codestream::{j2k_frame_size, jpeg_frame_size, jpeg_is_complete, Frame
 use super::guard::without_panics;
 use super::{
     check_dimensions, decode_error, io_error, open, over_limit, with_causes, DicomAttributes,
-    Format, LoadError, LoadLimits, Radiograph, SourceIdentity, SpacingSource, VoiWindow,
-    DICOM_PREAMBLE_LENGTH, LUMA_WEIGHTS,
+    Format, LoadError, LoadLimits, Radiograph, SourceIdentity, SpacingSource, StoredToGrey,
+    VoiWindow, DICOM_PREAMBLE_LENGTH, LUMA_WEIGHTS,
 };
 use crate::measure::PixelSpacing;
 
@@ -174,7 +174,7 @@ pub(super) fn load_dicom(
         )?;
     }
 
-    let (pixels, width, height, mirror_sum) = without_panics(path, format, || {
+    let (pixels, width, height, stored_to_grey) = without_panics(path, format, || {
         let decoded = object
             .decode_pixel_data_frame(0)
             .map_err(|error| decode_error(path, format, with_causes(&error)))?;
@@ -189,8 +189,8 @@ pub(super) fn load_dicom(
                 ),
             ));
         }
-        let (pixels, mirror_sum) = grey_from_dicom(path, &decoded)?;
-        Ok((pixels, decoded.columns(), decoded.rows(), mirror_sum))
+        let (pixels, stored_to_grey) = grey_from_dicom(path, &decoded)?;
+        Ok((pixels, decoded.columns(), decoded.rows(), stored_to_grey))
     })?;
     let (pixel_spacing, spacing_source) =
         if let Some(spacing) = spacing_attribute(&object, tags::PIXEL_SPACING) {
@@ -209,7 +209,7 @@ pub(super) fn load_dicom(
         spacing_source,
         format: format.name(),
         transfer_syntax: Some(uid),
-        dicom: Some(dicom_attributes(&object, mirror_sum)),
+        dicom: Some(dicom_attributes(&object, stored_to_grey)),
     })
 }
 
@@ -233,9 +233,13 @@ fn first_float(object: &DefaultDicomObject, tag: Tag) -> Option<f64> {
     values.first().copied().filter(|value| value.is_finite())
 }
 
-/// `mirror_sum` is what `MONOCHROME1` values were mirrored about (`None` for `MONOCHROME2`
-/// and colour), so that the window applies to the values as returned.
-fn dicom_attributes(object: &DefaultDicomObject, mirror_sum: Option<f64>) -> DicomAttributes {
+/// `stored_to_grey` says what `MONOCHROME1` values were mirrored about, so that the window
+/// applies to the values as returned.
+fn dicom_attributes(
+    object: &DefaultDicomObject,
+    stored_to_grey: Option<StoredToGrey>,
+) -> DicomAttributes {
+    let mirror_sum = stored_to_grey.and_then(|s| s.mirror_sum);
     let window = match (
         first_float(object, tags::WINDOW_CENTER),
         first_float(object, tags::WINDOW_WIDTH),
@@ -254,6 +258,7 @@ fn dicom_attributes(object: &DefaultDicomObject, mirror_sum: Option<f64>) -> Dic
         body_part_examined: text_attribute(object, tags::BODY_PART_EXAMINED),
         view_position: text_attribute(object, tags::VIEW_POSITION),
         window,
+        stored_to_grey,
         source: SourceIdentity {
             sop_class_uid: text_attribute(object, tags::SOP_CLASS_UID),
             number_of_frames: text_attribute(object, tags::NUMBER_OF_FRAMES)
@@ -384,11 +389,11 @@ impl<'a> SampleReader<'a> {
     }
 }
 
-/// The grey values, and for `MONOCHROME1` the sum they were mirrored about.
+/// The grey values, and for one-sample images how they came from the stored ones.
 fn grey_from_dicom(
     path: &Path,
     decoded: &DecodedPixelData<'_>,
-) -> Result<(Vec<f32>, Option<f64>), LoadError> {
+) -> Result<(Vec<f32>, Option<StoredToGrey>), LoadError> {
     let format = Format::Dicom;
     let photometric = decoded.photometric_interpretation();
     let samples_per_pixel = decoded.samples_per_pixel();
@@ -444,7 +449,12 @@ fn grey_from_dicom(
                     (if invert { mirror_sum - value } else { value }) as f32
                 })
                 .collect();
-            Ok((pixels, invert.then_some(mirror_sum)))
+            let stored_to_grey = StoredToGrey {
+                slope,
+                intercept,
+                mirror_sum: invert.then_some(mirror_sum),
+            };
+            Ok((pixels, Some(stored_to_grey)))
         }
         (PhotometricInterpretation::Rgb | PhotometricInterpretation::YbrFull, 3) => {
             let planar = decoded.planar_configuration() == PlanarConfiguration::PixelFirst;

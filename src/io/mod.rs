@@ -35,6 +35,7 @@ use image::ImageFormat;
 use serde::Serialize;
 
 use crate::measure::PixelSpacing;
+use crate::util::LUMA_WEIGHTS;
 
 /// Images narrower or shorter than this cannot hold a cervical spine worth measuring.
 pub const MIN_SIDE: u32 = 16;
@@ -53,9 +54,6 @@ pub const MAX_DECODED_BYTES: u64 = 256 << 20;
 /// preamble.
 const SNIFF_LENGTH: usize = 132;
 const DICOM_PREAMBLE_LENGTH: usize = 128;
-
-/// Rec. 709 luma weights, the same that the `image` crate uses for colour-to-grey.
-const LUMA_WEIGHTS: [f64; 3] = [0.2126, 0.7152, 0.0722];
 
 /// How much memory one image may take while it is loaded. The defaults keep the peak
 /// resident size of a load under 1 GiB: the file (DICOM is held in memory whole), the
@@ -133,6 +131,11 @@ pub struct DicomAttributes {
     /// applies to the bone-bright values).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<VoiWindow>,
+    /// How [`Radiograph::pixels`] came from the stored values (one-sample images; `None` for
+    /// colour): what a viewer that shows the stored values as a texture gives the model's
+    /// texture input (`GreyTransform`) to get the same grey values.
+    #[serde(skip)]
+    pub stored_to_grey: Option<StoredToGrey>,
     /// What a DICOM result object (the SR) needs to file under the source's study. Never in
     /// the JSON record: it holds the patient's name, ID and birth date (PHI), which only the
     /// objects that go back to that patient's study may carry.
@@ -157,6 +160,15 @@ pub struct SourceIdentity {
     pub accession_number: Option<String>,
     pub referring_physician_name: Option<String>,
     pub study_description: Option<String>,
+}
+
+/// grey = slope × stored + intercept (the modality rescale, identity when absent or unusable),
+/// then for `MONOCHROME1` grey = mirror_sum − grey, computed in f64 and rounded to f32.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredToGrey {
+    pub slope: f64,
+    pub intercept: f64,
+    pub mirror_sum: Option<f64>,
 }
 
 /// A linear VOI window (DICOM PS3.3 C.11.2.1.2).

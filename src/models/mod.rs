@@ -4,8 +4,12 @@
 
 pub mod cervical;
 pub mod csm;
+pub mod input;
 pub mod lumbar;
 pub mod wholespine;
+
+pub use crate::ops::{GreyTransform, TextureImage};
+pub use input::{ImageInput, ImageSource};
 
 use crate::engine::GpuContext;
 use crate::error::{Result, SagittaError};
@@ -35,17 +39,7 @@ impl GreyImage<'_> {
                 "pixel {bad} is not a finite number"
             )));
         }
-        let bytes = self.pixels.len() as u64 * 4;
-        let max_binding = ctx.limits.max_storage_buffer_binding_size;
-        if bytes > max_binding {
-            return Err(SagittaError::InvalidInput(format!(
-                "a {w}x{h} image needs {} MiB on the GPU, more than this adapter binds ({} MiB); \
-                 downscale it first",
-                bytes >> 20,
-                max_binding >> 20
-            )));
-        }
-        Ok(bytes)
+        input::checked_size(ctx, w, h)
     }
 }
 

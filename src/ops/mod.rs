@@ -62,6 +62,7 @@ pub mod resize;
 pub mod resize_area;
 pub mod roi_align;
 pub mod standardize;
+pub mod texture_grey;
 pub mod upsample;
 pub mod upsample_bilinear;
 
@@ -84,6 +85,10 @@ pub use resize::{resize_bicubic, resize_params, RESIZE_BICUBIC};
 pub use resize_area::{resize_area, resize_area_params, RESIZE_AREA};
 pub use roi_align::{roi_align, ROI_ALIGN};
 pub use standardize::{standardize, STANDARDIZE_APPLY, STANDARDIZE_STATS};
+pub use texture_grey::{
+    GreyTransform, TextureGrey, TextureImage, TEXTURE_GREY_FLOAT, TEXTURE_GREY_SINT,
+    TEXTURE_GREY_UINT,
+};
 pub use upsample::{upsample_add, UPSAMPLE_ADD};
 pub use upsample_bilinear::{
     upsample_bilinear, upsample_bilinear_add, upsample_bilinear_into, upsample_bilinear_params,
@@ -116,6 +121,9 @@ pub const ALL_KERNELS: &[Kernel] = &[
     UPSAMPLE_BILINEAR,
     UPSAMPLE_BILINEAR_ADD,
     ENSEMBLE_MEAN,
+    TEXTURE_GREY_FLOAT,
+    TEXTURE_GREY_UINT,
+    TEXTURE_GREY_SINT,
 ];
 
 fn invariant(ok: bool, message: impl FnOnce() -> String) -> Result<()> {

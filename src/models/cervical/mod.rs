@@ -34,6 +34,7 @@ const RESULT_ROWS: u64 = 2 * CERVICAL_LANDMARKS as u64 + CERVICAL_DISCS as u64;
 const RESULT_BYTES: u64 = RESULT_ROWS * 16;
 
 pub use super::GreyImage;
+use super::{ImageInput, ImageSource};
 
 /// One landmark in original-image pixels (centre of the top-left pixel at (0, 0)).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -90,6 +91,7 @@ pub struct CervicalModel {
     pipelines: PipelineCache,
     compiled: Option<Compiled>,
     io: ModelIo,
+    input: ImageInput,
     result: Arc<wgpu::Buffer>,
     timestamps: Option<StageTimer>,
     profiling: bool,
@@ -161,6 +163,7 @@ impl CervicalModel {
             pipelines: PipelineCache::default(),
             compiled: None,
             io,
+            input: ImageInput::default(),
             result,
             timestamps: None,
             profiling: false,
@@ -291,14 +294,14 @@ impl CervicalModel {
     }
 
     /// Runs the whole pipeline: one submission, one readback.
-    pub fn run(&mut self, image: GreyImage) -> Result<Prediction> {
+    pub fn run<'a>(&mut self, image: impl Into<ImageSource<'a>>) -> Result<Prediction> {
         let mut encoder = self
             .ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("cervical inference"),
             });
-        let profiled = self.record(&mut encoder, image, self.profiling)?;
+        let profiled = self.record(&mut encoder, image.into(), self.profiling)?;
         self.ctx.submit(encoder);
         let read_bytes = RESULT_BYTES + profiled.as_ref().map_or(0, StageTimer::bytes);
         let raw = self.ctx.read_buffer(self.io.readback(), read_bytes)?;
@@ -316,10 +319,11 @@ impl CervicalModel {
     }
 
     /// Records the whole inference of `image` into the caller's `encoder` without submitting
-    /// it (a host that embeds the engine submits it with its own work): the image upload is
-    /// queued on the queue (applied at the next submission, before it), then the plan and the
-    /// copy of the result into the readback buffer. After submitting, [`Self::begin_readback`]
-    /// maps the result without waiting on the device.
+    /// it (a host that embeds the engine submits it with its own work): an image from the CPU
+    /// is queued on the queue (applied at the next submission, before it), one already on the
+    /// GPU (a [`super::TextureImage`] the viewer shows, a buffer) is read by a pass recorded
+    /// first; then the plan and the copy of the result into the readback buffer. After
+    /// submitting, [`Self::begin_readback`] maps the result without waiting on the device.
     ///
     /// ```no_run
     /// # fn frame(device: &sagitta::wgpu::Device, queue: &sagitta::wgpu::Queue,
@@ -338,8 +342,12 @@ impl CervicalModel {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
-        self.record(encoder, image, false).map(drop)
+    pub fn encode<'a>(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        image: impl Into<ImageSource<'a>>,
+    ) -> Result<()> {
+        self.record(encoder, image.into(), false).map(drop)
     }
 
     /// Starts reading back what the last [`Self::encode`] recorded, once the caller has
@@ -354,15 +362,15 @@ impl CervicalModel {
     fn record(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
-        image: GreyImage,
+        image: ImageSource,
         profile: bool,
     ) -> Result<Option<StageTimer>> {
-        let (w, h) = (image.width, image.height);
-        image.checked_bytes(&self.ctx)?;
+        let (w, h) = image.size();
+        let replaced = self.input.stage(&self.ctx, &mut self.io, encoder, image)?;
         self.prepare(w, h)?;
         let s = self.config.input_size;
         let compiled = self.compiled.as_mut().expect("prepared above");
-        if self.io.upload(&self.ctx, image.pixels) {
+        if replaced {
             compiled
                 .plan
                 .rebind(compiled.image, self.io.image().clone());

@@ -18,7 +18,7 @@ pub mod config;
 
 pub use config::{CsmConfig, CSM_ARCH};
 
-use super::GreyImage;
+use super::{ImageInput, ImageSource};
 
 /// Bytes read back per inference: the probability, one f32 (or one f16 in its low half).
 const RESULT_BYTES: u64 = 4;
@@ -150,6 +150,7 @@ pub struct CsmModel {
     pipelines: PipelineCache,
     compiled: Option<Compiled>,
     io: ModelIo,
+    input: ImageInput,
     precision: Precision,
 }
 
@@ -184,6 +185,7 @@ impl CsmModel {
             pipelines: PipelineCache::default(),
             compiled: None,
             io,
+            input: ImageInput::default(),
             precision: Precision::F32,
         })
     }
@@ -251,7 +253,8 @@ impl CsmModel {
     }
 
     /// Runs the whole pipeline: one submission, one 4-byte readback.
-    pub fn run(&mut self, image: GreyImage) -> Result<CsmPrediction> {
+    pub fn run<'a>(&mut self, image: impl Into<ImageSource<'a>>) -> Result<CsmPrediction> {
+        let image = image.into();
         let (ctx, readback) = (self.ctx.clone(), self.io.readback().clone());
         let raw = ctx.record_submit_read(
             "csm inference",
@@ -266,15 +269,21 @@ impl CsmModel {
     /// upload is queued, applied at the next submission); after submitting, read the result
     /// with [`Self::begin_readback`] and [`Self::prediction_from`], as for
     /// [`crate::CervicalModel::encode`].
-    pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
-        let (w, h) = (image.width, image.height);
-        image.checked_bytes(&self.ctx)?;
+    pub fn encode<'a>(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        image: impl Into<ImageSource<'a>>,
+    ) -> Result<()> {
+        let image = image.into();
+        let (w, h) = image.size();
+        super::input::checked_size(&self.ctx, w, h)?;
         let s = self.config.input_size;
         // Checked before the plan exists: the resize refuses sizes whose window bounds overflow.
         let resize = ops::resize_area_params(h, w, s, s)?;
+        let replaced = self.input.stage(&self.ctx, &mut self.io, encoder, image)?;
         self.prepare(w, h)?;
         let compiled = self.compiled.as_mut().expect("prepared above");
-        if self.io.upload(&self.ctx, image.pixels) {
+        if replaced {
             compiled
                 .plan
                 .rebind(compiled.image, self.io.image().clone());

@@ -30,7 +30,7 @@ pub mod config;
 
 pub use config::{LumbarConfig, LUMBAR_ARCH};
 
-use super::GreyImage;
+use super::{ImageInput, ImageSource};
 
 /// Rows of the map-back table (see shaders/map_back.wgsl): refined corners, the localisation's
 /// corners (both in original pixels), the level boxes.
@@ -201,6 +201,7 @@ pub struct LumbarModel {
     pipelines: PipelineCache,
     compiled: Option<Compiled>,
     io: ModelIo,
+    input: ImageInput,
     table: Arc<wgpu::Buffer>,
     precision: Precision,
     refine_batch: Option<u32>,
@@ -246,6 +247,7 @@ impl LumbarModel {
             box_members: upload_u32(&ctx, "level corners", &members),
             sources: upload_u32(&ctx, "corner sources", &sources),
             io: ModelIo::new(&ctx, "lumbar readback", RESULT_BYTES, 0),
+            input: ImageInput::default(),
             ctx,
             config,
             weights_sha256: weights.sha256.clone(),
@@ -554,6 +556,12 @@ impl LumbarModel {
             }
             return Ok(());
         }
+        self.prepare_all_levels(width, height)
+    }
+
+    /// The one-submission plan that refines every level, which [`Self::encode`] records
+    /// whatever [`Self::set_refine_levels`] says.
+    fn prepare_all_levels(&mut self, width: u32, height: u32) -> Result<()> {
         let current = self.compiled.as_ref().map(|c| c.original);
         if current != Some((width, height)) {
             self.compiled = None;
@@ -570,7 +578,8 @@ impl LumbarModel {
     }
 
     /// Runs the whole pipeline: one submission, one readback.
-    pub fn run(&mut self, image: GreyImage) -> Result<LumbarPrediction> {
+    pub fn run<'a>(&mut self, image: impl Into<ImageSource<'a>>) -> Result<LumbarPrediction> {
+        let image = image.into();
         if self.refine_levels == RefineLevels::Present {
             return self.run_present(image);
         }
@@ -585,10 +594,13 @@ impl LumbarModel {
     }
 
     /// The present-levels path: two submissions, two readbacks.
-    fn run_present(&mut self, image: GreyImage) -> Result<LumbarPrediction> {
-        let original = (image.width, image.height);
-        image.checked_bytes(&self.ctx)?;
-        if self.io.upload(&self.ctx, image.pixels) {
+    fn run_present(&mut self, image: ImageSource) -> Result<LumbarPrediction> {
+        let original = image.size();
+        let mut encoder = self.encoder("lumbar labels");
+        if self
+            .input
+            .stage(&self.ctx, &mut self.io, &mut encoder, image)?
+        {
             // The plans are bound to the old buffer.
             self.forget_plans();
         }
@@ -607,7 +619,6 @@ impl LumbarModel {
             outputs: [coarse, boxes, presence],
             ..
         } = self.present.labels.as_ref().expect("compiled above");
-        let mut encoder = self.encoder("lumbar labels");
         plan.encode(&mut encoder, None);
         self.io
             .copy_result(&mut encoder, plan.buffer(*coarse), 0, COARSE_BYTES);
@@ -706,14 +717,18 @@ impl LumbarModel {
     /// Records the inference of `image` into the host's `encoder` without submitting it (see
     /// [`crate::CervicalModel::encode`]): every level refined, whatever
     /// [`Self::set_refine_levels`] says.
-    pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
-        let (w, h) = (image.width, image.height);
-        image.checked_bytes(&self.ctx)?;
-        if self.io.upload(&self.ctx, image.pixels) {
+    pub fn encode<'a>(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        image: impl Into<ImageSource<'a>>,
+    ) -> Result<()> {
+        let image = image.into();
+        let (w, h) = image.size();
+        if self.input.stage(&self.ctx, &mut self.io, encoder, image)? {
             // The compiled plan is bound to the old buffer.
             self.compiled = None;
         }
-        self.prepare(w, h)?;
+        self.prepare_all_levels(w, h)?;
         let compiled = self.compiled.as_ref().expect("prepared above");
         compiled.plan.encode(encoder, None);
         self.io.copy_result(encoder, &self.table, 0, TABLE_BYTES);

@@ -23,7 +23,7 @@ pub mod config;
 
 pub use config::{WholeSpineConfig, LEVELS, WHOLESPINE_ARCH};
 
-use super::GreyImage;
+use super::{ImageInput, ImageSource};
 
 /// Rows of the result buffer (see shaders/map_back.wgsl): the landmarks in original pixels,
 /// then in input pixels.
@@ -255,6 +255,7 @@ pub struct WholeSpineModel {
     pipelines: PipelineCache,
     compiled: Option<Compiled>,
     io: ModelIo,
+    input: ImageInput,
     result: Arc<wgpu::Buffer>,
     precision: Precision,
 }
@@ -296,6 +297,7 @@ impl WholeSpineModel {
             pipelines: PipelineCache::default(),
             compiled: None,
             io,
+            input: ImageInput::default(),
             result,
             precision: Precision::F32,
         })
@@ -392,7 +394,8 @@ impl WholeSpineModel {
     }
 
     /// Runs the whole pipeline: one submission, one readback.
-    pub fn run(&mut self, image: GreyImage) -> Result<SpinePrediction> {
+    pub fn run<'a>(&mut self, image: impl Into<ImageSource<'a>>) -> Result<SpinePrediction> {
+        let image = image.into();
         let (ctx, readback) = (self.ctx.clone(), self.io.readback().clone());
         let raw = ctx.record_submit_read(
             "wholespine inference",
@@ -407,14 +410,19 @@ impl WholeSpineModel {
     /// upload is queued, applied at the next submission); after submitting, read the result
     /// with [`Self::begin_readback`] and [`Self::prediction_from`], as for
     /// [`crate::CervicalModel::encode`].
-    pub fn encode(&mut self, encoder: &mut wgpu::CommandEncoder, image: GreyImage) -> Result<()> {
-        let (w, h) = (image.width, image.height);
-        image.checked_bytes(&self.ctx)?;
+    pub fn encode<'a>(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        image: impl Into<ImageSource<'a>>,
+    ) -> Result<()> {
+        let image = image.into();
+        let (w, h) = image.size();
+        let replaced = self.input.stage(&self.ctx, &mut self.io, encoder, image)?;
         self.prepare(w, h)?;
         let input = self.input_size();
         let members = self.members.len() as u32;
         let compiled = self.compiled.as_mut().expect("prepared above");
-        if self.io.upload(&self.ctx, image.pixels) {
+        if replaced {
             compiled
                 .plan
                 .rebind(compiled.image, self.io.image().clone());

@@ -551,3 +551,79 @@ fn the_csm_whole_spine_and_lumbar_models_take_a_texture_too() {
     };
     assert_eq!(corners(encoded), corners(cpu_all));
 }
+
+/// The heatmaps a viewer overlays: recorded after the inference in the host's frame into its own
+/// texture, they are PyTorch's probability maps of the same model and image.
+#[test]
+fn the_heatmap_texture_holds_pytorchs_probability_maps() {
+    let r = Reference::load(&fixture_path("cervical_small_io.safetensors"));
+    let expected = Fixture::load("cervical_small_heatmaps.safetensors");
+    let (shape, probabilities) = expected.get("f32.global_probabilities");
+    let weights = WeightFile::open(fixture_path("cervical_small_f32.safetensors")).unwrap();
+    let (device, queue, info) = host_device();
+    let ctx = GpuContext::from_device(device.clone(), queue.clone(), info, &Default::default());
+    let mut model = CervicalModel::new(ctx, &weights).unwrap();
+    let (width, height, count) = model.heatmap_shape();
+    assert_eq!([count as usize, height as usize, width as usize], shape[..]);
+    let texture = heatmap_texture(&device, (width, height, count));
+    let target = sagitta::ops::HeatmapTarget {
+        texture: &texture,
+        first_layer: 0,
+    };
+    let refused = model.encode_heatmaps(
+        &mut device.create_command_encoder(&Default::default()),
+        target,
+    );
+    assert!(refused
+        .unwrap_err()
+        .to_string()
+        .contains("encode or run an image first"));
+
+    let image = reference_image(&r);
+    let submission = host_frame(&device, &queue, |encoder| {
+        model.encode(encoder, image).unwrap();
+        model.encode_heatmaps(encoder, target).unwrap();
+    });
+    let raw = poll_until_ready(model.begin_readback(Some(submission)));
+    let prediction = model.prediction_from(&raw);
+    let maps = read_r32_texture(&device, &queue, &texture).concat();
+    let worst = assert_close("global probabilities", &maps, probabilities, 1e-5);
+    eprintln!("heatmap texture vs PyTorch: max |difference| {worst:.2e}");
+    // The maps are the ones behind the coordinates: a landmark's peak is near its position.
+    let (w0, h0) = (r.image.0 as f32, r.image.1 as f32);
+    for (k, landmark) in prediction.landmarks.iter().enumerate().take(2) {
+        let map = &maps[k * (width * height) as usize..(k + 1) * (width * height) as usize];
+        let peak = (0..map.len())
+            .max_by(|&a, &b| map[a].total_cmp(&map[b]))
+            .unwrap();
+        let (j, i) = (
+            (peak % width as usize) as f32,
+            (peak / width as usize) as f32,
+        );
+        let (x, y) = (
+            (j + 0.5) * w0 / width as f32 - 0.5,
+            (i + 0.5) * h0 / height as f32 - 0.5,
+        );
+        let cell = (w0 / width as f32).max(h0 / height as f32);
+        assert!(
+            (x - landmark.x).abs() < 3.0 * cell && (y - landmark.y).abs() < 3.0 * cell,
+            "landmark {k} at ({}, {}) but its map peaks at ({x}, {y})",
+            landmark.x,
+            landmark.y
+        );
+    }
+
+    // A texture the maps do not fit is refused before anything is recorded.
+    let wrong = heatmap_texture(&device, (width + 1, height, count));
+    let error = model
+        .encode_heatmaps(
+            &mut device.create_command_encoder(&Default::default()),
+            sagitta::ops::HeatmapTarget {
+                texture: &wrong,
+                first_layer: 0,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains(&format!("{width}x{height}")), "{error}");
+}

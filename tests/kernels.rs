@@ -10,6 +10,7 @@ use sagitta::ops::conv2d::{Activation, ConvGeometry, WeightStorage};
 use sagitta::ops::{
     self, BatchNorm, ConvAlgorithm, ConvLayer, ConvWeights, LinearLayer, LinearWeights,
 };
+use sagitta::wgpu;
 
 fn bound(plan: &mut Plan, label: &str, shape: &[usize], data: &[f32]) -> TensorId {
     let ctx = gpu();
@@ -1602,4 +1603,159 @@ fn pooling_writes_a_concatenation_in_place() {
         &expected,
         0.0,
     );
+}
+
+#[test]
+fn softmax_maps_into_a_texture_match_pytorch() {
+    let ctx = gpu();
+    let fx = Fixture::load("softmax_dsnt.safetensors");
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (hs, heatmaps) = fx.get(&format!("{name}.heatmaps"));
+        let (_, expected) = fx.get(&format!("{name}.probabilities"));
+        let count = (hs[0] * hs[1]) as u32;
+        let (height, width) = (hs[2] as u32, hs[3] as u32);
+        // One layer before the maps: the host chooses where they go.
+        let texture = heatmap_texture(&ctx.device, (width, height, count + 1));
+        let logits = upload(&ctx, "logits", heatmaps);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        ops::encode_softmax_maps(
+            &ctx,
+            &mut PipelineCache::default(),
+            Precision::F32,
+            &mut encoder,
+            &logits,
+            count,
+            (width, height),
+            &ops::HeatmapTarget {
+                texture: &texture,
+                first_layer: 1,
+            },
+        )
+        .unwrap();
+        ctx.queue.submit([encoder.finish()]);
+        let layers = read_r32_texture(&ctx.device, &ctx.queue, &texture);
+        let got: Vec<f32> = layers[1..].concat();
+        assert_close(name, &got, expected, 1e-6);
+        for layer in &layers[1..] {
+            let sum: f32 = layer.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "{name}: a map sums to {sum}");
+        }
+    }
+    // A texture the maps do not fit is refused with what to create.
+    let texture = heatmap_texture(&ctx.device, (8, 8, 1));
+    let logits = upload(&ctx, "logits", &[0.0; 128]);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    let error = ops::encode_softmax_maps(
+        &ctx,
+        &mut PipelineCache::default(),
+        Precision::F32,
+        &mut encoder,
+        &logits,
+        2,
+        (8, 8),
+        &ops::HeatmapTarget {
+            texture: &texture,
+            first_layer: 0,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("at least 2 layers"), "{error}");
+}
+
+/// The host's texture read as grey values, against the CPU decoding's arithmetic (float64,
+/// rounded to float32) in the PyTorch twin.
+#[test]
+fn texture_grey_matches_its_pytorch_twin() {
+    let ctx = gpu();
+    let fx = Fixture::load("texture_grey.safetensors");
+    for case in fx.cases() {
+        let name = case["name"].as_str().unwrap();
+        let (shape, stored) = fx.get(&format!("{name}.stored"));
+        let (_, expected) = fx.get(&format!("{name}.grey"));
+        let (height, width) = (shape[0] as u32, shape[1] as u32);
+        let (format, texels): (wgpu::TextureFormat, Vec<u8>) =
+            match case["format"].as_str().unwrap() {
+                "R16Uint" => (
+                    wgpu::TextureFormat::R16Uint,
+                    stored
+                        .iter()
+                        .flat_map(|&v| (v as u16).to_le_bytes())
+                        .collect(),
+                ),
+                "R16Sint" => (
+                    wgpu::TextureFormat::R16Sint,
+                    stored
+                        .iter()
+                        .flat_map(|&v| (v as i16).to_le_bytes())
+                        .collect(),
+                ),
+                "Rgba8Unorm" => (
+                    wgpu::TextureFormat::Rgba8Unorm,
+                    stored.iter().map(|&v| v as u8).collect(),
+                ),
+                other => panic!("{name}: format {other}"),
+            };
+        let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(name),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        ctx.queue.write_texture(
+            texture.as_image_copy(),
+            &texels,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(texels.len() as u32 / height),
+                rows_per_image: Some(height),
+            },
+            texture.size(),
+        );
+        let mut image = ops::TextureImage::new(&texture);
+        image.transform = ops::GreyTransform {
+            luma: case["luma"].as_bool().unwrap(),
+            slope: case["slope"].as_f64().unwrap() as f32,
+            intercept: case["intercept"].as_f64().unwrap() as f32,
+            mirror_sum: case["mirror_sum"].as_f64().map(|v| v as f32),
+        };
+        let bytes = (width * height * 4) as u64;
+        let grey = storage_buffer(&ctx, "grey", bytes);
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("grey readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let bytes = ctx
+            .record_submit_read(
+                name,
+                |encoder| {
+                    ops::TextureGrey::default().encode(&ctx, encoder, &image, &grey)?;
+                    encoder.copy_buffer_to_buffer(&grey, 0, &staging, 0, bytes);
+                    Ok(())
+                },
+                &staging,
+                bytes,
+            )
+            .unwrap();
+        let got: &[f32] = bytemuck::cast_slice(&bytes);
+        // Integer rescales are exact in f32, as in the decoder; a fractional one and luma
+        // differ from float64 by the last bits.
+        let exact = !name.contains("fractional") && !name.contains("luma");
+        if exact {
+            assert_eq!(got, &expected[..], "{name}: not bit-identical");
+        } else {
+            assert_close(name, got, expected, 1e-6 * (1.0 + max_abs(expected)));
+        }
+    }
 }

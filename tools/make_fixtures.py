@@ -264,7 +264,8 @@ def softmax_dsnt_fixture():
         coords, var = ops.softmax_dsnt(h)
         n, c, hh, ww = h.shape
         fx.add(name, {"n": n, "c": c, "h": hh, "w": ww},
-               {"heatmaps": h, "coords": coords, "variance": var})
+               {"heatmaps": h, "coords": coords, "variance": var,
+                "probabilities": ops.softmax2d(h)})
 
     add("random_1x3x13x17", torch.randn(1, 3, 13, 17, generator=g))
     sharp = torch.randn(2, 2, 64, 64, generator=g)
@@ -278,6 +279,33 @@ def softmax_dsnt_fixture():
     sharp[1, 1, 40, 7] = 80.0
     add("sharp_2x2x64x64", sharp)
     add("flat_1x1x8x8", torch.full((1, 1, 8, 8), 3.25))
+    fx.write()
+
+
+def texture_grey_fixture():
+    """A host's texture -> grey values: stored integers as R16Uint / R16Sint / Rgba8Unorm, with
+    the DICOM rescale, the MONOCHROME1 mirror and luma."""
+    fx = Fixture("texture_grey.safetensors")
+    g = gen(124)
+    twelve = torch.randint(0, 4096, (37, 53), generator=g).float()
+    rgba = torch.randint(0, 256, (29, 31, 4), generator=g).float()
+    signed = torch.randint(-2000, 2001, (23, 19), generator=g).float()
+
+    def add(name, format_, stored, unorm_max, slope, intercept, mirror_sum, luma):
+        grey = ops.texture_grey(stored, slope=slope, intercept=intercept, mirror_sum=mirror_sum,
+                                luma=luma)
+        fx.add(name, {"format": format_, "unorm_max": unorm_max, "slope": slope,
+                      "intercept": intercept, "mirror_sum": mirror_sum, "luma": luma},
+               {"stored": stored, "grey": grey})
+
+    add("r16uint_identity", "R16Uint", twelve, 0, 1.0, 0.0, None, False)
+    # MONOCHROME1 about the rescaled ends of the 12-bit range, as the decoder mirrors.
+    add("r16uint_rescale_monochrome1", "R16Uint", twelve, 0, 2.0, -100.0,
+        (2.0 * 0 - 100.0) + (2.0 * 4095 - 100.0), False)
+    add("r16uint_fractional_rescale", "R16Uint", twelve, 0, 0.5, -1024.25, None, False)
+    add("rgba8unorm_red", "Rgba8Unorm", rgba, 255, 1.0, 0.0, None, False)
+    add("rgba8unorm_luma", "Rgba8Unorm", rgba, 255, 1.0, 0.0, None, True)
+    add("r16sint_rescale", "R16Sint", signed, 0, 1.0, 1024.0, None, False)
     fx.write()
 
 
@@ -559,6 +587,23 @@ def pipeline_fixture():
     print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
 
 
+def cervical_heatmaps_fixture():
+    """What a viewer draws: the global network's probability maps (softmax_maps.wgsl) of the
+    committed small cervical model on its committed image. Read from those files rather than
+    rebuilt, so that this fixture regenerates byte-identically where the model and image (made
+    by an older torch) do not."""
+    weights = os.path.join(OUT, "cervical_small_f32.safetensors")
+    model, _ = load_model(weights, torch.float32)
+    from safetensors.torch import load_file
+    image = load_file(os.path.join(OUT, "cervical_small_io.safetensors"))["image"]
+    with torch.no_grad():
+        out = model(image)
+    path = os.path.join(OUT, "cervical_small_heatmaps.safetensors")
+    st_io.save_file({"f32.global_probabilities": ops.softmax2d(out["global_heatmaps"]).contiguous(),
+                     "f32.landmarks": out["landmarks"].float().contiguous()}, path, {})
+    print(f"{os.path.relpath(path)}: {os.path.getsize(path)} bytes")
+
+
 # --- 10. the CSM classifier --------------------------------------------------------------------
 
 CSM_KEYS = ["resized", "normalized", "expanded", "logit", "p"]
@@ -794,9 +839,11 @@ FIXTURES = {
     "maxpool": maxpool_fixture,
     "upsample_add": upsample_fixture,
     "softmax_dsnt": softmax_dsnt_fixture,
+    "texture_grey": texture_grey_fixture,
     "roi_align": roi_fixture,
     "boxes": boxes_fixture,
     "cervical_small": pipeline_fixture,   # cervical_small_f32 / _f16 / _io
+    "cervical_small_heatmaps": cervical_heatmaps_fixture,
     "resize_area": resize_area_fixture,
     "minmax": minmax_fixture,
     "channel_affine": channel_affine_fixture,

@@ -61,6 +61,7 @@ pub mod pool2d;
 pub mod resize;
 pub mod resize_area;
 pub mod roi_align;
+pub mod softmax_maps;
 pub mod standardize;
 pub mod texture_grey;
 pub mod upsample;
@@ -84,6 +85,7 @@ pub use pool2d::{pool2d, Pool2d, PoolKind, POOL2D};
 pub use resize::{resize_bicubic, resize_params, RESIZE_BICUBIC};
 pub use resize_area::{resize_area, resize_area_params, RESIZE_AREA};
 pub use roi_align::{roi_align, ROI_ALIGN};
+pub use softmax_maps::{encode_softmax_maps, HeatmapTarget, SOFTMAX_MAPS};
 pub use standardize::{standardize, STANDARDIZE_APPLY, STANDARDIZE_STATS};
 pub use texture_grey::{
     GreyTransform, TextureGrey, TextureImage, TEXTURE_GREY_FLOAT, TEXTURE_GREY_SINT,
@@ -124,6 +126,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     TEXTURE_GREY_FLOAT,
     TEXTURE_GREY_UINT,
     TEXTURE_GREY_SINT,
+    SOFTMAX_MAPS,
 ];
 
 fn invariant(ok: bool, message: impl FnOnce() -> String) -> Result<()> {

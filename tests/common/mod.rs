@@ -293,3 +293,79 @@ impl Editable {
         sagitta::CervicalModel::new(gpu(), &weights).map(|_| ())
     }
 }
+
+/// The layers of an `R32Float` texture (2D or 2D array), each row-major.
+pub fn read_r32_texture(
+    device: &sagitta::wgpu::Device,
+    queue: &sagitta::wgpu::Queue,
+    texture: &sagitta::wgpu::Texture,
+) -> Vec<Vec<f32>> {
+    use sagitta::wgpu;
+    let (width, height, layers) = (
+        texture.width(),
+        texture.height(),
+        texture.depth_or_array_layers(),
+    );
+    let row_bytes = (width * 4).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("texture readback"),
+        size: (row_bytes * height * layers) as u64,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.copy_texture_to_buffer(
+        texture.as_image_copy(),
+        wgpu::TexelCopyBufferInfo {
+            buffer: &buffer,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(row_bytes),
+                rows_per_image: Some(height),
+            },
+        },
+        texture.size(),
+    );
+    queue.submit([encoder.finish()]);
+    buffer
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let bytes = buffer.slice(..).get_mapped_range().unwrap().to_vec();
+    let floats: &[f32] = bytemuck::cast_slice(&bytes);
+    let row_floats = (row_bytes / 4) as usize;
+    (0..layers as usize)
+        .map(|layer| {
+            (0..height as usize)
+                .flat_map(|y| {
+                    let start = (layer * height as usize + y) * row_floats;
+                    floats[start..start + width as usize].to_vec()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// An `R32Float` 2D-array texture a model can write heatmaps into.
+pub fn heatmap_texture(
+    device: &sagitta::wgpu::Device,
+    (width, height, layers): (u32, u32, u32),
+) -> sagitta::wgpu::Texture {
+    use sagitta::wgpu;
+    device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("heatmaps"),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: layers,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::R32Float,
+        usage: wgpu::TextureUsages::STORAGE_BINDING
+            | wgpu::TextureUsages::TEXTURE_BINDING
+            | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    })
+}

@@ -71,9 +71,21 @@ impl Prediction {
 struct Compiled {
     plan: CompiledPlan,
     image: TensorId,
+    /// The global network's last-stack heatmaps, kept for [`CervicalModel::encode_heatmaps`].
+    heatmaps: TensorId,
     resize_step: usize,
     map_step: usize,
     original: (u32, u32),
+}
+
+/// The dispatch list with the tensors and steps the model binds or updates afterwards.
+struct PlanParts {
+    plan: Plan,
+    image: TensorId,
+    heatmaps: TensorId,
+    /// The steps whose parameters depend on the original image size.
+    resize_step: usize,
+    map_step: usize,
 }
 
 /// The cervical model on the GPU. Build once; `run` many times.
@@ -195,25 +207,77 @@ impl CervicalModel {
     }
 
     fn build_plan(&mut self, original: (u32, u32)) -> Result<Compiled> {
-        let (plan, image, resize_step, map_step) = self.plan(original)?;
+        let PlanParts {
+            mut plan,
+            image,
+            heatmaps,
+            resize_step,
+            map_step,
+        } = self.plan(original)?;
+        if plan.view_of(heatmaps).is_some() {
+            return Err(crate::SagittaError::Gpu(
+                "the global heatmaps are a view into another tensor; encode_heatmaps reads a \
+                 whole buffer"
+                    .into(),
+            ));
+        }
+        plan.keep_as_output(heatmaps);
         let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
         Ok(Compiled {
             plan,
             image,
+            heatmaps,
             resize_step,
             map_step,
             original,
         })
     }
 
-    /// The uncompiled dispatch list for an original image size (benchmarks inspect it).
-    pub fn dispatch_plan(&self, width: u32, height: u32) -> Result<Plan> {
-        Ok(self.plan((width, height))?.0)
+    /// Width, height and number of the probability maps [`Self::encode_heatmaps`] writes: the
+    /// global network's last-stack heatmaps, in the model's input frame (a quarter of the
+    /// square input side).
+    pub fn heatmap_shape(&self) -> (u32, u32, u32) {
+        let side = self.config.input_size / 4;
+        (side, side, CERVICAL_LANDMARKS as u32)
     }
 
-    /// Builds the dispatch list; returns it with the image tensor and the two steps whose
-    /// parameters depend on the original image size.
-    fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId, usize, usize)> {
+    /// Records, after [`Self::encode`] or [`Self::run`] of an image (and in the same encoder
+    /// for `encode`), the 29 landmarks' probability maps (the spatial softmax the coarse
+    /// landmarks are the expectation of) into layers of the host's `R32Float` texture, in
+    /// model order. Map pixel (i, j) covers the original image around
+    /// x = (j + ½)·W/w − ½, y = (i + ½)·H/h − ½ for an original of W × H and maps of w × h
+    /// ([`Self::heatmap_shape`]): the resize to the square input keeps no aspect.
+    pub fn encode_heatmaps(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        target: ops::HeatmapTarget,
+    ) -> Result<()> {
+        let Some(compiled) = self.compiled.as_ref() else {
+            return Err(crate::SagittaError::InvalidInput(
+                "no heatmaps yet: encode or run an image first".into(),
+            ));
+        };
+        let shape = compiled.plan.shape(compiled.heatmaps).to_vec();
+        let (width, height) = (shape[3], shape[2]);
+        ops::encode_softmax_maps(
+            &self.ctx,
+            &mut self.pipelines,
+            self.precision,
+            encoder,
+            compiled.plan.buffer(compiled.heatmaps),
+            shape[0] * shape[1],
+            (width, height),
+            &target,
+        )
+    }
+
+    /// The uncompiled dispatch list for an original image size (benchmarks inspect it).
+    pub fn dispatch_plan(&self, width: u32, height: u32) -> Result<Plan> {
+        Ok(self.plan((width, height))?.plan)
+    }
+
+    /// Builds the dispatch list.
+    fn plan(&self, original: (u32, u32)) -> Result<PlanParts> {
         let c = &self.config;
         let s = c.input_size;
         let (mut plan, unused, image) =
@@ -281,7 +345,13 @@ impl CervicalModel {
             original,
             1,
         )?;
-        Ok((plan, image, resize_step, map_step))
+        Ok(PlanParts {
+            plan,
+            image,
+            heatmaps,
+            resize_step,
+            map_step,
+        })
     }
 
     /// Builds pipelines, bind groups and activation buffers now instead of at the first `run`.

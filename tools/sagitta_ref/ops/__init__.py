@@ -12,6 +12,7 @@ from .channel_affine import channel_affine_expand
 from .conv2d import (WINOGRAD_AT, WINOGRAD_BT, WINOGRAD_G, conv2d_fused, conv3x3_winograd,
                      winograd_filter)
 from .ensemble_mean import ensemble_mean, ensemble_mean_shape
+from .texture_grey import texture_grey
 from .dsnt import dsnt, dsnt_variance, normalized_linspace, softmax2d, softmax_dsnt
 from .global_avg_pool import global_avg_pool
 from .grid_sample_crops import grid_sample_crops
@@ -42,4 +43,5 @@ __all__ = [
     "channel_affine_expand", "global_avg_pool", "linear", "minmax_normalize", "resize_area",
     "grid_sample_crops", "pool2d",
     "ensemble_mean", "ensemble_mean_shape", "upsample_bilinear", "upsample_bilinear_add",
+    "texture_grey",
 ]

@@ -377,3 +377,62 @@ fn packed_f16_rewrite_refuses_raw_activation_access() {
     .validate(&module)
     .expect("rewritten WGSL validates");
 }
+
+/// The example viewer's render shaders (vertex and fragment) go to SPIR-V, MSL and HLSL too.
+#[cfg(feature = "viewer")]
+#[test]
+fn the_viewer_shaders_translate_to_msl_hlsl_and_spirv() {
+    for (name, source) in sagitta::cli::viewer::SHADERS {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{name}: WGSL parse error:\n{}", e.emit_to_string(source)));
+        let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: validation error: {e:?}"));
+        let fragment = module
+            .entry_points
+            .iter()
+            .find(|e| e.stage == naga::ShaderStage::Fragment)
+            .expect("a fragment entry point")
+            .name
+            .clone();
+        for (stage, entry) in [
+            (naga::ShaderStage::Vertex, "full_window".to_string()),
+            (naga::ShaderStage::Fragment, fragment),
+        ] {
+            let what = format!("{name} {entry}");
+            let words = naga::back::spv::write_vec(
+                &module,
+                &info,
+                &naga::back::spv::Options::default(),
+                Some(&naga::back::spv::PipelineOptions {
+                    shader_stage: stage,
+                    entry_point: entry.clone(),
+                }),
+            )
+            .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e:?}"));
+            spirv_validate(&words, &what);
+            let (msl, _) = naga::back::msl::write_string(
+                &module,
+                &info,
+                &naga::back::msl::Options::default(),
+                &naga::back::msl::PipelineOptions {
+                    entry_point: Some((stage, entry.clone())),
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{what}: MSL: {e:?}"));
+            assert!(msl.contains(&entry), "{what}: MSL lacks the entry point");
+            let mut hlsl = String::new();
+            naga::back::hlsl::Writer::new(
+                &mut hlsl,
+                &naga::back::hlsl::Options::default(),
+                &naga::back::hlsl::PipelineOptions {
+                    entry_point: Some((stage, entry.clone())),
+                },
+            )
+            .write(&module, &info, None)
+            .unwrap_or_else(|e| panic!("{what}: HLSL: {e:?}"));
+            assert!(hlsl.contains(&entry), "{what}: HLSL lacks the entry point");
+        }
+    }
+}

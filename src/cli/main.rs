@@ -83,6 +83,11 @@ enum Command {
     /// Landmarks, the 9 cervical parameters, CSV and overlays for radiographs (files, folders,
     /// lists); exit code 0 all analysed, 1 some failed, 2 could not run.
     Analyze(sagitta::cli::analyze::AnalyzeArgs),
+    /// The example viewer: shows a radiograph, runs the cervical model on the texture it shows
+    /// without blocking a frame, overlays heatmaps and landmarks; drag a landmark and the
+    /// parameters follow (needs a display; `xvfb-run` without one).
+    #[cfg(feature = "viewer")]
+    View(sagitta::cli::viewer::ViewArgs),
 }
 
 #[derive(Args)]
@@ -171,6 +176,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(&cli.gpu, args),
         Command::Tune(args) => tune(&cli.gpu, args),
         Command::FirstResult { weights, image } => first_result(&cli.gpu, weights, image),
+        #[cfg(feature = "viewer")]
+        Command::View(args) => {
+            return ExitCode::from(sagitta::cli::viewer::main(args));
+        }
         Command::Analyze(args) => {
             let mut args = args.clone();
             args.shard = args.shard.or_else(env::slurm_shard);

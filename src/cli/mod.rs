@@ -4,3 +4,5 @@
 pub mod analyze;
 pub mod env;
 pub mod output;
+#[cfg(feature = "viewer")]
+pub mod viewer;

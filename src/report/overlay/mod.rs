@@ -29,7 +29,8 @@ mod spine_construction;
 mod tests;
 mod text;
 
-use draw::{Canvas, Colour};
+use draw::Canvas;
+pub use draw::Colour;
 use text::{Face, TextStyle};
 
 use super::{ImageRecord, LandmarkRecord, LandmarkSource};
@@ -193,6 +194,27 @@ pub fn render(
     }
     panel::draw_panel(&mut canvas, &style, &plan);
     Ok(canvas.image)
+}
+
+/// Lines of text in the overlay's font on a dark panel, for a viewer that draws its own
+/// overlay on the GPU: each line in its colour, `size` px high, with a margin.
+pub fn text_panel(lines: &[(String, Colour)], size: f32) -> RgbImage {
+    let style = TextStyle::new(Face::Regular, size);
+    let margin = (0.5 * size).ceil() as f64;
+    let width = lines
+        .iter()
+        .map(|(line, _)| style.width(line))
+        .fold(0.0, f64::max);
+    let panel_width = (width + 2.0 * margin).ceil().max(1.0) as u32;
+    let panel_height = (style.line_height() * lines.len() as f64 + 2.0 * margin).ceil() as u32;
+    let mut canvas = Canvas {
+        image: RgbImage::from_pixel(panel_width, panel_height.max(1), Rgb([16, 16, 16])),
+    };
+    for (row, (line, colour)) in lines.iter().enumerate() {
+        let top = margin + style.line_height() * row as f64;
+        canvas.text(margin, top, line, style, *colour, 1.0);
+    }
+    canvas.image
 }
 
 /// Writes `image` as a PNG.

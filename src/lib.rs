@@ -41,6 +41,12 @@ pub use models::cervical::{
 };
 pub use models::{GreyTransform, ImageSource, TextureImage};
 pub use nn::WeightFile;
+pub use ops::HeatmapTarget;
 /// The wgpu this crate is built with, so that a host embedding the engine on its own device
 /// pins the same version.
 pub use wgpu;
+
+/// The README's Rust examples compile as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -627,3 +627,119 @@ fn the_heatmap_texture_holds_pytorchs_probability_maps() {
         .to_string();
     assert!(error.contains(&format!("{width}x{height}")), "{error}");
 }
+
+/// A session on the host's device loads each family with one options struct; the landmarks can
+/// go straight into a buffer the host owns.
+#[test]
+fn a_session_loads_models_with_its_options_and_copies_landmarks_into_the_hosts_buffer() {
+    use sagitta::api::{Session, SessionOptions};
+    let r = Reference::load(&fixture_path("cervical_small_io.safetensors"));
+    let weights = WeightFile::open(fixture_path("cervical_small_f32.safetensors")).unwrap();
+    let (device, queue, info) = host_device();
+    let session = Session::on_device(
+        device.clone(),
+        queue.clone(),
+        info.clone(),
+        &SessionOptions::default(),
+    );
+    assert!(session.notes().is_empty(), "{:?}", session.notes());
+    let mut model = session.cervical(&weights).unwrap();
+    assert_eq!(model.precision(), sagitta::Precision::F32);
+    let image = reference_image(&r);
+    let blocking = model.run(image).unwrap();
+
+    let offset = 64;
+    let host = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("host landmarks"),
+        size: offset + 29 * 16,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    model.encode(&mut encoder, image).unwrap();
+    model
+        .copy_landmarks_into(&mut encoder, &host, offset)
+        .unwrap();
+    let submission = queue.submit([encoder.finish()]);
+    let raw = poll_until_ready(model.begin_readback(Some(submission)));
+    assert_eq!(model.prediction_from(&raw).xy(), blocking.xy());
+    host.slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let bytes = host.slice(offset..).get_mapped_range().unwrap().to_vec();
+    let rows: &[[f32; 4]] = bytemuck::cast_slice(&bytes);
+    for (row, landmark) in rows.iter().zip(&blocking.landmarks) {
+        assert_eq!(
+            *row,
+            [landmark.x, landmark.y, landmark.sd_x, landmark.sd_y],
+            "{}",
+            landmark.name
+        );
+    }
+    let small = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 64,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let error = model
+        .copy_landmarks_into(&mut encoder, &small, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("need 464 bytes"), "{error}");
+
+    // The options reach every model: f16 activations.
+    let half = Session::on_device(
+        device,
+        queue,
+        info,
+        &SessionOptions {
+            precision: sagitta::Precision::F16,
+            ..Default::default()
+        },
+    );
+    let mut model = half.cervical(&weights).unwrap();
+    assert_eq!(model.precision(), sagitta::Precision::F16);
+    let in_f16 = model.run(image).unwrap();
+    let worst = in_f16
+        .xy()
+        .iter()
+        .zip(blocking.xy())
+        .map(|(a, b)| (a[0] - b[0]).abs().max((a[1] - b[1]).abs()))
+        .fold(0.0, f32::max);
+    assert!(worst < 1.0, "f16 landmarks {worst} px from f32");
+    assert!(half
+        .csm(&WeightFile::open(fixture_path("csm_small_f32.safetensors")).unwrap())
+        .is_ok());
+}
+
+/// How the host's frames are kept from a device-wide wait: the engine counts its blocking waits
+/// by kind. The embedded path (encode, the host's submit, begin_readback, poll) blocks on
+/// nothing; `wait` blocks on the inference's own submission even with the host's work submitted
+/// after it, and so does `run`; nothing waits on every submission of the device.
+#[test]
+fn the_engine_never_waits_on_the_hosts_whole_device() {
+    let r = Reference::load(&fixture_path("cervical_small_io.safetensors"));
+    let weights = WeightFile::open(fixture_path("cervical_small_f32.safetensors")).unwrap();
+    let (device, queue, info) = host_device();
+    let ctx = GpuContext::from_device(device.clone(), queue.clone(), info, &Default::default());
+    let mut model = CervicalModel::new(ctx.clone(), &weights).unwrap();
+    let image = reference_image(&r);
+    assert_eq!(ctx.wait_counts(), (0, 0));
+
+    let submission = host_frame(&device, &queue, |encoder| {
+        model.encode(encoder, image).unwrap()
+    });
+    poll_until_ready(model.begin_readback(Some(submission)));
+    assert_eq!(ctx.wait_counts(), (0, 0), "the polled path blocked");
+
+    let mut encoder = device.create_command_encoder(&Default::default());
+    model.encode(&mut encoder, image).unwrap();
+    let inference = queue.submit([encoder.finish()]);
+    host_frame(&device, &queue, |_| {});
+    model.begin_readback(Some(inference)).wait().unwrap();
+    assert_eq!(ctx.wait_counts(), (1, 0));
+    model.run(image).unwrap();
+    assert_eq!(ctx.wait_counts(), (2, 0));
+}

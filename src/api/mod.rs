@@ -3,7 +3,9 @@
 
 pub mod analyzer;
 pub mod options;
+pub mod session;
 pub mod texture;
 
 pub use analyzer::{open_weights, Analysis, AnalyzeError, Analyzer, WEIGHTS_ENV};
 pub use options::{EngineOptions, TuningSource};
+pub use session::{Session, SessionOptions};

@@ -84,6 +84,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     submissions: AtomicU64,
     maps: AtomicU64,
+    /// How often the engine blocked on the device: on one submission, or on all of them.
+    waits: Arc<WaitCounts>,
     events: Mutex<Vec<GpuEvent>>,
     /// The driver's compiled-pipeline cache, persisted on disk between processes (Vulkan).
     pipeline_cache: Option<(wgpu::PipelineCache, std::path::PathBuf)>,
@@ -94,6 +96,13 @@ pub struct GpuContext {
     cooperative_matrix_verdict: std::sync::OnceLock<std::result::Result<(), String>>,
     /// f16 activations packed in u32 even where the adapter has shader-f16 (tests, A/B runs).
     packed_f16: AtomicBool,
+}
+
+/// Blocking waits of the engine, counted so that tests can show which kind it did.
+#[derive(Debug, Default)]
+struct WaitCounts {
+    own_submission: AtomicU64,
+    whole_device: AtomicU64,
 }
 
 /// One adapter as `sagitta info` shows it.
@@ -298,6 +307,7 @@ impl GpuContext {
             limits,
             submissions: AtomicU64::new(0),
             maps: AtomicU64::new(0),
+            waits: Arc::default(),
             events: Mutex::new(Vec::new()),
             pipeline_cache,
         })
@@ -387,9 +397,15 @@ impl GpuContext {
         self.begin_readback(staging, bytes, Some(submission)).wait()
     }
 
-    /// Maps a MAP_READ buffer, waits for the GPU, and copies its first `bytes` bytes out.
-    pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        self.begin_readback(buffer, bytes, None).wait()
+    /// Maps a MAP_READ buffer written by `submission`, waits for that submission (not the rest
+    /// of the device's queue), and copies its first `bytes` bytes out.
+    pub fn read_buffer(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+        submission: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u8>> {
+        self.begin_readback(buffer, bytes, Some(submission)).wait()
     }
 
     /// Starts mapping the first `bytes` bytes of a MAP_READ buffer whose copy was recorded in
@@ -411,6 +427,7 @@ impl GpuContext {
             });
         PendingReadback {
             device: self.device.clone(),
+            waits: self.waits.clone(),
             buffer: buffer.clone(),
             bytes,
             submission,
@@ -421,6 +438,15 @@ impl GpuContext {
 
     pub fn submission_count(&self) -> u64 {
         self.submissions.load(Ordering::SeqCst)
+    }
+
+    /// How often the engine has blocked on this device since it opened: (on one submission, on
+    /// every submission of the device). A host that polls its readbacks sees neither grow.
+    pub fn wait_counts(&self) -> (u64, u64) {
+        (
+            self.waits.own_submission.load(Ordering::SeqCst),
+            self.waits.whole_device.load(Ordering::SeqCst),
+        )
     }
 
     pub fn map_count(&self) -> u64 {
@@ -484,6 +510,7 @@ fn open_pipeline_cache(
 /// known).
 pub struct PendingReadback {
     device: wgpu::Device,
+    waits: Arc<WaitCounts>,
     buffer: wgpu::Buffer,
     bytes: u64,
     submission: Option<wgpu::SubmissionIndex>,
@@ -520,6 +547,11 @@ impl PendingReadback {
 
     /// Blocks until the bytes are there.
     pub fn wait(mut self) -> Result<Vec<u8>> {
+        let counter = match self.submission {
+            Some(_) => &self.waits.own_submission,
+            None => &self.waits.whole_device,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: self.submission.clone(),

@@ -737,8 +737,8 @@ impl CompiledPlan {
             encoder.copy_buffer_to_buffer(&self.buffers[t.0], 0, &staging, offset, *size);
             offset += size;
         }
-        self.ctx.submit(encoder);
-        let bytes = self.ctx.read_buffer(&staging, total.max(16))?;
+        let submission = self.ctx.submit(encoder);
+        let bytes = self.ctx.read_buffer(&staging, total.max(16), submission)?;
         let mut out = Vec::new();
         let mut offset = 0usize;
         for (t, size) in outputs.iter().zip(sizes) {
@@ -858,8 +858,8 @@ impl CompiledPlan {
         });
         self.encode(&mut encoder, Some(timer.query_set()));
         timer.resolve_into(&mut encoder, &staging, 0);
-        self.ctx.submit(encoder);
-        let raw = self.ctx.read_buffer(&staging, timer.bytes())?;
+        let submission = self.ctx.submit(encoder);
+        let raw = self.ctx.read_buffer(&staging, timer.bytes(), submission)?;
         let passes = StageTimer::milliseconds(&self.ctx, &raw, self.pass_names());
         Ok(Some(passes.iter().map(|(_, ms)| ms).sum()))
     }

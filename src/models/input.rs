@@ -117,7 +117,7 @@ impl ImageInput {
             } => {
                 let bytes = checked_size(ctx, width, height)?;
                 let end = offset.checked_add(bytes);
-                if offset % 4 != 0 || end.is_none_or(|end| end > buffer.size()) {
+                if !offset.is_multiple_of(4) || end.is_none_or(|end| end > buffer.size()) {
                     return Err(SagittaError::InvalidInput(format!(
                         "input buffer of {} bytes: a {width}x{height} f32 image from byte \
                          {offset} needs {bytes} bytes there, at an offset that is a multiple \

@@ -233,6 +233,43 @@ impl CervicalModel {
         })
     }
 
+    /// Records, after [`Self::encode`] in the same encoder, the copy of the 29 landmarks into
+    /// the host's `destination` (`COPY_DST` usage) from byte `offset` (a multiple of 4): per
+    /// landmark, in model order, four f32: x, y and the heatmap spreads sd_x, sd_y, in
+    /// original pixels (centre of the top-left pixel at (0, 0)). For a host that draws them
+    /// from a buffer of its own without reading them back.
+    pub fn copy_landmarks_into(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        destination: &wgpu::Buffer,
+        offset: u64,
+    ) -> Result<()> {
+        let bytes = 16 * CERVICAL_LANDMARKS as u64;
+        let fits = offset
+            .checked_add(bytes)
+            .is_some_and(|end| end <= destination.size());
+        if !offset.is_multiple_of(4) || !fits {
+            return Err(crate::SagittaError::InvalidInput(format!(
+                "landmark buffer of {} bytes: the 29 landmarks need {bytes} bytes from byte \
+                 {offset}, an offset that is a multiple of 4",
+                destination.size()
+            )));
+        }
+        if !destination.usage().contains(wgpu::BufferUsages::COPY_DST) {
+            return Err(crate::SagittaError::InvalidInput(
+                "landmark buffer: created without COPY_DST usage, which copying into it needs"
+                    .into(),
+            ));
+        }
+        if self.compiled.is_none() {
+            return Err(crate::SagittaError::InvalidInput(
+                "no landmarks yet: encode or run an image first".into(),
+            ));
+        }
+        encoder.copy_buffer_to_buffer(&self.result, 0, destination, offset, bytes);
+        Ok(())
+    }
+
     /// Width, height and number of the probability maps [`Self::encode_heatmaps`] writes: the
     /// global network's last-stack heatmaps, in the model's input frame (a quarter of the
     /// square input side).
@@ -372,9 +409,11 @@ impl CervicalModel {
                 label: Some("cervical inference"),
             });
         let profiled = self.record(&mut encoder, image.into(), self.profiling)?;
-        self.ctx.submit(encoder);
+        let submission = self.ctx.submit(encoder);
         let read_bytes = RESULT_BYTES + profiled.as_ref().map_or(0, StageTimer::bytes);
-        let raw = self.ctx.read_buffer(self.io.readback(), read_bytes)?;
+        let raw = self
+            .ctx
+            .read_buffer(self.io.readback(), read_bytes, submission)?;
         let mut prediction = self.prediction_from(&raw[..RESULT_BYTES as usize]);
         if let Some(timer) = profiled {
             let compiled = self.compiled.as_ref().expect("recorded above");

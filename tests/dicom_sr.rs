@@ -462,8 +462,8 @@ fn a_synthetic_dicom_with_a_non_ascii_name_gives_a_utf8_sr() {
     assert!(frames.iter().all(|frame| frame == "1"), "{frames:?}");
 }
 
-/// Every model family in one SR: a measurement group each (cervical, wholespine, csm), the
-/// points of both landmark models, one NUM per parameter with a UCUM unit (`deg`, `mm`,
+/// Every model family in one SR: a measurement group each (cervical, wholespine, lumbar, csm),
+/// the points of the three landmark models, one NUM per parameter with a UCUM unit (`deg`, `mm`,
 /// `{ratio}`) and `p_csm` (unit `1`) with the record's values, the CSM label as a code.
 #[test]
 fn every_model_family_gets_its_measurement_group() {
@@ -480,6 +480,8 @@ fn every_model_family_gets_its_measurement_group() {
         &fixture("csm_small_f32.safetensors"),
         "--weights",
         &fixture("wholespine_small_f32.safetensors"),
+        "--weights",
+        &fixture("lumbar_small_f32.safetensors"),
         "--out",
         s(&out),
         "--dicom-out",
@@ -496,16 +498,18 @@ fn every_model_family_gets_its_measurement_group() {
         .filter(|item| concept(item).0 == "112039")
         .map(|item| string(item, tags::TEXT_VALUE))
         .collect();
-    assert_eq!(groups, ["cervical", "wholespine", "csm"]);
+    assert_eq!(groups, ["cervical", "wholespine", "lumbar", "csm"]);
     let points = tree
         .iter()
         .filter(|item| string(item, tags::VALUE_TYPE) == "SCOORD")
         .count();
     let spine = &record["wholespine"];
+    let lumbar = &record["lumbar"];
     assert_eq!(
         points,
         record["landmarks"].as_array().unwrap().len()
             + spine["landmarks"].as_array().unwrap().len()
+            + lumbar["landmarks"].as_array().unwrap().len()
     );
     let ucum = |unit: &str| match unit {
         "deg" => "deg",
@@ -513,18 +517,22 @@ fn every_model_family_gets_its_measurement_group() {
         "ratio" => "{ratio}",
         other => panic!("unit {other}"),
     };
-    let mut expected: Vec<(String, f64, String)> = [&record["parameters"], &spine["parameters"]]
-        .iter()
-        .flat_map(|parameters| parameters.as_array().unwrap())
-        .filter(|parameter| parameter["value"].is_f64() && parameter["unit"] != "px")
-        .map(|parameter| {
-            (
-                parameter["name"].as_str().unwrap().to_string(),
-                parameter["value"].as_f64().unwrap(),
-                ucum(parameter["unit"].as_str().unwrap()).to_string(),
-            )
-        })
-        .collect();
+    let mut expected: Vec<(String, f64, String)> = [
+        &record["parameters"],
+        &spine["parameters"],
+        &lumbar["parameters"],
+    ]
+    .iter()
+    .flat_map(|parameters| parameters.as_array().unwrap())
+    .filter(|parameter| parameter["value"].is_f64() && parameter["unit"] != "px")
+    .map(|parameter| {
+        (
+            parameter["name"].as_str().unwrap().to_string(),
+            parameter["value"].as_f64().unwrap(),
+            ucum(parameter["unit"].as_str().unwrap()).to_string(),
+        )
+    })
+    .collect();
     expected.push((
         "p_csm".into(),
         record["csm"]["p_csm"].as_f64().unwrap(),

@@ -52,8 +52,9 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::FileDicomObject;
 use sha2::{Digest, Sha256};
 
+use super::lumbar::LumbarRecord;
 use super::{rounded, significant_digits, CsmRecord, ImageRecord, LandmarkRecord, ModelInfo};
-use super::{ParameterRecord, ENGINE};
+use super::{ParameterRecord, QualityStatus, ReasonCode, ENGINE};
 
 /// Comprehensive SR Storage.
 pub const COMPREHENSIVE_SR_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.88.33";
@@ -372,20 +373,21 @@ fn decimal_string(value: f64) -> String {
 }
 
 /// The NUM of a parameter; `None` for a value in pixels or one that is not a number.
+/// A measured value with its unit, algorithm and quality; `None` without a finite value or
+/// for a distance in pixels (no UCUM unit).
 fn parameter_item(
     family: &str,
     model: &ModelInfo,
-    parameter: &ParameterRecord,
+    (name, value, unit): (&str, Option<f64>, &str),
+    (status, reasons): (&QualityStatus, &[ReasonCode]),
 ) -> Option<InMemDicomObject> {
-    if !parameter.value.is_finite() {
-        return None;
-    }
-    let unit = ucum(parameter.unit)?;
+    let value = value.filter(|v| v.is_finite())?;
+    let unit = ucum(unit)?;
     let mut children = algorithm_items(family, model);
-    children.extend(quality_items(&parameter.status, &parameter.reasons));
+    children.extend(quality_items(status, reasons));
     Some(num_item(
-        &private(parameter.name, parameter.name),
-        rounded(parameter.value, 2),
+        &private(name, name),
+        rounded(value, 2),
         &unit,
         children,
     ))
@@ -399,6 +401,37 @@ fn landmark_group(
     landmarks: &[LandmarkRecord],
     parameters: &[ParameterRecord],
 ) -> InMemDicomObject {
+    let items = parameters.iter().filter_map(|p| {
+        parameter_item(
+            family,
+            model,
+            (p.name, Some(p.value), p.unit),
+            (&p.status, &p.reasons),
+        )
+    });
+    measurement_group(source, family, landmarks, items.collect())
+}
+
+/// The lumbar group: the present levels' corners and the three angles that were measured (an
+/// angle with an absent level has no value and is left out).
+fn lumbar_group(source: &SourceImage<'_>, lumbar: &LumbarRecord) -> InMemDicomObject {
+    let items = lumbar.parameters.iter().filter_map(|p| {
+        parameter_item(
+            "lumbar",
+            &lumbar.model,
+            (p.name, p.value, p.unit),
+            (&p.status, &p.reasons),
+        )
+    });
+    measurement_group(source, "lumbar", &lumbar.landmarks, items.collect())
+}
+
+fn measurement_group(
+    source: &SourceImage<'_>,
+    family: &str,
+    landmarks: &[LandmarkRecord],
+    parameter_items: Vec<InMemDicomObject>,
+) -> InMemDicomObject {
     let mut children = tracking_items(family);
     children.extend(
         landmarks
@@ -406,11 +439,7 @@ fn landmark_group(
             .filter(|landmark| landmark.x.is_finite() && landmark.y.is_finite())
             .map(|landmark| source.point(landmark)),
     );
-    children.extend(
-        parameters
-            .iter()
-            .filter_map(|parameter| parameter_item(family, model, parameter)),
-    );
+    children.extend(parameter_items);
     container("CONTAINS", &dcm("125007", "Measurement Group"), children)
 }
 
@@ -619,6 +648,9 @@ pub fn measurement_report(
             &spine.landmarks,
             &spine.parameters,
         ));
+    }
+    if let Some(lumbar) = &record.lumbar {
+        measurements.push(lumbar_group(&source, lumbar));
     }
     if let Some(csm) = &record.csm {
         measurements.push(csm_group(csm));

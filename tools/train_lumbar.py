@@ -384,6 +384,14 @@ def main(argv=None) -> int:
         best = min((r["val_score"] for r in history), default=float("inf"))
         gen.manual_seed(args.seed + first_epoch)
         info_base["resumed_from"] = {"checkpoint": args.resume, "epoch": ck["epoch"]}
+        # The earlier run's record (its settings, and what it resumed from) beside this one's.
+        earlier = os.path.join(os.path.dirname(args.resume), "history.json")
+        if os.path.exists(earlier):
+            with open(earlier) as f:
+                prev = json.load(f)
+            for key in ("settings", "command", "resumed_from"):
+                if key in prev:
+                    info_base["resumed_from"][key] = prev[key]
         log(f"resumed at epoch {first_epoch} after {spent:.1f} min, best {best:.3f}")
     log(f"parameters: {nparams}")
     t_start = time.time() - spent * 60

@@ -217,4 +217,4 @@ fn analyze_finds_the_default_and_agrees_with_pytorch_on_the_samples() {
 }
 
 /// Median corner error bound on a sample, original px (see the test).
-const MEDIAN_BOUND_PX: f64 = 14.0;
+const MEDIAN_BOUND_PX: f64 = 14.6;

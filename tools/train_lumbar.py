@@ -1,6 +1,6 @@
 """Train the lumbar default (SPEC-lumbar.md, papers 002/004) on synthetic phantoms, on a CPU.
 
-    python3 tools/train_lumbar.py --make-data /tmp/lu_train.npz --count 1400
+    python3 tools/train_lumbar.py --make-data /tmp/lu_train.npz --count 2000
     python3 tools/train_lumbar.py --make-data /tmp/lu_val.npz --count 60 --seed-base 61000000
     python3 tools/train_lumbar.py --data /tmp/lu_train.npz --val /tmp/lu_val.npz \
         --out runs/lumbar1 --minutes 55 [--resume runs/lumbar1/checkpoint_last.pt]
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--make-data", metavar="NPZ", help="pre-generate a data set and exit")
-    ap.add_argument("--count", type=int, default=1400)
+    ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--seed-base", type=int, default=TRAIN_SEED_BASE)
     ap.add_argument("--min-height", type=int, default=800)
     ap.add_argument("--max-height", type=int, default=1200)

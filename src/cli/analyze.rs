@@ -45,8 +45,8 @@ pub const DEFAULT_WHOLESPINE_WEIGHTS: &str = "weights/wholespine_default.safeten
 /// The environment variable naming the whole-spine model's weights file.
 pub const WHOLESPINE_WEIGHTS_ENV: &str = "SAGITTA_WHOLESPINE_WEIGHTS";
 
-/// Where the lumbar model's default weights will be (none are shipped yet), and the
-/// environment variable naming a file.
+/// Where the lumbar model's default weights are (a reduced model trained on phantoms, not for
+/// clinical use: weights/README.md), and the environment variable naming a file.
 pub const DEFAULT_LUMBAR_WEIGHTS: &str = "weights/lumbar_default.safetensors";
 pub const LUMBAR_WEIGHTS_ENV: &str = "SAGITTA_LUMBAR_WEIGHTS";
 
@@ -60,8 +60,8 @@ pub enum ModelChoice {
     /// The whole-spine landmarks and 18 parameters (SPEC-wholespine.md), for whole-spine
     /// lateral films.
     Wholespine,
-    /// The lumbar level labels, 4 corners per level and 3 angles (SPEC-lumbar.md; no shipped
-    /// weights yet: give --weights or $SAGITTA_LUMBAR_WEIGHTS).
+    /// The lumbar level labels, 4 corners per level and 3 angles (SPEC-lumbar.md; the shipped
+    /// default is a reduced model trained on phantoms, not for clinical use).
     Lumbar,
     /// Every model with shipped weights (cervical, csm and wholespine), each on every image.
     All,

@@ -558,7 +558,7 @@ fn the_csm_whole_spine_and_lumbar_models_take_a_texture_too() {
 fn the_heatmap_texture_holds_pytorchs_probability_maps() {
     let r = Reference::load(&fixture_path("cervical_small_io.safetensors"));
     let expected = Fixture::load("cervical_small_heatmaps.safetensors");
-    let (shape, probabilities) = expected.get("f32.global_probabilities");
+    let (shape, probabilities) = expected.get("f32.probabilities");
     let weights = WeightFile::open(fixture_path("cervical_small_f32.safetensors")).unwrap();
     let (device, queue, info) = host_device();
     let ctx = GpuContext::from_device(device.clone(), queue.clone(), info, &Default::default());
@@ -742,4 +742,106 @@ fn the_engine_never_waits_on_the_hosts_whole_device() {
     assert_eq!(ctx.wait_counts(), (1, 0));
     model.run(image).unwrap();
     assert_eq!(ctx.wait_counts(), (2, 0));
+}
+
+/// The whole-spine model's maps too: every member's 45, member-major, PyTorch's softmax of the
+/// same model's heatmaps.
+#[test]
+fn the_whole_spine_heatmap_texture_holds_pytorchs_probability_maps() {
+    let r = Reference::load(&fixture_path("wholespine_small_io.safetensors"));
+    let expected = Fixture::load("wholespine_small_heatmaps.safetensors");
+    let (shape, probabilities) = expected.get("f32.probabilities");
+    let weights = WeightFile::open(fixture_path("wholespine_small_f32.safetensors")).unwrap();
+    let (device, queue, info) = host_device();
+    let ctx = GpuContext::from_device(device.clone(), queue.clone(), info, &Default::default());
+    let mut model = WholeSpineModel::new(ctx, &weights).unwrap();
+    let (width, height, count) = model.heatmap_shape();
+    assert_eq!([count as usize, height as usize, width as usize], shape[..]);
+    let texture = heatmap_texture(&device, (width, height, count));
+    let target = sagitta::HeatmapTarget {
+        texture: &texture,
+        first_layer: 0,
+    };
+    let submission = host_frame(&device, &queue, |encoder| {
+        model.encode(encoder, reference_image(&r)).unwrap();
+        model.encode_heatmaps(encoder, target).unwrap();
+    });
+    poll_until_ready(model.begin_readback(Some(submission)));
+    let maps = read_r32_texture(&device, &queue, &texture).concat();
+    let worst = assert_close("whole-spine probabilities", &maps, probabilities, 1e-5);
+    eprintln!("whole-spine heatmap texture vs PyTorch: max |difference| {worst:.2e}");
+    let small = heatmap_texture(&device, (width, height, count - 1));
+    let error = model
+        .encode_heatmaps(
+            &mut device.create_command_encoder(&Default::default()),
+            sagitta::HeatmapTarget {
+                texture: &small,
+                first_layer: 0,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&format!("at least {count} layers")),
+        "{error}"
+    );
+}
+
+/// The lumbar model's localisation maps, after either way of refining: PyTorch's softmax of the
+/// same model's 96 heatmaps.
+#[test]
+fn the_lumbar_heatmap_texture_holds_pytorchs_localisation_maps() {
+    let r = Reference::load(&fixture_path("lumbar_small_io.safetensors"));
+    let expected = Fixture::load("lumbar_small_heatmaps.safetensors");
+    let (shape, probabilities) = expected.get("f32.probabilities");
+    let weights = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
+    let (device, queue, info) = host_device();
+    let ctx = GpuContext::from_device(device.clone(), queue.clone(), info, &Default::default());
+    let mut model = LumbarModel::new(ctx, &weights).unwrap();
+    let (width, height, count) = model.heatmap_shape();
+    assert_eq!([count as usize, height as usize, width as usize], shape[..]);
+    let texture = heatmap_texture(&device, (width, height, count));
+    let target = sagitta::HeatmapTarget {
+        texture: &texture,
+        first_layer: 0,
+    };
+    let refused = model.encode_heatmaps(
+        &mut device.create_command_encoder(&Default::default()),
+        target,
+    );
+    assert!(refused.is_err(), "maps before any image");
+
+    // The present-levels path (run), then the one-submission path (encode).
+    model.run(reference_image(&r)).unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    model.encode_heatmaps(&mut encoder, target).unwrap();
+    queue.submit([encoder.finish()]);
+    let after_run = read_r32_texture(&device, &queue, &texture).concat();
+    let worst = assert_close("lumbar maps after run", &after_run, probabilities, 1e-5);
+    eprintln!("lumbar heatmap texture vs PyTorch: max |difference| {worst:.2e}");
+
+    // Cleared first, so that the maps below come from the encoded path.
+    let zeros = vec![0u8; 4 * after_run.len()];
+    queue.write_texture(
+        texture.as_image_copy(),
+        &zeros,
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(4 * width),
+            rows_per_image: Some(height),
+        },
+        texture.size(),
+    );
+    let submission = host_frame(&device, &queue, |encoder| {
+        model.encode(encoder, reference_image(&r)).unwrap();
+        model.encode_heatmaps(encoder, target).unwrap();
+    });
+    poll_until_ready(model.begin_readback(Some(submission)));
+    let after_encode = read_r32_texture(&device, &queue, &texture).concat();
+    assert_close(
+        "lumbar maps after encode",
+        &after_encode,
+        probabilities,
+        1e-5,
+    );
 }

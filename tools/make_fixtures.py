@@ -587,19 +587,20 @@ def pipeline_fixture():
     print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
 
 
-def cervical_heatmaps_fixture():
-    """What a viewer draws: the global network's probability maps (softmax_maps.wgsl) of the
-    committed small cervical model on its committed image. Read from those files rather than
-    rebuilt, so that this fixture regenerates byte-identically where the model and image (made
-    by an older torch) do not."""
-    weights = os.path.join(OUT, "cervical_small_f32.safetensors")
-    model, _ = load_model(weights, torch.float32)
+def heatmaps_fixture(family: str, key: str):
+    """What a viewer draws: the probability maps (softmax_maps.wgsl) of the committed small
+    `family` model on its committed image (`key`: the reference's heatmap output). Read from
+    those files rather than rebuilt, so that this fixture regenerates byte-identically where the
+    model and image (made by an older torch) do not."""
     from safetensors.torch import load_file
-    image = load_file(os.path.join(OUT, "cervical_small_io.safetensors"))["image"]
+    model, _ = load_model(os.path.join(OUT, f"{family}_small_f32.safetensors"), torch.float32)
+    image = load_file(os.path.join(OUT, f"{family}_small_io.safetensors"))["image"]
     with torch.no_grad():
         out = model(image)
-    path = os.path.join(OUT, "cervical_small_heatmaps.safetensors")
-    st_io.save_file({"f32.global_probabilities": ops.softmax2d(out["global_heatmaps"]).contiguous(),
+    maps = out[key]
+    probabilities = ops.softmax2d(maps.reshape(-1, *maps.shape[-2:])).contiguous()
+    path = os.path.join(OUT, f"{family}_small_heatmaps.safetensors")
+    st_io.save_file({"f32.probabilities": probabilities,
                      "f32.landmarks": out["landmarks"].float().contiguous()}, path, {})
     print(f"{os.path.relpath(path)}: {os.path.getsize(path)} bytes")
 
@@ -843,7 +844,9 @@ FIXTURES = {
     "roi_align": roi_fixture,
     "boxes": boxes_fixture,
     "cervical_small": pipeline_fixture,   # cervical_small_f32 / _f16 / _io
-    "cervical_small_heatmaps": cervical_heatmaps_fixture,
+    "cervical_small_heatmaps": lambda: heatmaps_fixture("cervical", "global_heatmaps"),
+    "wholespine_small_heatmaps": lambda: heatmaps_fixture("wholespine", "logits"),
+    "lumbar_small_heatmaps": lambda: heatmaps_fixture("lumbar", "locate_heatmaps"),
     "resize_area": resize_area_fixture,
     "minmax": minmax_fixture,
     "channel_affine": channel_affine_fixture,

@@ -522,3 +522,12 @@ impl InceptionHeatmaps<ConvLayer> {
             + self.hm_conv.weight_bytes()
     }
 }
+
+/// The side of the trunk's output (`Mixed_7c`) for a square input of `input` pixels: the
+/// unpadded reductions of the stem (3×3/2, 3×3, max-pool 3/2, 3×3, max-pool 3/2) and of
+/// `Mixed_6a` and `Mixed_7a` (3×3/2 each). 1024 gives 30, 512 gives 14.
+pub fn output_side(input: u32) -> u32 {
+    let halve = |x: u32| x.saturating_sub(3) / 2 + 1;
+    let stem = halve(halve(halve(input).saturating_sub(2)).saturating_sub(2));
+    halve(halve(stem))
+}

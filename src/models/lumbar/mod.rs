@@ -142,6 +142,8 @@ struct Source {
 struct Front {
     /// The network input [1, 3, S, S].
     input: TensorId,
+    /// The localisation's 96 heatmaps, kept for [`LumbarModel::encode_heatmaps`].
+    heatmaps: TensorId,
     coarse: TensorId,
     boxes: TensorId,
 }
@@ -149,6 +151,7 @@ struct Front {
 struct Compiled {
     plan: CompiledPlan,
     presence: TensorId,
+    heatmaps: TensorId,
     original: (u32, u32),
 }
 
@@ -179,7 +182,7 @@ struct Built<K, T> {
 /// The present-levels path: its two compiled plans and the buffers the second one reads.
 struct PresentPath {
     /// The first plan for an original size, with its coarse corners, boxes and probabilities.
-    labels: Option<Built<(u32, u32), [TensorId; 3]>>,
+    labels: Option<Built<(u32, u32), [TensorId; 4]>>,
     /// The second plan for an original size and a number of present levels.
     refine: Option<Built<PresentKey, ()>>,
     boxes: Arc<wgpu::Buffer>,
@@ -202,6 +205,8 @@ pub struct LumbarModel {
     compiled: Option<Compiled>,
     io: ModelIo,
     input: ImageInput,
+    /// The plan that last recorded an inference, whose heatmaps `encode_heatmaps` reads.
+    last_plan: Option<RefineLevels>,
     table: Arc<wgpu::Buffer>,
     precision: Precision,
     refine_batch: Option<u32>,
@@ -248,6 +253,7 @@ impl LumbarModel {
             sources: upload_u32(&ctx, "corner sources", &sources),
             io: ModelIo::new(&ctx, "lumbar readback", RESULT_BYTES, 0),
             input: ImageInput::default(),
+            last_plan: None,
             ctx,
             config,
             weights_sha256: weights.sha256.clone(),
@@ -306,7 +312,7 @@ impl LumbarModel {
     /// The dispatch list of the one-submission path (every level refined) and its presence
     /// probabilities. The crops read the original image through the [0, 1] map of the resized
     /// one, an activation of the original's size: the plan is built per original size.
-    fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId)> {
+    fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId, TensorId)> {
         let (mut plan, source, front) = self.front(original)?;
         let refined = self.refine(&mut plan, &source, front.boxes, LEVEL_COUNT as u32)?;
         plan.begin_stage("map back");
@@ -328,22 +334,24 @@ impl LumbarModel {
             .identify
             .apply(&mut plan, front.input, source.unused)?;
         plan.keep_as_output(presence);
-        Ok((plan, presence))
+        plan.keep_as_output(front.heatmaps);
+        Ok((plan, presence, front.heatmaps))
     }
 
     /// The first submission of the present-levels path: localisation, boxes and labeller, with
-    /// the coarse corners, the boxes and the probabilities kept for the readback.
-    fn labels_plan(&self, original: (u32, u32)) -> Result<(Plan, [TensorId; 3])> {
+    /// the coarse corners, the boxes and the probabilities kept for the readback (and the
+    /// localisation heatmaps for `encode_heatmaps`).
+    fn labels_plan(&self, original: (u32, u32)) -> Result<(Plan, [TensorId; 4])> {
         let (mut plan, source, front) = self.front(original)?;
         plan.begin_stage("identify");
         let presence = self
             .nets
             .identify
             .apply(&mut plan, front.input, source.unused)?;
-        for t in [front.coarse, front.boxes, presence] {
+        for t in [front.coarse, front.boxes, presence, front.heatmaps] {
             plan.keep_as_output(t);
         }
-        Ok((plan, [front.coarse, front.boxes, presence]))
+        Ok((plan, [front.coarse, front.boxes, presence, front.heatmaps]))
     }
 
     /// The second submission of the present-levels path: the `count` present levels' crops
@@ -426,6 +434,7 @@ impl LumbarModel {
             source,
             Front {
                 input,
+                heatmaps,
                 coarse,
                 boxes,
             },
@@ -565,11 +574,19 @@ impl LumbarModel {
         let current = self.compiled.as_ref().map(|c| c.original);
         if current != Some((width, height)) {
             self.compiled = None;
-            let (plan, presence) = self.plan((width, height))?;
+            let (plan, presence, heatmaps) = self.plan((width, height))?;
+            if plan.view_of(heatmaps).is_some() {
+                return Err(crate::SagittaError::Gpu(
+                    "the localisation heatmaps are a view into another tensor; encode_heatmaps \
+                     reads a whole buffer"
+                        .into(),
+                ));
+            }
             let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
             self.compiled = Some(Compiled {
                 plan,
                 presence,
+                heatmaps,
                 original: (width, height),
             });
             self.ctx.save_pipeline_cache();
@@ -597,6 +614,7 @@ impl LumbarModel {
     fn run_present(&mut self, image: ImageSource) -> Result<LumbarPrediction> {
         let original = image.size();
         let mut encoder = self.encoder("lumbar labels");
+        self.last_plan = Some(RefineLevels::Present);
         if self
             .input
             .stage(&self.ctx, &mut self.io, &mut encoder, image)?
@@ -616,7 +634,7 @@ impl LumbarModel {
         }
         let Built {
             plan,
-            outputs: [coarse, boxes, presence],
+            outputs: [coarse, boxes, presence, _],
             ..
         } = self.present.labels.as_ref().expect("compiled above");
         plan.encode(&mut encoder, None);
@@ -708,6 +726,53 @@ impl LumbarModel {
         Ok(self.prediction_from(&result))
     }
 
+    /// Width, height and number of the probability maps [`Self::encode_heatmaps`] writes: the
+    /// localisation's 96 maps (level-major, corners as, ps, pi, ai) in the model's input
+    /// frame.
+    pub fn heatmap_shape(&self) -> (u32, u32, u32) {
+        let side = crate::nn::inception::output_side(self.config.input_size);
+        (side, side, LANDMARK_COUNT as u32)
+    }
+
+    /// Records, after [`Self::encode`] or [`Self::run`] of an image (and in the same encoder
+    /// for `encode`), the localisation's 96 probability maps (the softmax the step-I corners are
+    /// the expectation of) into layers of the host's `R32Float` texture. Map pixel (i, j) covers
+    /// the original image around x = (j + ½)·W/w − ½, y = (i + ½)·H/h − ½.
+    pub fn encode_heatmaps(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        target: ops::HeatmapTarget,
+    ) -> Result<()> {
+        let (plan, heatmaps) = match self.last_plan {
+            Some(RefineLevels::All) => self
+                .compiled
+                .as_ref()
+                .map(|compiled| (&compiled.plan, compiled.heatmaps)),
+            Some(RefineLevels::Present) => self
+                .present
+                .labels
+                .as_ref()
+                .map(|built| (&built.plan, built.outputs[3])),
+            None => None,
+        }
+        .ok_or_else(|| {
+            crate::SagittaError::InvalidInput(
+                "no heatmaps yet: encode or run an image first".into(),
+            )
+        })?;
+        let shape = plan.shape(heatmaps).to_vec();
+        ops::encode_softmax_maps(
+            &self.ctx,
+            &mut self.pipelines,
+            self.precision,
+            encoder,
+            plan.buffer(heatmaps),
+            shape[0] * shape[1],
+            (shape[3], shape[2]),
+            &target,
+        )
+    }
+
     fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
         self.ctx
             .device
@@ -729,6 +794,7 @@ impl LumbarModel {
             self.compiled = None;
         }
         self.prepare_all_levels(w, h)?;
+        self.last_plan = Some(RefineLevels::All);
         let compiled = self.compiled.as_ref().expect("prepared above");
         compiled.plan.encode(encoder, None);
         self.io.copy_result(encoder, &self.table, 0, TABLE_BYTES);

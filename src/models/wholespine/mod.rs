@@ -239,9 +239,21 @@ impl Member<ConvLayer> {
 struct Compiled {
     plan: CompiledPlan,
     image: TensorId,
+    /// Each member's final heatmaps, kept for [`WholeSpineModel::encode_heatmaps`].
+    member_heatmaps: Vec<TensorId>,
     resize_step: usize,
     map_step: usize,
     original: (u32, u32),
+}
+
+/// The dispatch list with the tensors and steps the model binds or updates afterwards.
+struct SpinePlan {
+    plan: Plan,
+    image: TensorId,
+    member_heatmaps: Vec<TensorId>,
+    /// The steps whose parameters depend on the original image size.
+    resize_step: usize,
+    map_step: usize,
 }
 
 /// The whole-spine model on the GPU. Build once; `run` many times.
@@ -324,12 +336,11 @@ impl WholeSpineModel {
 
     /// The uncompiled dispatch list for an original image size (benchmarks inspect it).
     pub fn dispatch_plan(&self, width: u32, height: u32) -> Result<Plan> {
-        Ok(self.plan((width, height))?.0)
+        Ok(self.plan((width, height))?.plan)
     }
 
-    /// The dispatch list, with the image tensor and the two steps whose parameters depend on the
-    /// original image size.
-    fn plan(&self, original: (u32, u32)) -> Result<(Plan, TensorId, usize, usize)> {
+    /// The dispatch list.
+    fn plan(&self, original: (u32, u32)) -> Result<SpinePlan> {
         let c = &self.config;
         let (mut plan, unused, image) =
             super::begin_plan(&self.ctx, self.precision, self.io.image(), original);
@@ -338,10 +349,12 @@ impl WholeSpineModel {
         let standardized = ops::standardize(&mut plan, resized, c.standardize_eps)?;
         let members = self.members.len() as u32;
         let rows = plan.activation_f32("member landmarks", &[members * LANDMARK_COUNT as u32, 4]);
+        let mut member_heatmaps = Vec::with_capacity(self.members.len());
         for (m, member) in self.members.iter().enumerate() {
             plan.begin_stage(format!("member {m}"));
             let label = format!("members.{m}");
             let logits = member.apply(&mut plan, c, standardized, unused, &label)?;
+            member_heatmaps.push(logits);
             ops::softmax_dsnt(
                 &mut plan,
                 &format!("{label} dsnt"),
@@ -373,17 +386,83 @@ impl WholeSpineModel {
             original,
             members,
         )?;
-        Ok((plan, image, resize_step, map_step))
+        Ok(SpinePlan {
+            plan,
+            image,
+            member_heatmaps,
+            resize_step,
+            map_step,
+        })
+    }
+
+    /// Width, height and number of the probability maps [`Self::encode_heatmaps`] writes: each
+    /// member's 45 maps (member-major, landmarks in model order) at the model's input size.
+    pub fn heatmap_shape(&self) -> (u32, u32, u32) {
+        let (width, height) = self.input_size();
+        (width, height, (self.members.len() * LANDMARK_COUNT) as u32)
+    }
+
+    /// Records, after [`Self::encode`] or [`Self::run`] of an image (and in the same encoder
+    /// for `encode`), every member's 45 probability maps (the softmax the landmarks are the
+    /// expectation of) into layers of the host's `R32Float` texture, member-major. Map pixel
+    /// (i, j) covers the original image around x = (j + ½)·W/w − ½, y = (i + ½)·H/h − ½
+    /// ([`Self::heatmap_shape`]; the resize keeps no aspect).
+    pub fn encode_heatmaps(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        target: ops::HeatmapTarget,
+    ) -> Result<()> {
+        let Some(compiled) = self.compiled.as_ref() else {
+            return Err(crate::SagittaError::InvalidInput(
+                "no heatmaps yet: encode or run an image first".into(),
+            ));
+        };
+        let (width, height, layers) = self.heatmap_shape();
+        ops::softmax_maps::check_heatmap_target(&target, layers, (width, height))?;
+        for (m, &heatmaps) in compiled.member_heatmaps.iter().enumerate() {
+            let shape = compiled.plan.shape(heatmaps);
+            ops::encode_softmax_maps(
+                &self.ctx,
+                &mut self.pipelines,
+                self.precision,
+                encoder,
+                compiled.plan.buffer(heatmaps),
+                shape[0] * shape[1],
+                (shape[3], shape[2]),
+                &ops::HeatmapTarget {
+                    texture: target.texture,
+                    first_layer: target.first_layer + (m * LANDMARK_COUNT) as u32,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Builds pipelines, bind groups and activation buffers now instead of at the first `run`.
     pub fn prepare(&mut self, width: u32, height: u32) -> Result<()> {
         if self.compiled.is_none() {
-            let (plan, image, resize_step, map_step) = self.plan((width, height))?;
+            let SpinePlan {
+                mut plan,
+                image,
+                member_heatmaps,
+                resize_step,
+                map_step,
+            } = self.plan((width, height))?;
+            for &heatmaps in &member_heatmaps {
+                if plan.view_of(heatmaps).is_some() {
+                    return Err(crate::SagittaError::Gpu(
+                        "a member's heatmaps are a view into another tensor; encode_heatmaps \
+                         reads whole buffers"
+                            .into(),
+                    ));
+                }
+                plan.keep_as_output(heatmaps);
+            }
             let plan = plan.compile(&self.ctx, &mut self.pipelines)?;
             self.compiled = Some(Compiled {
                 plan,
                 image,
+                member_heatmaps,
                 resize_step,
                 map_step,
                 original: (width, height),

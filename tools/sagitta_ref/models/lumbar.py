@@ -129,7 +129,8 @@ class LumbarModel(nn.Module):
         normalized = ops.minmax_normalize(resized)
         x = self._expand(normalized[None, None])                            # [1, 3, S, S]
         presence = torch.sigmoid(self.identify(x))[0]                       # [24]
-        coarse_xy, coarse_var = ops.softmax_dsnt(self.locate(x))            # [1, 96, 2] each
+        locate_heatmaps = self.locate(x)                                    # [1, 96, M, M]
+        coarse_xy, coarse_var = ops.softmax_dsnt(locate_heatmaps)           # [1, 96, 2] each
         coarse_rows = torch.cat([coarse_xy, coarse_var], -1)[0]             # [96, 4]
         coarse_px = norm_to_input(coarse_rows[:, :2], (h0, w0))              # step 4
         half = torch.tensor([w0, h0], dtype=torch.float32, device=image.device) / 2
@@ -149,7 +150,7 @@ class LumbarModel(nn.Module):
         points = centre + refined_rows[:, :2] * half_side                   # step 8
         sd = refined_rows[:, 2:].sqrt() * half_side
         return {"resized": resized, "normalized": normalized, "presence": presence,
-                "coarse_rows": coarse_rows, "coarse": coarse, "boxes": boxes, "crops": crops,
+                "locate_heatmaps": locate_heatmaps, "coarse_rows": coarse_rows, "coarse": coarse, "boxes": boxes, "crops": crops,
                 "refined_rows": refined_rows, "landmarks": torch.cat([points, sd], -1)}
 
 

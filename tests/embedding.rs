@@ -556,20 +556,13 @@ fn the_csm_whole_spine_and_lumbar_models_take_a_texture_too() {
 /// texture, they are PyTorch's probability maps of the same model and image.
 #[test]
 fn the_heatmap_texture_holds_pytorchs_probability_maps() {
-    let r = Reference::load(&fixture_path("cervical_small_io.safetensors"));
-    let expected = Fixture::load("cervical_small_heatmaps.safetensors");
-    let (shape, probabilities) = expected.get("f32.probabilities");
     let weights = WeightFile::open(fixture_path("cervical_small_f32.safetensors")).unwrap();
     let (device, queue, info) = host_device();
     let ctx = GpuContext::from_device(device.clone(), queue.clone(), info, &Default::default());
     let mut model = CervicalModel::new(ctx, &weights).unwrap();
     let (width, height, count) = model.heatmap_shape();
-    assert_eq!([count as usize, height as usize, width as usize], shape[..]);
-    let texture = heatmap_texture(&device, (width, height, count));
-    let target = sagitta::ops::HeatmapTarget {
-        texture: &texture,
-        first_layer: 0,
-    };
+    let case = MapsCase::new("cervical", &device, model.heatmap_shape());
+    let (r, target) = (&case.reference, case.target());
     let refused = model.encode_heatmaps(
         &mut device.create_command_encoder(&Default::default()),
         target,
@@ -579,16 +572,14 @@ fn the_heatmap_texture_holds_pytorchs_probability_maps() {
         .to_string()
         .contains("encode or run an image first"));
 
-    let image = reference_image(&r);
+    let image = reference_image(r);
     let submission = host_frame(&device, &queue, |encoder| {
         model.encode(encoder, image).unwrap();
         model.encode_heatmaps(encoder, target).unwrap();
     });
     let raw = poll_until_ready(model.begin_readback(Some(submission)));
     let prediction = model.prediction_from(&raw);
-    let maps = read_r32_texture(&device, &queue, &texture).concat();
-    let worst = assert_close("global probabilities", &maps, probabilities, 1e-5);
-    eprintln!("heatmap texture vs PyTorch: max |difference| {worst:.2e}");
+    let maps = case.check(&device, &queue, "cervical");
     // The maps are the ones behind the coordinates: a landmark's peak is near its position.
     let (w0, h0) = (r.image.0 as f32, r.image.1 as f32);
     for (k, landmark) in prediction.landmarks.iter().enumerate().take(2) {
@@ -748,28 +739,20 @@ fn the_engine_never_waits_on_the_hosts_whole_device() {
 /// same model's heatmaps.
 #[test]
 fn the_whole_spine_heatmap_texture_holds_pytorchs_probability_maps() {
-    let r = Reference::load(&fixture_path("wholespine_small_io.safetensors"));
-    let expected = Fixture::load("wholespine_small_heatmaps.safetensors");
-    let (shape, probabilities) = expected.get("f32.probabilities");
     let weights = WeightFile::open(fixture_path("wholespine_small_f32.safetensors")).unwrap();
     let (device, queue, info) = host_device();
     let ctx = GpuContext::from_device(device.clone(), queue.clone(), info, &Default::default());
     let mut model = WholeSpineModel::new(ctx, &weights).unwrap();
     let (width, height, count) = model.heatmap_shape();
-    assert_eq!([count as usize, height as usize, width as usize], shape[..]);
-    let texture = heatmap_texture(&device, (width, height, count));
-    let target = sagitta::HeatmapTarget {
-        texture: &texture,
-        first_layer: 0,
-    };
+    let case = MapsCase::new("wholespine", &device, model.heatmap_shape());
     let submission = host_frame(&device, &queue, |encoder| {
-        model.encode(encoder, reference_image(&r)).unwrap();
-        model.encode_heatmaps(encoder, target).unwrap();
+        model
+            .encode(encoder, reference_image(&case.reference))
+            .unwrap();
+        model.encode_heatmaps(encoder, case.target()).unwrap();
     });
     poll_until_ready(model.begin_readback(Some(submission)));
-    let maps = read_r32_texture(&device, &queue, &texture).concat();
-    let worst = assert_close("whole-spine probabilities", &maps, probabilities, 1e-5);
-    eprintln!("whole-spine heatmap texture vs PyTorch: max |difference| {worst:.2e}");
+    case.check(&device, &queue, "whole-spine");
     let small = heatmap_texture(&device, (width, height, count - 1));
     let error = model
         .encode_heatmaps(
@@ -791,20 +774,13 @@ fn the_whole_spine_heatmap_texture_holds_pytorchs_probability_maps() {
 /// same model's 96 heatmaps.
 #[test]
 fn the_lumbar_heatmap_texture_holds_pytorchs_localisation_maps() {
-    let r = Reference::load(&fixture_path("lumbar_small_io.safetensors"));
-    let expected = Fixture::load("lumbar_small_heatmaps.safetensors");
-    let (shape, probabilities) = expected.get("f32.probabilities");
     let weights = WeightFile::open(fixture_path("lumbar_small_f32.safetensors")).unwrap();
     let (device, queue, info) = host_device();
     let ctx = GpuContext::from_device(device.clone(), queue.clone(), info, &Default::default());
     let mut model = LumbarModel::new(ctx, &weights).unwrap();
-    let (width, height, count) = model.heatmap_shape();
-    assert_eq!([count as usize, height as usize, width as usize], shape[..]);
-    let texture = heatmap_texture(&device, (width, height, count));
-    let target = sagitta::HeatmapTarget {
-        texture: &texture,
-        first_layer: 0,
-    };
+    let (width, height, _) = model.heatmap_shape();
+    let case = MapsCase::new("lumbar", &device, model.heatmap_shape());
+    let (r, target, texture) = (&case.reference, case.target(), &case.texture);
     let refused = model.encode_heatmaps(
         &mut device.create_command_encoder(&Default::default()),
         target,
@@ -812,13 +788,11 @@ fn the_lumbar_heatmap_texture_holds_pytorchs_localisation_maps() {
     assert!(refused.is_err(), "maps before any image");
 
     // The present-levels path (run), then the one-submission path (encode).
-    model.run(reference_image(&r)).unwrap();
+    model.run(reference_image(r)).unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     model.encode_heatmaps(&mut encoder, target).unwrap();
     queue.submit([encoder.finish()]);
-    let after_run = read_r32_texture(&device, &queue, &texture).concat();
-    let worst = assert_close("lumbar maps after run", &after_run, probabilities, 1e-5);
-    eprintln!("lumbar heatmap texture vs PyTorch: max |difference| {worst:.2e}");
+    let after_run = case.check(&device, &queue, "lumbar after run");
 
     // Cleared first, so that the maps below come from the encoded path.
     let zeros = vec![0u8; 4 * after_run.len()];
@@ -833,15 +807,50 @@ fn the_lumbar_heatmap_texture_holds_pytorchs_localisation_maps() {
         texture.size(),
     );
     let submission = host_frame(&device, &queue, |encoder| {
-        model.encode(encoder, reference_image(&r)).unwrap();
+        model.encode(encoder, reference_image(r)).unwrap();
         model.encode_heatmaps(encoder, target).unwrap();
     });
     poll_until_ready(model.begin_readback(Some(submission)));
-    let after_encode = read_r32_texture(&device, &queue, &texture).concat();
-    assert_close(
-        "lumbar maps after encode",
-        &after_encode,
-        probabilities,
-        1e-5,
-    );
+    case.check(&device, &queue, "lumbar after encode");
+}
+
+/// A family's heatmap check: its reference image, PyTorch's probability maps of the committed
+/// small model on it (`<family>_small_heatmaps.safetensors`) and a texture of their shape.
+struct MapsCase {
+    reference: Reference,
+    expected: Vec<f32>,
+    texture: wgpu::Texture,
+}
+
+impl MapsCase {
+    fn new(family: &str, device: &wgpu::Device, (width, height, count): (u32, u32, u32)) -> Self {
+        let reference = Reference::load(&fixture_path(&format!("{family}_small_io.safetensors")));
+        let fixture = Fixture::load(&format!("{family}_small_heatmaps.safetensors"));
+        let (shape, expected) = fixture.get("f32.probabilities");
+        assert_eq!(
+            [count as usize, height as usize, width as usize],
+            shape[..],
+            "{family}: heatmap_shape"
+        );
+        Self {
+            reference,
+            expected: expected.clone(),
+            texture: heatmap_texture(device, (width, height, count)),
+        }
+    }
+
+    fn target(&self) -> sagitta::HeatmapTarget<'_> {
+        sagitta::HeatmapTarget {
+            texture: &self.texture,
+            first_layer: 0,
+        }
+    }
+
+    /// The texture's maps, held to PyTorch's.
+    fn check(&self, device: &wgpu::Device, queue: &wgpu::Queue, what: &str) -> Vec<f32> {
+        let maps = read_r32_texture(device, queue, &self.texture).concat();
+        let worst = assert_close(what, &maps, &self.expected, 1e-5);
+        eprintln!("{what} heatmap texture vs PyTorch: max |difference| {worst:.2e}");
+        maps
+    }
 }

@@ -91,11 +91,7 @@ impl ImageInput {
                 pixels,
             } => {
                 widened = pixels.iter().map(|&v| f32::from(v)).collect();
-                GreyImage {
-                    width,
-                    height,
-                    pixels: &widened,
-                }
+                GreyImage::of(width, height, &widened)
             }
             ImageSource::GreyU8 {
                 width,
@@ -103,11 +99,7 @@ impl ImageInput {
                 pixels,
             } => {
                 widened = pixels.iter().map(|&v| f32::from(v)).collect();
-                GreyImage {
-                    width,
-                    height,
-                    pixels: &widened,
-                }
+                GreyImage::of(width, height, &widened)
             }
             ImageSource::Buffer {
                 buffer,

@@ -23,7 +23,15 @@ pub struct GreyImage<'a> {
     pub pixels: &'a [f32],
 }
 
-impl GreyImage<'_> {
+impl<'a> GreyImage<'a> {
+    pub fn of(width: u32, height: u32, pixels: &'a [f32]) -> Self {
+        Self {
+            width,
+            height,
+            pixels,
+        }
+    }
+
     /// Checks that the image is whole, finite and fits one buffer binding of `ctx`, and returns
     /// its size on the GPU in bytes.
     pub fn checked_bytes(&self, ctx: &GpuContext) -> Result<u64> {
@@ -41,6 +49,42 @@ impl GreyImage<'_> {
         }
         input::checked_size(ctx, w, h)
     }
+}
+
+/// Records the probability maps of `heatmaps` (tensors of `plan`, each [N, C, H, W], written
+/// one after the other from `target.first_layer`) into the host's texture; the error when no
+/// inference has been recorded yet (`plan` is `None`).
+pub(crate) fn encode_heatmaps(
+    ctx: &GpuContext,
+    pipelines: &mut crate::engine::PipelineCache,
+    precision: crate::engine::Precision,
+    encoder: &mut wgpu::CommandEncoder,
+    plan: Option<(&crate::engine::CompiledPlan, &[crate::engine::TensorId])>,
+    target: crate::ops::HeatmapTarget,
+) -> Result<()> {
+    let (plan, heatmaps) = plan.ok_or_else(|| {
+        SagittaError::InvalidInput("no heatmaps yet: encode or run an image first".into())
+    })?;
+    let mut layer = target.first_layer;
+    for &tensor in heatmaps {
+        let shape = plan.shape(tensor);
+        let count = shape[0] * shape[1];
+        crate::ops::encode_softmax_maps(
+            ctx,
+            pipelines,
+            precision,
+            encoder,
+            plan.buffer(tensor),
+            count,
+            (shape[3], shape[2]),
+            &crate::ops::HeatmapTarget {
+                texture: target.texture,
+                first_layer: layer,
+            },
+        )?;
+        layer += count;
+    }
+    Ok(())
 }
 
 /// The model families this build runs.

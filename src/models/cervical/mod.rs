@@ -289,22 +289,17 @@ impl CervicalModel {
         encoder: &mut wgpu::CommandEncoder,
         target: ops::HeatmapTarget,
     ) -> Result<()> {
-        let Some(compiled) = self.compiled.as_ref() else {
-            return Err(crate::SagittaError::InvalidInput(
-                "no heatmaps yet: encode or run an image first".into(),
-            ));
-        };
-        let shape = compiled.plan.shape(compiled.heatmaps).to_vec();
-        let (width, height) = (shape[3], shape[2]);
-        ops::encode_softmax_maps(
+        let plan = self
+            .compiled
+            .as_ref()
+            .map(|c| (&c.plan, std::slice::from_ref(&c.heatmaps)));
+        super::encode_heatmaps(
             &self.ctx,
             &mut self.pipelines,
             self.precision,
             encoder,
-            compiled.plan.buffer(compiled.heatmaps),
-            shape[0] * shape[1],
-            (width, height),
-            &target,
+            plan,
+            target,
         )
     }
 

@@ -743,33 +743,25 @@ impl LumbarModel {
         encoder: &mut wgpu::CommandEncoder,
         target: ops::HeatmapTarget,
     ) -> Result<()> {
-        let (plan, heatmaps) = match self.last_plan {
+        let plan = match self.last_plan {
             Some(RefineLevels::All) => self
                 .compiled
                 .as_ref()
-                .map(|compiled| (&compiled.plan, compiled.heatmaps)),
+                .map(|c| (&c.plan, std::slice::from_ref(&c.heatmaps))),
             Some(RefineLevels::Present) => self
                 .present
                 .labels
                 .as_ref()
-                .map(|built| (&built.plan, built.outputs[3])),
+                .map(|built| (&built.plan, &built.outputs[3..])),
             None => None,
-        }
-        .ok_or_else(|| {
-            crate::SagittaError::InvalidInput(
-                "no heatmaps yet: encode or run an image first".into(),
-            )
-        })?;
-        let shape = plan.shape(heatmaps).to_vec();
-        ops::encode_softmax_maps(
+        };
+        super::encode_heatmaps(
             &self.ctx,
             &mut self.pipelines,
             self.precision,
             encoder,
-            plan.buffer(heatmaps),
-            shape[0] * shape[1],
-            (shape[3], shape[2]),
-            &target,
+            plan,
+            target,
         )
     }
 

@@ -412,30 +412,20 @@ impl WholeSpineModel {
         encoder: &mut wgpu::CommandEncoder,
         target: ops::HeatmapTarget,
     ) -> Result<()> {
-        let Some(compiled) = self.compiled.as_ref() else {
-            return Err(crate::SagittaError::InvalidInput(
-                "no heatmaps yet: encode or run an image first".into(),
-            ));
-        };
         let (width, height, layers) = self.heatmap_shape();
         ops::softmax_maps::check_heatmap_target(&target, layers, (width, height))?;
-        for (m, &heatmaps) in compiled.member_heatmaps.iter().enumerate() {
-            let shape = compiled.plan.shape(heatmaps);
-            ops::encode_softmax_maps(
-                &self.ctx,
-                &mut self.pipelines,
-                self.precision,
-                encoder,
-                compiled.plan.buffer(heatmaps),
-                shape[0] * shape[1],
-                (shape[3], shape[2]),
-                &ops::HeatmapTarget {
-                    texture: target.texture,
-                    first_layer: target.first_layer + (m * LANDMARK_COUNT) as u32,
-                },
-            )?;
-        }
-        Ok(())
+        let plan = self
+            .compiled
+            .as_ref()
+            .map(|c| (&c.plan, c.member_heatmaps.as_slice()));
+        super::encode_heatmaps(
+            &self.ctx,
+            &mut self.pipelines,
+            self.precision,
+            encoder,
+            plan,
+            target,
+        )
     }
 
     /// Builds pipelines, bind groups and activation buffers now instead of at the first `run`.

@@ -490,6 +490,7 @@ impl Viewer {
             inference_ms: Vec::new(),
             finished: false,
         };
+        viewer.place_image();
         viewer.update_panel(&["running the model ...".to_string()]);
         Ok(viewer)
     }
@@ -502,11 +503,18 @@ impl Viewer {
         self.surface_config.height = height;
         self.surface.configure(&self.device, &self.surface_config);
         self.frame_texture = frame_texture(&self.device, (width, height));
-        let (w, h) = (f64::from(self.image_size.0), f64::from(self.image_size.1));
-        self.scale = (f64::from(width) / w).min(f64::from(height) / h);
+        self.place_image();
+    }
+
+    /// The image fitted into the window, centred: the scale and offset from image to window
+    /// pixels.
+    fn place_image(&mut self) {
+        let (w, h) = (self.surface_config.width, self.surface_config.height);
+        let (iw, ih) = (f64::from(self.image_size.0), f64::from(self.image_size.1));
+        self.scale = (f64::from(w) / iw).min(f64::from(h) / ih);
         self.offset = [
-            (f64::from(width) - w * self.scale) / 2.0,
-            (f64::from(height) - h * self.scale) / 2.0,
+            (f64::from(w) - iw * self.scale) / 2.0,
+            (f64::from(h) - ih * self.scale) / 2.0,
         ];
     }
 
@@ -545,12 +553,18 @@ impl Viewer {
     }
 
     /// The nine parameters of the current landmarks, into the panel.
+    /// The nine parameters of the current landmarks; `None` before the first inference.
+    fn measurements(&self) -> Option<Result<measure::Measurements, measure::MeasureError>> {
+        let landmarks = self.landmarks.as_ref()?;
+        let points: [[f64; 2]; 29] = landmarks.as_slice().try_into().expect("29 landmarks");
+        Some(measure::cervical(&points, self.spacing))
+    }
+
     fn measure(&mut self) {
-        let Some(landmarks) = &self.landmarks else {
+        let Some(measured) = self.measurements() else {
             return;
         };
-        let points: [[f64; 2]; 29] = landmarks.as_slice().try_into().expect("29 landmarks");
-        let lines: Vec<String> = match measure::cervical(&points, self.spacing) {
+        let lines: Vec<String> = match measured {
             Ok(measured) => measured
                 .parameters
                 .iter()
@@ -562,18 +576,15 @@ impl Viewer {
     }
 
     fn parameters_json(&self) -> serde_json::Value {
-        let Some(landmarks) = &self.landmarks else {
-            return serde_json::Value::Null;
-        };
-        let points: [[f64; 2]; 29] = landmarks.as_slice().try_into().expect("29 landmarks");
-        match measure::cervical(&points, self.spacing) {
-            Ok(measured) => measured
+        match self.measurements() {
+            None => serde_json::Value::Null,
+            Some(Ok(measured)) => measured
                 .parameters
                 .iter()
                 .map(|p| (p.name.to_string(), json!(p.value)))
                 .collect::<serde_json::Map<_, _>>()
                 .into(),
-            Err(error) => json!({ "error": error.to_string() }),
+            Some(Err(error)) => json!({ "error": error.to_string() }),
         }
     }
 
@@ -743,13 +754,7 @@ impl Viewer {
     }
 
     fn draw(&mut self, encoder: &mut wgpu::CommandEncoder, surface: &wgpu::Texture) {
-        let (w, h) = (self.surface_config.width, self.surface_config.height);
         let (iw, ih) = (f64::from(self.image_size.0), f64::from(self.image_size.1));
-        self.scale = (f64::from(w) / iw).min(f64::from(h) / ih);
-        self.offset = [
-            (f64::from(w) - iw * self.scale) / 2.0,
-            (f64::from(h) - ih * self.scale) / 2.0,
-        ];
         let count = self.landmarks.as_ref().map_or(0, Vec::len);
         let rows: Vec<[f32; 8]> = match &self.landmarks {
             Some(points) => points

@@ -90,7 +90,7 @@ impl ImageInput {
                 height,
                 pixels,
             } => {
-                widened = pixels.iter().map(|&v| f32::from(v)).collect();
+                widened = widen(pixels);
                 GreyImage::of(width, height, &widened)
             }
             ImageSource::GreyU8 {
@@ -98,7 +98,7 @@ impl ImageInput {
                 height,
                 pixels,
             } => {
-                widened = pixels.iter().map(|&v| f32::from(v)).collect();
+                widened = widen(pixels);
                 GreyImage::of(width, height, &widened)
             }
             ImageSource::Buffer {
@@ -138,6 +138,11 @@ impl ImageInput {
         grey.checked_bytes(ctx)?;
         Ok(io.upload(ctx, grey.pixels))
     }
+}
+
+/// Integer grey values as f32, exactly (16 bits fit the mantissa).
+fn widen<T: Copy + Into<f32>>(pixels: &[T]) -> Vec<f32> {
+    pixels.iter().map(|&v| v.into()).collect()
 }
 
 /// Bytes of a `width × height` f32 image, refused when empty or larger than one buffer binding.

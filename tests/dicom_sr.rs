@@ -358,14 +358,15 @@ fn the_sr_of_a_real_radiograph_files_under_its_study_and_holds_the_records_value
     assert!(warned, "{again}");
     let second = open_file(&path).unwrap();
     assert_ne!(string(&second, tags::SOP_INSTANCE_UID), first_uid);
-    let names: Vec<_> = std::fs::read_dir(&sr)
+    let mut names: Vec<_> = std::fs::read_dir(&sr)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    names.sort();
     assert_eq!(
         names,
-        ["RG2_UNC.sr.dcm"],
-        "the SR only (no lock or temporary file left)"
+        ["RG2_UNC.pr.dcm", "RG2_UNC.sr.dcm"],
+        "the SR and the presentation state only (no lock or temporary file left)"
     );
 }
 
@@ -621,7 +622,7 @@ fn images_that_are_not_dicom_get_a_warning_and_no_sr() {
         .iter()
         .any(|warning| warning.as_str().unwrap().contains("not DICOM"));
     assert!(warned, "{record}");
-    assert!(text(&output.stderr).contains("DICOM SR not written"));
+    assert!(text(&output.stderr).contains("DICOM objects not written"));
     assert!(!sr_path(&sr, &png).exists());
 }
 

@@ -114,12 +114,17 @@ pub struct AnalyzeArgs {
     /// Draw overlays: a .png file for a single image, else a folder of <file stem>.png.
     #[arg(long, value_name = "FILE|DIR")]
     pub overlay: Option<PathBuf>,
-    /// Write each analysed DICOM image's results as a DICOM Comprehensive SR (TID 1500
-    /// Measurement Report, new series in the source's study) to DIR/<file stem>.sr.dcm. Images
-    /// in other formats get a warning in their record instead (an SR needs a study to file
-    /// under).
+    /// Write each analysed DICOM image's results as DICOM objects in new series of the
+    /// source's study: the measurements as a Comprehensive SR (TID 1500 Measurement Report) to
+    /// DIR/<file stem>.sr.dcm, and the overlay as a Grayscale Softcopy Presentation State on
+    /// the original image to DIR/<file stem>.pr.dcm. Images in other formats get a warning in
+    /// their record instead (these objects need a study to file under).
     #[arg(long, value_name = "DIR")]
     pub dicom_out: Option<PathBuf>,
+    /// With --dicom-out, also write the rendered overlay as a Secondary Capture image to
+    /// DIR/<file stem>.sc.dcm (for viewers without presentation states; burnt-in annotation).
+    #[arg(long, requires = "dicom_out")]
+    pub secondary_capture: bool,
     /// Pixel spacing in mm (isotropic); replaces the spacing in the files.
     #[arg(long, value_name = "MM", value_parser = parse_pixel_spacing)]
     pub pixel_spacing: Option<f64>,
@@ -541,7 +546,14 @@ pub fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
 struct PlannedOutputs {
     json: Vec<Option<PathBuf>>,
     overlay: Vec<Option<PathBuf>>,
-    sr: Vec<Option<PathBuf>>,
+    dicom: Vec<Option<DicomPaths>>,
+}
+
+/// One image's files in `--dicom-out`.
+struct DicomPaths {
+    sr: PathBuf,
+    presentation_state: PathBuf,
+    secondary_capture: Option<PathBuf>,
 }
 
 /// Checks every output path before anything is written: none may be an input of the run (also
@@ -576,12 +588,16 @@ fn plan_outputs(
             Some(OverlayTarget::Folder(folder)) => Some(folder.join(format!("{stem}.png"))),
         })
         .collect();
-    let sr: Vec<Option<PathBuf>> = stems
+    let dicom: Vec<Option<DicomPaths>> = stems
         .iter()
         .map(|stem| {
-            args.dicom_out
-                .as_ref()
-                .map(|folder| folder.join(format!("{stem}.{SR_EXTENSION}")))
+            args.dicom_out.as_ref().map(|folder| DicomPaths {
+                sr: folder.join(format!("{stem}.{SR_EXTENSION}")),
+                presentation_state: folder.join(format!("{stem}.{PRESENTATION_STATE_EXTENSION}")),
+                secondary_capture: args
+                    .secondary_capture
+                    .then(|| folder.join(format!("{stem}.{SECONDARY_CAPTURE_EXTENSION}"))),
+            })
         })
         .collect();
     let mut written = HashSet::new();
@@ -624,10 +640,19 @@ fn plan_outputs(
     for path in overlay.iter().flatten() {
         check(path, "--overlay")?;
     }
-    for path in sr.iter().flatten() {
-        check(path, "--dicom-out")?;
+    for paths in dicom.iter().flatten() {
+        for path in [&paths.sr, &paths.presentation_state]
+            .into_iter()
+            .chain(&paths.secondary_capture)
+        {
+            check(path, "--dicom-out")?;
+        }
     }
-    Ok(PlannedOutputs { json, overlay, sr })
+    Ok(PlannedOutputs {
+        json,
+        overlay,
+        dicom,
+    })
 }
 
 /// The locks of the run's output folders and CSV file, one per folder (an overlay folder that
@@ -843,19 +868,22 @@ enum OverlayFailure {
 }
 
 /// Draws an image's overlay and writes it as PNG through a temporary file.
-fn write_overlay(
-    path: &Path,
+/// The overlay picture of an analysed image.
+fn render_overlay(
     radiograph: &crate::io::Radiograph,
     record: &crate::report::ImageRecord,
-) -> Result<(), OverlayFailure> {
-    let picture = overlay::render(
+) -> Result<image::RgbImage, String> {
+    overlay::render(
         &radiograph.pixels,
         radiograph.width,
         radiograph.height,
         radiograph.dicom.as_ref().and_then(|dicom| dicom.window),
         record,
     )
-    .map_err(|error| OverlayFailure::Other(error.to_string()))?;
+    .map_err(|error| error.to_string())
+}
+
+fn write_overlay(path: &Path, picture: &image::RgbImage) -> Result<(), OverlayFailure> {
     let cannot = |error: &dyn std::fmt::Display| {
         OverlayFailure::Other(format!(
             "{}: cannot write the overlay: {error}",
@@ -877,52 +905,82 @@ fn write_overlay(
 
 /// The file name extension of the SRs in `--dicom-out`.
 pub const SR_EXTENSION: &str = "sr.dcm";
+/// The file name extension of the presentation states in `--dicom-out`.
+pub const PRESENTATION_STATE_EXTENSION: &str = "pr.dcm";
+/// The file name extension of the secondary captures in `--dicom-out`.
+pub const SECONDARY_CAPTURE_EXTENSION: &str = "sc.dcm";
 
 enum SrFailure {
-    /// No SR for this image, and no failure: it is not DICOM (the reason, for the record's
-    /// warnings).
-    Skipped(String),
     /// No space left: the batch stops.
     DiskFull(std::io::Error),
-    /// This SR only: the image counts as failed.
+    /// This object only: the image counts as failed.
     Other(String),
 }
 
-/// Writes an analysed DICOM image's TID 1500 Measurement Report through a temporary file. An
-/// SR of an earlier run at the same path is replaced whole (as records and overlays are) and
-/// the record says so.
-fn write_sr(path: &Path, record: &mut crate::report::ImageRecord) -> Result<(), SrFailure> {
-    use crate::report::dicom_sr::{self, SrError, SrIdentity};
-    let identity = SrIdentity::new();
-    let object = match dicom_sr::measurement_report(record, &identity, chrono::Utc::now()) {
-        Ok(object) => object,
-        Err(SrError::NotDicom) => {
-            return Err(SrFailure::Skipped(
-                "DICOM SR not written: the image is not DICOM (an SR files under the source's \
-                 study)"
-                    .into(),
-            ))
+/// The result objects `--dicom-out` writes.
+#[derive(Clone, Copy)]
+enum DicomObjectKind {
+    StructuredReport,
+    PresentationState,
+    SecondaryCapture,
+}
+
+impl DicomObjectKind {
+    fn name(self) -> &'static str {
+        match self {
+            DicomObjectKind::StructuredReport => "DICOM SR",
+            DicomObjectKind::PresentationState => "DICOM presentation state",
+            DicomObjectKind::SecondaryCapture => "DICOM secondary capture",
         }
-        Err(error) => return Err(SrFailure::Other(format!("{}: {error}", path.display()))),
-    };
-    let bytes = dicom_sr::encode(&object)
-        .map_err(|error| SrFailure::Other(format!("{}: {error}", path.display())))?;
+    }
+}
+
+/// Writes one of an analysed DICOM image's result objects through a temporary file. An object
+/// of an earlier run at the same path is replaced whole (as records and overlays are) and the
+/// record says so. The secondary capture needs the overlay `picture`.
+fn write_dicom_object(
+    kind: DicomObjectKind,
+    path: &Path,
+    record: &mut crate::report::ImageRecord,
+    picture: Option<&image::RgbImage>,
+) -> Result<(), SrFailure> {
+    use crate::report::dicom::{self, capture, gsps, sr, ObjectIdentity};
+    let identity = ObjectIdentity::new();
+    let now = chrono::Utc::now();
+    let failed =
+        |error: &dyn std::fmt::Display| SrFailure::Other(format!("{}: {error}", path.display()));
+    let object = match kind {
+        DicomObjectKind::StructuredReport => sr::measurement_report(record, &identity, now),
+        DicomObjectKind::PresentationState => gsps::presentation_state(record, &identity, now),
+        DicomObjectKind::SecondaryCapture => match picture {
+            Some(picture) => capture::secondary_capture(record, picture, &identity, now),
+            None => return Err(failed(&"the overlay could not be drawn")),
+        },
+    }
+    .map_err(|error| failed(&error))?;
+    let bytes = dicom::encode(&object).map_err(|error| failed(&error))?;
     let replaced = std::fs::symlink_metadata(path).is_ok();
     output::write_atomic(path, &bytes).map_err(|error| {
         if output::is_disk_full(&error) {
             SrFailure::DiskFull(error)
         } else {
-            SrFailure::Other(format!("{}: cannot write the SR: {error}", path.display()))
+            failed(&format!("cannot write the {}: {error}", kind.name()))
         }
     })?;
-    record.dicom_sr = Some(crate::report::SrReference {
+    let reference = Some(crate::report::DicomObjectReference {
         path: path.display().to_string(),
         series_instance_uid: identity.series_instance_uid.clone(),
         sop_instance_uid: identity.sop_instance_uid.clone(),
     });
+    match kind {
+        DicomObjectKind::StructuredReport => record.dicom_sr = reference,
+        DicomObjectKind::PresentationState => record.dicom_presentation_state = reference,
+        DicomObjectKind::SecondaryCapture => record.dicom_secondary_capture = reference,
+    }
     if replaced {
         record.warnings.push(format!(
-            "DICOM SR {} replaced the file of an earlier run (SOP Instance UID now {})",
+            "{} {} replaced the file of an earlier run (SOP Instance UID now {})",
+            kind.name(),
             path.display(),
             identity.sop_instance_uid
         ));
@@ -965,10 +1023,14 @@ fn has_analysed_record(json: &Path, image: &Path) -> bool {
         && matches!(record["status"].as_str(), Some("ok" | "flagged"))
 }
 
-/// With `--dicom-out`, whether an image that `--skip-existing` would pass over has its SR, or
-/// needs none (its record says it is not DICOM); else it is analysed again to write the SR.
-fn has_sr_or_needs_none(json: &Path, sr: &Path) -> bool {
-    if std::fs::symlink_metadata(sr).is_ok_and(|metadata| metadata.is_file()) {
+/// With `--dicom-out`, whether an image that `--skip-existing` would pass over has all its
+/// DICOM objects, or needs none (its record says it is not DICOM); else it is analysed again
+/// to write them.
+fn has_dicom_objects_or_needs_none(json: &Path, objects: &[PathBuf]) -> bool {
+    if objects
+        .iter()
+        .all(|object| std::fs::symlink_metadata(object).is_ok_and(|metadata| metadata.is_file()))
+    {
         return true;
     }
     crate::util::read_regular_file(json, 64 << 20, "records")
@@ -1117,10 +1179,15 @@ pub fn run(
                     let json = out.join(format!("{stem}.json"));
                     has_analysed_record(&json, &item.path)
                         && args.dicom_out.as_ref().is_none_or(|folder| {
-                            has_sr_or_needs_none(
-                                &json,
-                                &folder.join(format!("{stem}.{SR_EXTENSION}")),
-                            )
+                            let mut extensions = vec![SR_EXTENSION, PRESENTATION_STATE_EXTENSION];
+                            if args.secondary_capture {
+                                extensions.push(SECONDARY_CAPTURE_EXTENSION);
+                            }
+                            let objects: Vec<PathBuf> = extensions
+                                .iter()
+                                .map(|extension| folder.join(format!("{stem}.{extension}")))
+                                .collect();
+                            has_dicom_objects_or_needs_none(&json, &objects)
                         })
                 });
             already_done += usize::from(done);
@@ -1245,10 +1312,27 @@ pub fn run(
             // A requested file that could not be written makes the image count as failed,
             // though its record (with a warning saying so) is kept.
             let mut output_failed = false;
-            if let (Some(overlay_path), Record::Analyzed(image_record), Some(radiograph)) =
-                (&planned.overlay[index], &mut record, &analysis.radiograph)
+            let wants_picture = planned.overlay[index].is_some()
+                || planned.dicom[index]
+                    .as_ref()
+                    .is_some_and(|paths| paths.secondary_capture.is_some());
+            let picture = match (&record, &analysis.radiograph) {
+                (Record::Analyzed(image_record), Some(radiograph)) if wants_picture => {
+                    render_overlay(radiograph, image_record).map_err(|error| {
+                        progress.suspend(|| eprintln!("sagitta: {}: {error}", path.display()));
+                        error
+                    })
+                }
+                _ => Err(String::new()),
+            };
+            if let (Some(overlay_path), Record::Analyzed(image_record)) =
+                (&planned.overlay[index], &mut record)
             {
-                match write_overlay(overlay_path, radiograph, image_record) {
+                let written = match &picture {
+                    Ok(picture) => write_overlay(overlay_path, picture),
+                    Err(error) => Err(OverlayFailure::Other(error.clone())),
+                };
+                match written {
                     Ok(()) => {}
                     Err(OverlayFailure::DiskFull(error)) => {
                         progress.finish_and_clear();
@@ -1263,25 +1347,49 @@ pub fn run(
                     }
                 }
             }
-            if let (Some(sr_path), Record::Analyzed(image_record)) =
-                (&planned.sr[index], &mut record)
+            if let (Some(paths), Record::Analyzed(image_record)) =
+                (&planned.dicom[index], &mut record)
             {
-                match write_sr(sr_path, image_record) {
-                    Ok(()) => {}
-                    Err(SrFailure::Skipped(reason)) => {
-                        progress.suspend(|| eprintln!("sagitta: {}: {reason}", path.display()));
-                        image_record.warnings.push(reason);
-                    }
-                    Err(SrFailure::DiskFull(error)) => {
-                        progress.finish_and_clear();
-                        return Err(disk_full(sr_path, &error, index, total));
-                    }
-                    Err(SrFailure::Other(error)) => {
-                        progress.suspend(|| eprintln!("sagitta: {error}"));
-                        image_record
-                            .warnings
-                            .push(format!("DICOM SR not written: {error}"));
-                        output_failed = true;
+                if image_record.dicom.is_none() {
+                    let reason = "DICOM objects not written: the image is not DICOM (they file \
+                                  under the source's study)";
+                    progress.suspend(|| eprintln!("sagitta: {}: {reason}", path.display()));
+                    image_record.warnings.push(reason.to_string());
+                } else {
+                    let objects = [
+                        (DicomObjectKind::StructuredReport, Some(&paths.sr)),
+                        (
+                            DicomObjectKind::PresentationState,
+                            Some(&paths.presentation_state),
+                        ),
+                        (
+                            DicomObjectKind::SecondaryCapture,
+                            paths.secondary_capture.as_ref(),
+                        ),
+                    ];
+                    for (kind, object_path) in objects {
+                        let Some(object_path) = object_path else {
+                            continue;
+                        };
+                        match write_dicom_object(
+                            kind,
+                            object_path,
+                            image_record,
+                            picture.as_ref().ok(),
+                        ) {
+                            Ok(()) => {}
+                            Err(SrFailure::DiskFull(error)) => {
+                                progress.finish_and_clear();
+                                return Err(disk_full(object_path, &error, index, total));
+                            }
+                            Err(SrFailure::Other(error)) => {
+                                progress.suspend(|| eprintln!("sagitta: {error}"));
+                                image_record
+                                    .warnings
+                                    .push(format!("{} not written: {error}", kind.name()));
+                                output_failed = true;
+                            }
+                        }
                     }
                 }
             }

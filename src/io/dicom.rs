@@ -273,6 +273,7 @@ fn dicom_attributes(
             accession_number: text_attribute(object, tags::ACCESSION_NUMBER),
             referring_physician_name: text_attribute(object, tags::REFERRING_PHYSICIAN_NAME),
             study_description: text_attribute(object, tags::STUDY_DESCRIPTION),
+            laterality: text_attribute(object, tags::LATERALITY),
         },
     }
 }

@@ -160,6 +160,9 @@ pub struct SourceIdentity {
     pub accession_number: Option<String>,
     pub referring_physician_name: Option<String>,
     pub study_description: Option<String>,
+    /// Laterality (0020,0060) of the source's series: the result images and presentation
+    /// states describe the same side.
+    pub laterality: Option<String>,
 }
 
 /// grey = slope × stored + intercept (the modality rescale, identity when absent or unusable),

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub mod dicom_sr;
+pub mod dicom;
 pub mod lumbar;
 pub mod overlay;
 
@@ -343,15 +343,19 @@ pub struct ImageRecord {
     /// Every problem the quality checks found, with the landmarks concerned.
     pub findings: Vec<Finding>,
     /// The DICOM SR written for this image (`--dicom-out`); `null` when none was.
-    pub dicom_sr: Option<SrReference>,
+    pub dicom_sr: Option<DicomObjectReference>,
+    /// The Grayscale Softcopy Presentation State of the overlay (`--dicom-out`).
+    pub dicom_presentation_state: Option<DicomObjectReference>,
+    /// The Secondary Capture of the overlay (`--secondary-capture`).
+    pub dicom_secondary_capture: Option<DicomObjectReference>,
     pub warnings: Vec<String>,
     pub timing_ms: TimingMs,
 }
 
-/// Where a record's DICOM SR went and the identity it got, so that the SR found in a PACS can
-/// be paired with its record.
+/// Where one of a record's DICOM objects (SR, presentation state, secondary capture) went and
+/// the identity it got, so that the object found in a PACS can be paired with its record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SrReference {
+pub struct DicomObjectReference {
     pub path: String,
     pub series_instance_uid: String,
     pub sop_instance_uid: String,
@@ -402,6 +406,8 @@ struct ErrorRecordShape<'a> {
     parameters: [(); 0],
     findings: [(); 0],
     dicom_sr: Option<()>,
+    dicom_presentation_state: Option<()>,
+    dicom_secondary_capture: Option<()>,
     warnings: [(); 0],
     timing_ms: Option<()>,
 }
@@ -436,6 +442,8 @@ impl Serialize for Record {
                 parameters: [],
                 findings: [],
                 dicom_sr: None,
+                dicom_presentation_state: None,
+                dicom_secondary_capture: None,
                 warnings: [],
                 timing_ms: None,
             }
@@ -818,6 +826,8 @@ pub fn build_record(
         parameters,
         findings,
         dicom_sr: None,
+        dicom_presentation_state: None,
+        dicom_secondary_capture: None,
         warnings,
         timing_ms,
     }

@@ -1,7 +1,7 @@
 //! The construction of each of the nine parameters, drawn as `measure::cervical` defines it, in
 //! the colour of the parameter's row in the panel, with a short tag naming it.
 
-use super::draw::{Canvas, Colour};
+use super::draw::{Colour, Pen};
 use super::{parameter_colour, Points, Style, OUTLINE, REFERENCE};
 use crate::measure::{AI, AS, C2, C6, C7, DENS, OCC, PI, PNS, PS, T1_AS, T1_PS};
 
@@ -61,7 +61,7 @@ impl Style {
     /// soft tissue alike.
     pub(super) fn line(
         &self,
-        canvas: &mut Canvas,
+        canvas: &mut impl Pen,
         a: [f64; 2],
         b: [f64; 2],
         colour: Colour,
@@ -72,18 +72,24 @@ impl Style {
     }
 
     /// The part of a line beyond its landmarks: thinner and fainter than the measured part.
-    pub(super) fn extension(&self, canvas: &mut Canvas, a: [f64; 2], b: [f64; 2], colour: Colour) {
+    pub(super) fn extension(
+        &self,
+        canvas: &mut impl Pen,
+        a: [f64; 2],
+        b: [f64; 2],
+        colour: Colour,
+    ) {
         canvas.segment(a, b, 0.6 * self.line, colour, 0.65);
     }
 
-    pub(super) fn dashed(&self, canvas: &mut Canvas, a: [f64; 2], b: [f64; 2], colour: Colour) {
+    pub(super) fn dashed(&self, canvas: &mut impl Pen, a: [f64; 2], b: [f64; 2], colour: Colour) {
         canvas.dashed(a, b, 0.7 * self.line, colour, 0.9, self.dash);
     }
 
     /// An endplate drawn solid between its corners and extended faintly on both sides.
     pub(super) fn endplate(
         &self,
-        canvas: &mut Canvas,
+        canvas: &mut impl Pen,
         posterior: [f64; 2],
         anterior: [f64; 2],
         colour: Colour,
@@ -96,7 +102,7 @@ impl Style {
 }
 
 /// Draws every construction whose landmarks are known; returns the tags that name them.
-pub(super) fn draw(canvas: &mut Canvas, style: &Style, points: &Points) -> Vec<Tag> {
+pub(super) fn draw(canvas: &mut impl Pen, style: &Style, points: &Points) -> Vec<Tag> {
     let mut tags = Vec::new();
     let at = |index: usize| points.at(index);
     let colour = |name: &str| parameter_colour(name);

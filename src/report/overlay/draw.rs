@@ -6,6 +6,102 @@ use image::RgbImage;
 
 pub type Colour = [u8; 3];
 
+/// What the overlay's shapes are drawn with: a raster [`Canvas`], or a recorder of vector
+/// shapes for a viewer to draw (the presentation state). Widths and opacities are hints that a
+/// vector target may ignore.
+pub trait Pen {
+    fn segment(&mut self, a: [f64; 2], b: [f64; 2], half_width: f64, colour: Colour, alpha: f32);
+    /// A dashed segment: dashes of length `dash` separated by gaps of the same length.
+    #[allow(clippy::too_many_arguments)]
+    fn dashed(
+        &mut self,
+        a: [f64; 2],
+        b: [f64; 2],
+        half_width: f64,
+        colour: Colour,
+        alpha: f32,
+        dash: f64,
+    );
+    fn disc(&mut self, centre: [f64; 2], radius: f64, colour: Colour, alpha: f32);
+    /// A circle of radius `radius` drawn with a stroke of half-width `half_width`.
+    fn ring(&mut self, centre: [f64; 2], radius: f64, half_width: f64, colour: Colour, alpha: f32);
+    /// An arc of radius `radius` around `centre` from angle `from` to angle `to` (radians,
+    /// image axes: 0 along +x, π/2 along +y), the shorter way round.
+    fn arc(
+        &mut self,
+        centre: [f64; 2],
+        radius: f64,
+        angles: (f64, f64),
+        half_width: f64,
+        colour: Colour,
+        alpha: f32,
+    );
+    /// An axis-aligned cross ("×") of half-size `size`.
+    fn cross(&mut self, centre: [f64; 2], size: f64, half_width: f64, colour: Colour) {
+        let [x, y] = centre;
+        self.segment(
+            [x - size, y - size],
+            [x + size, y + size],
+            half_width,
+            colour,
+            1.0,
+        );
+        self.segment(
+            [x - size, y + size],
+            [x + size, y - size],
+            half_width,
+            colour,
+            1.0,
+        );
+    }
+}
+
+/// The points along an arc (see [`Pen::arc`]), about two pixels apart; `None` for a
+/// degenerate one.
+pub fn arc_points(centre: [f64; 2], radius: f64, (from, to): (f64, f64)) -> Option<Vec<[f64; 2]>> {
+    let mut sweep = to - from;
+    while sweep > std::f64::consts::PI {
+        sweep -= std::f64::consts::TAU;
+    }
+    while sweep < -std::f64::consts::PI {
+        sweep += std::f64::consts::TAU;
+    }
+    if !sweep.is_finite() || radius <= 0.0 {
+        return None;
+    }
+    let steps = ((sweep.abs() * radius / 2.0).ceil() as usize).clamp(2, 400);
+    Some(
+        (0..=steps)
+            .map(|step| {
+                let angle = from + sweep * step as f64 / steps as f64;
+                [
+                    centre[0] + radius * angle.cos(),
+                    centre[1] + radius * angle.sin(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// The dashes of a dashed segment (see [`Pen::dashed`]).
+pub fn dashes(a: [f64; 2], b: [f64; 2], dash: f64) -> Vec<([f64; 2], [f64; 2])> {
+    let length = (b[0] - a[0]).hypot(b[1] - a[1]);
+    if !length.is_finite() || length <= 0.0 || dash <= 0.0 {
+        return Vec::new();
+    }
+    let point_at = |distance: f64| {
+        let t = (distance / length).min(1.0);
+        [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])]
+    };
+    let mut pieces = Vec::new();
+    let mut start = 0.0;
+    while start < length {
+        pieces.push((point_at(start), point_at(start + dash)));
+        start += 2.0 * dash;
+    }
+    pieces
+}
+
 /// An RGB image with anti-aliased drawing; everything off the image is clipped.
 pub struct Canvas {
     pub image: RgbImage,
@@ -57,15 +153,28 @@ impl Canvas {
         }
     }
 
-    /// A segment of half-width `half_width`, with a one-pixel soft edge.
-    pub fn segment(
+    pub fn fill_rect(
         &mut self,
-        a: [f64; 2],
-        b: [f64; 2],
-        half_width: f64,
+        left: i64,
+        top: i64,
+        width: i64,
+        height: i64,
         colour: Colour,
         alpha: f32,
     ) {
+        let right = (left + width).min(i64::from(self.image.width()));
+        let bottom = (top + height).min(i64::from(self.image.height()));
+        for y in top.max(0)..bottom {
+            for x in left.max(0)..right {
+                self.blend(x, y, colour, alpha);
+            }
+        }
+    }
+}
+
+impl Pen for Canvas {
+    /// A segment of half-width `half_width`, with a one-pixel soft edge.
+    fn segment(&mut self, a: [f64; 2], b: [f64; 2], half_width: f64, colour: Colour, alpha: f32) {
         if !(a.iter().chain(&b).all(|v| v.is_finite())) {
             return;
         }
@@ -92,38 +201,7 @@ impl Canvas {
         );
     }
 
-    /// A dashed segment: dashes of length `dash` separated by gaps of the same length.
-    pub fn dashed(
-        &mut self,
-        a: [f64; 2],
-        b: [f64; 2],
-        half_width: f64,
-        colour: Colour,
-        alpha: f32,
-        dash: f64,
-    ) {
-        let length = (b[0] - a[0]).hypot(b[1] - a[1]);
-        if !length.is_finite() || length <= 0.0 || dash <= 0.0 {
-            return;
-        }
-        let point_at = |distance: f64| {
-            let t = (distance / length).min(1.0);
-            [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])]
-        };
-        let mut start = 0.0;
-        while start < length {
-            self.segment(
-                point_at(start),
-                point_at(start + dash),
-                half_width,
-                colour,
-                alpha,
-            );
-            start += 2.0 * dash;
-        }
-    }
-
-    pub fn disc(&mut self, centre: [f64; 2], radius: f64, colour: Colour, alpha: f32) {
+    fn disc(&mut self, centre: [f64; 2], radius: f64, colour: Colour, alpha: f32) {
         let reach = radius + 1.0;
         self.shade(
             [centre[0] - reach, centre[1] - reach],
@@ -134,15 +212,7 @@ impl Canvas {
         );
     }
 
-    /// A circle of radius `radius` drawn with a stroke of half-width `half_width`.
-    pub fn ring(
-        &mut self,
-        centre: [f64; 2],
-        radius: f64,
-        half_width: f64,
-        colour: Colour,
-        alpha: f32,
-    ) {
+    fn ring(&mut self, centre: [f64; 2], radius: f64, half_width: f64, colour: Colour, alpha: f32) {
         let reach = radius + half_width + 1.0;
         self.shade(
             [centre[0] - reach, centre[1] - reach],
@@ -153,74 +223,32 @@ impl Canvas {
         );
     }
 
-    /// An arc of radius `radius` around `centre` from angle `from` to angle `to` (radians, image
-    /// axes: 0 along +x, π/2 along +y), the shorter way round.
-    pub fn arc(
+    fn dashed(
+        &mut self,
+        a: [f64; 2],
+        b: [f64; 2],
+        half_width: f64,
+        colour: Colour,
+        alpha: f32,
+        dash: f64,
+    ) {
+        for (from, to) in dashes(a, b, dash) {
+            self.segment(from, to, half_width, colour, alpha);
+        }
+    }
+
+    fn arc(
         &mut self,
         centre: [f64; 2],
         radius: f64,
-        (from, to): (f64, f64),
+        angles: (f64, f64),
         half_width: f64,
         colour: Colour,
         alpha: f32,
     ) {
-        let mut sweep = to - from;
-        while sweep > std::f64::consts::PI {
-            sweep -= std::f64::consts::TAU;
-        }
-        while sweep < -std::f64::consts::PI {
-            sweep += std::f64::consts::TAU;
-        }
-        if !sweep.is_finite() || radius <= 0.0 {
-            return;
-        }
-        let steps = ((sweep.abs() * radius / 2.0).ceil() as usize).clamp(2, 400);
-        let at = |t: f64| {
-            let angle = from + sweep * t;
-            [
-                centre[0] + radius * angle.cos(),
-                centre[1] + radius * angle.sin(),
-            ]
-        };
-        for step in 0..steps {
-            let (t0, t1) = (step as f64 / steps as f64, (step + 1) as f64 / steps as f64);
-            self.segment(at(t0), at(t1), half_width, colour, alpha);
-        }
-    }
-
-    /// An axis-aligned cross ("×") of half-size `size`.
-    pub fn cross(&mut self, centre: [f64; 2], size: f64, half_width: f64, colour: Colour) {
-        let [x, y] = centre;
-        self.segment(
-            [x - size, y - size],
-            [x + size, y + size],
-            half_width,
-            colour,
-            1.0,
-        );
-        self.segment(
-            [x - size, y + size],
-            [x + size, y - size],
-            half_width,
-            colour,
-            1.0,
-        );
-    }
-
-    pub fn fill_rect(
-        &mut self,
-        left: i64,
-        top: i64,
-        width: i64,
-        height: i64,
-        colour: Colour,
-        alpha: f32,
-    ) {
-        let right = (left + width).min(i64::from(self.image.width()));
-        let bottom = (top + height).min(i64::from(self.image.height()));
-        for y in top.max(0)..bottom {
-            for x in left.max(0)..right {
-                self.blend(x, y, colour, alpha);
+        if let Some(points) = arc_points(centre, radius, angles) {
+            for pair in points.windows(2) {
+                self.segment(pair[0], pair[1], half_width, colour, alpha);
             }
         }
     }

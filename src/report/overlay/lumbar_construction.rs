@@ -3,7 +3,7 @@
 //! superior endplates of the two lordosis angles, and the horizontal of the sacral slope.
 
 use super::construction::{add, extended, length, sub, Tag};
-use super::draw::Canvas;
+use super::draw::Pen;
 use super::text::{Face, TextStyle};
 use super::{draw_point, finite_point, parameter_colour, Label, Style, REFERENCE, TEXT};
 use crate::report::LumbarRecord;
@@ -16,7 +16,7 @@ pub(super) struct Drawn {
     pub points: Vec<[f64; 2]>,
 }
 
-pub(super) fn draw(canvas: &mut Canvas, style: &Style, record: &LumbarRecord) -> Drawn {
+pub(super) fn draw(canvas: &mut impl Pen, style: &Style, record: &LumbarRecord) -> Drawn {
     let mut drawn = Drawn {
         tags: Vec::new(),
         labels: Vec::new(),

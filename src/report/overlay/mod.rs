@@ -28,9 +28,10 @@ mod spine_construction;
 #[cfg(test)]
 mod tests;
 mod text;
+pub mod vector;
 
-use draw::Canvas;
 pub use draw::Colour;
+use draw::{Canvas, Pen};
 use text::{Face, TextStyle};
 
 use super::{ImageRecord, LandmarkRecord, LandmarkSource};
@@ -143,37 +144,11 @@ pub fn render(
         image: windowed_grey(pixels, width, height, window),
     };
     let style = Style::for_image(width, height);
-    let points = Points(record.landmarks.iter().map(finite_point).collect());
-    let tags = construction::draw(&mut canvas, &style, &points);
-    let mut labels = vertebra_labels(&style, &points);
-    labels.extend(draw_landmarks(&mut canvas, &style, record, &points));
-    let mut tags = tags;
-    if let Some(spine) = &record.wholespine {
-        let spine_points = Points(spine.landmarks.iter().map(finite_point).collect());
-        tags.extend(spine_construction::draw(&mut canvas, &style, &spine_points));
-    }
-    let mut spine_points = draw_spine_landmarks(&mut canvas, &style, record);
-    if let Some(lumbar) = &record.lumbar {
-        let drawn = lumbar_construction::draw(&mut canvas, &style, lumbar);
-        tags.extend(drawn.tags);
-        labels.extend(drawn.labels);
-        spine_points.extend(drawn.points);
-    }
-    let tag_style = TextStyle::new(Face::Bold, style.label_size);
-    // What the panel should not hide: the landmarks (weighing three times) and the
-    // construction tags.
-    let mut keep_visible: Vec<[f64; 2]> = Vec::new();
-    for _ in 0..3 {
-        keep_visible.extend(points.0.iter().flatten().copied());
-        keep_visible.extend(spine_points.iter().copied());
-    }
-    keep_visible.extend(tags.iter().map(|tag| tag.at));
-    labels.extend(tags.into_iter().map(|tag| Label {
-        at: tag.at,
-        text: tag.text.to_string(),
-        style: tag_style,
-        colour: tag.colour,
-    }));
+    let Drawn {
+        points,
+        labels,
+        keep_visible,
+    } = draw_shapes(&mut canvas, &style, record);
     let banner_height = panel::draw_banner(&mut canvas, &style, record);
     let plan = panel::plan(&canvas, &style, record, &keep_visible, banner_height);
     let mut taken = vec![
@@ -194,6 +169,54 @@ pub fn render(
     }
     panel::draw_panel(&mut canvas, &style, &plan);
     Ok(canvas.image)
+}
+
+/// What [`draw_shapes`] leaves for the text to place: the cervical landmarks, the labels and
+/// tags, and the points that the panel should not hide.
+struct Drawn {
+    points: Points,
+    labels: Vec<Label>,
+    keep_visible: Vec<[f64; 2]>,
+}
+
+/// Draws every model's constructions and landmarks with `pen`.
+fn draw_shapes(pen: &mut impl Pen, style: &Style, record: &ImageRecord) -> Drawn {
+    let points = Points(record.landmarks.iter().map(finite_point).collect());
+    let tags = construction::draw(pen, style, &points);
+    let mut labels = vertebra_labels(style, &points);
+    labels.extend(draw_landmarks(pen, style, record, &points));
+    let mut tags = tags;
+    if let Some(spine) = &record.wholespine {
+        let spine_points = Points(spine.landmarks.iter().map(finite_point).collect());
+        tags.extend(spine_construction::draw(pen, style, &spine_points));
+    }
+    let mut spine_points = draw_spine_landmarks(pen, style, record);
+    if let Some(lumbar) = &record.lumbar {
+        let drawn = lumbar_construction::draw(pen, style, lumbar);
+        tags.extend(drawn.tags);
+        labels.extend(drawn.labels);
+        spine_points.extend(drawn.points);
+    }
+    let tag_style = TextStyle::new(Face::Bold, style.label_size);
+    // What the panel should not hide: the landmarks (weighing three times) and the
+    // construction tags.
+    let mut keep_visible: Vec<[f64; 2]> = Vec::new();
+    for _ in 0..3 {
+        keep_visible.extend(points.0.iter().flatten().copied());
+        keep_visible.extend(spine_points.iter().copied());
+    }
+    keep_visible.extend(tags.iter().map(|tag| tag.at));
+    labels.extend(tags.into_iter().map(|tag| Label {
+        at: tag.at,
+        text: tag.text.to_string(),
+        style: tag_style,
+        colour: tag.colour,
+    }));
+    Drawn {
+        points,
+        labels,
+        keep_visible,
+    }
 }
 
 /// Lines of text in the overlay's font on a dark panel, for a viewer that draws its own
@@ -452,7 +475,7 @@ fn vertebra_labels(style: &Style, points: &Points) -> Vec<Label> {
 /// One landmark: a disc in its confidence's colour, with a ring and a cross when a finding
 /// names it.
 fn draw_point(
-    canvas: &mut Canvas,
+    canvas: &mut impl Pen,
     style: &Style,
     point: [f64; 2],
     confidence: Option<f64>,
@@ -471,7 +494,11 @@ fn draw_point(
 
 /// The whole-spine model's landmarks as points (over its constructions); returns
 /// where they are, for the panel and the labels to keep clear of.
-fn draw_spine_landmarks(canvas: &mut Canvas, style: &Style, record: &ImageRecord) -> Vec<[f64; 2]> {
+fn draw_spine_landmarks(
+    canvas: &mut impl Pen,
+    style: &Style,
+    record: &ImageRecord,
+) -> Vec<[f64; 2]> {
     let Some(spine) = &record.wholespine else {
         return Vec::new();
     };
@@ -499,7 +526,7 @@ fn draw_spine_landmarks(canvas: &mut Canvas, style: &Style, record: &ImageRecord
 /// Draws the landmarks coloured by confidence, with a ring and a cross on those a finding
 /// names; returns the labels of the global model's points.
 fn draw_landmarks(
-    canvas: &mut Canvas,
+    canvas: &mut impl Pen,
     style: &Style,
     record: &ImageRecord,
     points: &Points,

@@ -2,7 +2,7 @@
 //! myelopathy screen, the record's warnings and the legend; and the "NOT FOR CLINICAL USE"
 //! banner.
 
-use super::draw::{Canvas, Colour};
+use super::draw::{Canvas, Colour, Pen};
 use super::text::{wrap, Face, TextStyle};
 use super::{
     confidence_colour, parameter_colour, Style, CONFIDENCE_HIGH, CONFIDENCE_LOW, FINDING_MARK,
@@ -418,22 +418,76 @@ fn csm_row(
     (line, notes)
 }
 
-/// Draws the banner across the top of the image; returns its height.
-pub(super) fn draw_banner(canvas: &mut Canvas, style: &Style, record: &ImageRecord) -> i64 {
+/// The banner's message and detail, when a model's metadata says it is not for clinical use.
+pub(super) fn banner_text(record: &ImageRecord) -> Option<(&'static str, String)> {
     let research_only: Vec<&str> = model_infos(record)
         .filter(|model| model.not_for_clinical_use)
         .map(|model| model.name.as_str())
         .collect();
-    if research_only.is_empty() {
-        return 0;
-    }
-    let width = f64::from(canvas.image.width());
-    let mut size = style.banner_size;
-    let message = "NOT FOR CLINICAL USE";
     let detail = match research_only.as_slice() {
+        [] => return None,
         [one] => format!(" · model {one} is for research only"),
         many => format!(" · models {} are for research only", many.join(", ")),
     };
+    Some(("NOT FOR CLINICAL USE", detail))
+}
+
+/// The panel's lines as plain text, each in the colour of its first words, for a viewer that
+/// sets the text itself (the presentation state). The legend's swatches and dots have no text,
+/// so its lines become [`legend_in_words`].
+pub(super) fn plain_lines(record: &ImageRecord) -> Vec<(String, Colour)> {
+    let layout = layout(record, 16.0, f64::INFINITY);
+    let mut lines = Vec::new();
+    let mut legend = false;
+    for line in &layout.lines {
+        if line
+            .iter()
+            .any(|span| matches!(span, Span::Dot(_) | Span::Ring))
+        {
+            legend = true;
+            continue;
+        }
+        let mut text = String::new();
+        let mut colour = None;
+        for span in line {
+            let (piece, span_colour) = match span {
+                Span::Text { text, colour, .. } => (text.clone(), *colour),
+                Span::Tag { text, .. } => (format!("[{}]", text.trim_start_matches("! ")), TEXT),
+                _ => continue,
+            };
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(&piece);
+            colour.get_or_insert(span_colour);
+        }
+        if !text.is_empty() {
+            lines.push((text, colour.unwrap_or(TEXT)));
+        }
+    }
+    if legend {
+        lines.extend(legend_in_words().map(|line| (line, TEXT)));
+    }
+    lines
+}
+
+/// The legend for a viewer that draws the landmarks in the colours of their confidence.
+fn legend_in_words() -> [String; 2] {
+    [
+        format!(
+            "Landmark confidence: green >= {CONFIDENCE_HIGH}, yellow {CONFIDENCE_LOW}-{CONFIDENCE_HIGH}, red < {CONFIDENCE_LOW}"
+        ),
+        "White ring: a landmark named in a quality finding".to_string(),
+    ]
+}
+
+/// Draws the banner across the top of the image; returns its height.
+pub(super) fn draw_banner(canvas: &mut Canvas, style: &Style, record: &ImageRecord) -> i64 {
+    let Some((message, detail)) = banner_text(record) else {
+        return 0;
+    };
+    let width = f64::from(canvas.image.width());
+    let mut size = style.banner_size;
     let mut bold = TextStyle::new(Face::Bold, size);
     while bold.width(message) > 0.95 * width && size > 6.0 {
         size *= 0.9;

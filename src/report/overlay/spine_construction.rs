@@ -4,7 +4,7 @@
 //! endplates of the thoracic and lumbar Cobb angles.
 
 use super::construction::{add, extended, length, midpoint, scale, sub, Tag};
-use super::draw::Canvas;
+use super::draw::Pen;
 use super::{parameter_colour, Points, Style, REFERENCE};
 use crate::anatomy::wholespine::{
     C2_C, C7_C, C7_PS, CENTRE_COUNT, FH1, FH2, FIRST_CENTRE, L1_AS, L1_PS, S1_AS, S1_PS, T12_AI,
@@ -12,7 +12,7 @@ use crate::anatomy::wholespine::{
 };
 
 /// Draws every construction whose landmarks are known; returns the tags that name them.
-pub(super) fn draw(canvas: &mut Canvas, style: &Style, points: &Points) -> Vec<Tag> {
+pub(super) fn draw(canvas: &mut impl Pen, style: &Style, points: &Points) -> Vec<Tag> {
     let mut tags = Vec::new();
     let at = |index: usize| points.at(index);
     let colour = |name: &str| parameter_colour(name);

@@ -37,135 +37,26 @@
 //! convention, where (0, 0) is the top-left corner of the top-left pixel: the record's
 //! coordinates (pixel centres at integers) plus one half.
 //!
-//! Identity: the Patient and General Study modules are copied from the source so that the SR
-//! files under the same study; the Series and SOP Instance UIDs are new, `2.25.` followed by a
-//! random (version 4) UUID as a decimal integer (ITU-T X.667, which needs no registered root).
+//! Identity: as every result object ([`super`]), a new instance in a new series of the
+//! source's study.
 
-use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use dicom_core::value::{DataSetSequence, PrimitiveValue};
-use dicom_core::{DataElement, Length, Tag, VR};
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemDicomObject;
-use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::FileDicomObject;
-use sha2::{Digest, Sha256};
 
-use super::lumbar::LumbarRecord;
-use super::{rounded, significant_digits, CsmRecord, ImageRecord, LandmarkRecord, ModelInfo};
-use super::{ParameterRecord, QualityStatus, ReasonCode, ENGINE};
+use super::super::lumbar::LumbarRecord;
+use super::super::{rounded, significant_digits, CsmRecord, ImageRecord, LandmarkRecord};
+use super::super::{ModelInfo, ParameterRecord, QualityStatus, ReasonCode, ENGINE};
+use super::{code_sequence, common_modules, dcm, decimal_string, new_uid, private, sequence};
+use super::{text, with_meta};
+use super::{Code, DicomOutError, Kind, ObjectIdentity, Source, SourceImage, DEVICE_OBSERVER_UID};
 
 /// Comprehensive SR Storage.
 pub const COMPREHENSIVE_SR_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.88.33";
-/// Explicit VR Little Endian.
-const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
-/// The coding scheme of the codes that have no standard counterpart (parameters, landmarks,
-/// quality statuses and reasons); a `99` prefix marks a private scheme (PS3.16 8.2).
-pub const PRIVATE_SCHEME: &str = "99SAGITTA";
-/// Identifies sagitta as the device observer of every SR it writes (a fixed `2.25.` UUID).
-pub const DEVICE_OBSERVER_UID: &str = "2.25.33318715618302139763066236169021451393";
 /// The Series Number of the SRs' new series: high, so that it sorts after the acquisition's.
 pub const SERIES_NUMBER: i32 = 9901;
-
-/// Why an SR could not be made for a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SrError {
-    /// The image is not DICOM (nothing to file the SR under).
-    NotDicom,
-    /// The source lacks an attribute the SR must reference (named).
-    MissingSource(&'static str),
-    /// dicom-rs refused the object.
-    Encode(String),
-}
-
-impl fmt::Display for SrError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SrError::NotDicom => write!(f, "not a DICOM image"),
-            SrError::MissingSource(name) => {
-                write!(f, "the source DICOM has no {name} to reference")
-            }
-            SrError::Encode(error) => write!(f, "cannot encode the SR: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for SrError {}
-
-/// A new UID `2.25.<UUID>`: 122 random bits from the operating system, set as a version 4
-/// UUID. Without an entropy source, the hash of the time, process and a counter.
-pub fn new_uid() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut bytes = [0u8; 16];
-    if getrandom_bytes(&mut bytes).is_err() {
-        let mut hasher = Sha256::new();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos());
-        hasher.update(now.to_le_bytes());
-        hasher.update(std::process::id().to_le_bytes());
-        hasher.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-        bytes.copy_from_slice(&hasher.finalize()[..16]);
-    }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    format!("2.25.{}", u128::from_be_bytes(bytes))
-}
-
-fn getrandom_bytes(bytes: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(bytes)
-}
-
-/// A coded concept.
-struct Code<'a> {
-    value: &'a str,
-    scheme: &'a str,
-    meaning: &'a str,
-}
-
-const fn dcm<'a>(value: &'a str, meaning: &'a str) -> Code<'a> {
-    Code {
-        value,
-        scheme: "DCM",
-        meaning,
-    }
-}
-
-const fn private<'a>(value: &'a str, meaning: &'a str) -> Code<'a> {
-    Code {
-        value,
-        scheme: PRIVATE_SCHEME,
-        meaning,
-    }
-}
-
-fn text(tag: Tag, vr: VR, value: &str) -> DataElement<InMemDicomObject> {
-    DataElement::new(tag, vr, PrimitiveValue::from(value))
-}
-
-fn sequence(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
-    DataElement::new(tag, VR::SQ, DataSetSequence::new(items, Length::UNDEFINED))
-}
-
-/// A Code Sequence item; values over 16 characters go to Long Code Value (PS3.3 8.8).
-fn code_item(code: &Code<'_>) -> InMemDicomObject {
-    let value_tag = if code.value.len() > 16 {
-        text(tags::LONG_CODE_VALUE, VR::UC, code.value)
-    } else {
-        text(tags::CODE_VALUE, VR::SH, code.value)
-    };
-    InMemDicomObject::from_element_iter([
-        value_tag,
-        text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, code.scheme),
-        text(tags::CODE_MEANING, VR::LO, code.meaning),
-    ])
-}
-
-fn code_sequence(tag: Tag, code: &Code<'_>) -> DataElement<InMemDicomObject> {
-    sequence(tag, vec![code_item(code)])
-}
 
 /// A content item with its relationship, value type and concept name.
 fn content_item(relationship: &str, value_type: &str, concept: &Code<'_>) -> InMemDicomObject {
@@ -205,34 +96,7 @@ fn code_value_item(relationship: &str, concept: &Code<'_>, value: &Code<'_>) -> 
     item
 }
 
-/// The source instance as an SR reference (and its first frame when it has several: the one
-/// that was analysed).
-struct SourceImage<'a> {
-    sop_class_uid: &'a str,
-    sop_instance_uid: &'a str,
-    multi_frame: bool,
-}
-
 impl SourceImage<'_> {
-    fn referenced_sop(&self) -> InMemDicomObject {
-        let mut item = InMemDicomObject::from_element_iter([
-            text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, self.sop_class_uid),
-            text(
-                tags::REFERENCED_SOP_INSTANCE_UID,
-                VR::UI,
-                self.sop_instance_uid,
-            ),
-        ]);
-        if self.multi_frame {
-            item.put(DataElement::new(
-                tags::REFERENCED_FRAME_NUMBER,
-                VR::IS,
-                PrimitiveValue::from("1"),
-            ));
-        }
-        item
-    }
-
     fn image_item(&self, relationship: &str, concept: &Code<'_>) -> InMemDicomObject {
         let mut item = InMemDicomObject::from_element_iter([
             text(tags::RELATIONSHIP_TYPE, VR::CS, relationship),
@@ -358,20 +222,6 @@ fn num_item(
     item
 }
 
-/// A value as a Decimal String (at most 16 characters: plain when it fits, else in exponent
-/// form with as many digits as fit).
-fn decimal_string(value: f64) -> String {
-    let plain = value.to_string();
-    if plain.len() <= 16 {
-        return plain;
-    }
-    (0..=15usize)
-        .rev()
-        .map(|digits| format!("{value:.digits$e}"))
-        .find(|text| text.len() <= 16)
-        .unwrap_or(plain)
-}
-
 /// The NUM of a parameter; `None` for a value in pixels or one that is not a number.
 /// A measured value with its unit, algorithm and quality; `None` without a finite value or
 /// for a distance in pixels (no UCUM unit).
@@ -481,130 +331,36 @@ fn csm_group(csm: &CsmRecord) -> InMemDicomObject {
     container("CONTAINS", &dcm("125007", "Measurement Group"), children)
 }
 
-/// The new object's identity; [`SrIdentity::new`] gives fresh UIDs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SrIdentity {
-    pub series_instance_uid: String,
-    pub sop_instance_uid: String,
-}
-
-impl SrIdentity {
-    pub fn new() -> Self {
-        Self {
-            series_instance_uid: new_uid(),
-            sop_instance_uid: new_uid(),
-        }
-    }
-}
-
-impl Default for SrIdentity {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The TID 1500 Measurement Report of an analysed DICOM image, as a Comprehensive SR.
 pub fn measurement_report(
     record: &ImageRecord,
-    identity: &SrIdentity,
+    identity: &ObjectIdentity,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<FileDicomObject<InMemDicomObject>, SrError> {
-    let dicom = record.dicom.as_ref().ok_or(SrError::NotDicom)?;
-    let study_instance_uid = dicom
-        .study_instance_uid
-        .as_deref()
-        .ok_or(SrError::MissingSource("Study Instance UID"))?;
-    let source = SourceImage {
-        sop_class_uid: dicom
-            .source
-            .sop_class_uid
-            .as_deref()
-            .ok_or(SrError::MissingSource("SOP Class UID"))?,
-        sop_instance_uid: dicom
-            .sop_instance_uid
-            .as_deref()
-            .ok_or(SrError::MissingSource("SOP Instance UID"))?,
-        multi_frame: dicom
-            .source
-            .number_of_frames
-            .is_some_and(|frames| frames > 1),
-    };
-    let patient = &dicom.source;
+) -> Result<FileDicomObject<InMemDicomObject>, DicomOutError> {
+    let source_reference = Source::of(record)?;
+    let source = &source_reference.image;
     let date = now.format("%Y%m%d").to_string();
     let time = now.format("%H%M%S%.6f").to_string();
-
-    let mut object = InMemDicomObject::new_empty();
-    // Type 2 attributes are present, empty when the source has no value.
-    let mut put = |tag: Tag, vr: VR, value: Option<&str>| {
-        object.put(text(tag, vr, value.unwrap_or("")));
-    };
-    // The default repertoire (ASCII) when every text is ASCII, as most readers handle it
-    // best; else UTF-8 (the copied attributes are decoded from the source's character set).
-    if !texts_are_ascii(record) {
-        put(tags::SPECIFIC_CHARACTER_SET, VR::CS, Some("ISO_IR 192"));
-    }
-    put(tags::INSTANCE_CREATION_DATE, VR::DA, Some(&date));
-    put(tags::INSTANCE_CREATION_TIME, VR::TM, Some(&time));
-    put(tags::SOP_CLASS_UID, VR::UI, Some(COMPREHENSIVE_SR_STORAGE));
-    put(
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        Some(&identity.sop_instance_uid),
+    let mut object = common_modules(
+        &source_reference,
+        record,
+        identity,
+        &Kind {
+            sop_class_uid: COMPREHENSIVE_SR_STORAGE,
+            modality: "SR",
+            series_number: SERIES_NUMBER,
+            series_description: "sagitta measurements",
+        },
+        now,
+        &[],
     );
-    put(tags::STUDY_DATE, VR::DA, patient.study_date.as_deref());
-    put(tags::CONTENT_DATE, VR::DA, Some(&date));
-    put(tags::STUDY_TIME, VR::TM, patient.study_time.as_deref());
-    put(tags::CONTENT_TIME, VR::TM, Some(&time));
-    put(
-        tags::ACCESSION_NUMBER,
-        VR::SH,
-        patient.accession_number.as_deref(),
-    );
-    put(tags::MODALITY, VR::CS, Some("SR"));
-    put(tags::MANUFACTURER, VR::LO, Some("sagitta"));
-    put(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, Some("+0000"));
-    put(
-        tags::REFERRING_PHYSICIAN_NAME,
-        VR::PN,
-        patient.referring_physician_name.as_deref(),
-    );
-    put(
-        tags::STUDY_DESCRIPTION,
-        VR::LO,
-        patient.study_description.as_deref(),
-    );
-    put(
-        tags::SERIES_DESCRIPTION,
-        VR::LO,
-        Some("sagitta measurements"),
-    );
-    put(tags::MANUFACTURER_MODEL_NAME, VR::LO, Some("sagitta"));
-    put(tags::PATIENT_NAME, VR::PN, patient.patient_name.as_deref());
-    put(tags::PATIENT_ID, VR::LO, patient.patient_id.as_deref());
-    put(
-        tags::PATIENT_BIRTH_DATE,
-        VR::DA,
-        patient.patient_birth_date.as_deref(),
-    );
-    put(tags::PATIENT_SEX, VR::CS, patient.patient_sex.as_deref());
-    put(tags::SOFTWARE_VERSIONS, VR::LO, Some(ENGINE.version));
-    put(tags::STUDY_INSTANCE_UID, VR::UI, Some(study_instance_uid));
-    put(
-        tags::SERIES_INSTANCE_UID,
-        VR::UI,
-        Some(&identity.series_instance_uid),
-    );
-    put(tags::STUDY_ID, VR::SH, patient.study_id.as_deref());
-    put(
-        tags::SERIES_NUMBER,
-        VR::IS,
-        Some(&SERIES_NUMBER.to_string()),
-    );
-    put(tags::INSTANCE_NUMBER, VR::IS, Some("1"));
-    put(tags::VALUE_TYPE, VR::CS, Some("CONTAINER"));
-    put(tags::CONTINUITY_OF_CONTENT, VR::CS, Some("SEPARATE"));
-    put(tags::COMPLETION_FLAG, VR::CS, Some("COMPLETE"));
-    put(tags::VERIFICATION_FLAG, VR::CS, Some("UNVERIFIED"));
+    let mut put = |tag, vr, value: &str| object.put(text(tag, vr, value));
+    put(tags::CONTENT_DATE, VR::DA, &date);
+    put(tags::CONTENT_TIME, VR::TM, &time);
+    put(tags::VALUE_TYPE, VR::CS, "CONTAINER");
+    put(tags::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE");
+    put(tags::COMPLETION_FLAG, VR::CS, "COMPLETE");
+    put(tags::VERIFICATION_FLAG, VR::CS, "UNVERIFIED");
     object.put(code_sequence(
         tags::CONCEPT_NAME_CODE_SEQUENCE,
         &dcm("126000", "Imaging Measurement Report"),
@@ -623,11 +379,17 @@ pub fn measurement_report(
     object.put(sequence(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, vec![]));
     object.put(sequence(
         tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE,
-        vec![evidence(
-            study_instance_uid,
-            dicom.series_instance_uid.as_deref(),
-            &source,
-        )?],
+        vec![InMemDicomObject::from_element_iter([
+            text(
+                tags::STUDY_INSTANCE_UID,
+                VR::UI,
+                source_reference.study_instance_uid,
+            ),
+            sequence(
+                tags::REFERENCED_SERIES_SEQUENCE,
+                vec![source_reference.referenced_series(tags::REFERENCED_SOP_SEQUENCE)],
+            ),
+        ])],
     ));
 
     let mut measurements = Vec::new();
@@ -714,99 +476,12 @@ pub fn measurement_report(
     ];
     object.put(sequence(tags::CONTENT_SEQUENCE, content));
 
-    object
-        .with_meta(FileMetaTableBuilder::new().transfer_syntax(EXPLICIT_VR_LITTLE_ENDIAN))
-        .map_err(|error| SrError::Encode(error.to_string()))
-}
-
-/// Whether every text the SR takes from the record (the source's patient and study attributes,
-/// the models' names) is ASCII.
-fn texts_are_ascii(record: &ImageRecord) -> bool {
-    let source = record.dicom.as_ref().map(|dicom| &dicom.source);
-    let copied = source.into_iter().flat_map(|source| {
-        [
-            &source.patient_name,
-            &source.patient_id,
-            &source.patient_birth_date,
-            &source.patient_sex,
-            &source.study_date,
-            &source.study_time,
-            &source.study_id,
-            &source.accession_number,
-            &source.referring_physician_name,
-            &source.study_description,
-        ]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-    });
-    let models = record
-        .model
-        .iter()
-        .chain(record.wholespine.as_ref().map(|spine| &spine.model))
-        .chain(record.csm.as_ref().map(|csm| &csm.model))
-        .map(|model| model.name.as_str());
-    copied
-        .chain(models)
-        .chain([ENGINE.version])
-        .all(|text| text.is_ascii())
-}
-
-/// The Current Requested Procedure Evidence item: the analysed instance, by study and series.
-fn evidence(
-    study_instance_uid: &str,
-    series_instance_uid: Option<&str>,
-    source: &SourceImage<'_>,
-) -> Result<InMemDicomObject, SrError> {
-    let series_instance_uid =
-        series_instance_uid.ok_or(SrError::MissingSource("Series Instance UID"))?;
-    let series = InMemDicomObject::from_element_iter([
-        text(tags::SERIES_INSTANCE_UID, VR::UI, series_instance_uid),
-        sequence(tags::REFERENCED_SOP_SEQUENCE, vec![source.referenced_sop()]),
-    ]);
-    Ok(InMemDicomObject::from_element_iter([
-        text(tags::STUDY_INSTANCE_UID, VR::UI, study_instance_uid),
-        sequence(tags::REFERENCED_SERIES_SEQUENCE, vec![series]),
-    ]))
-}
-
-/// The SR as a DICOM file (preamble, meta group, data set).
-pub fn encode(object: &FileDicomObject<InMemDicomObject>) -> Result<Vec<u8>, SrError> {
-    let mut bytes = Vec::new();
-    object
-        .write_all(&mut bytes)
-        .map_err(|error| SrError::Encode(error.to_string()))?;
-    Ok(bytes)
+    with_meta(object)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn new_uids_are_version_4_uuids_under_2_25_and_differ() {
-        let (a, b) = (new_uid(), new_uid());
-        assert_ne!(a, b);
-        for uid in [&a, &b] {
-            assert!(uid.starts_with("2.25.") && uid.len() <= 64, "{uid}");
-            let number: u128 = uid["2.25.".len()..].parse().expect("a decimal integer");
-            assert_eq!((number >> 76) & 0xf, 4, "{uid}: version");
-            assert_eq!((number >> 62) & 0x3, 2, "{uid}: variant");
-        }
-    }
-
-    #[test]
-    fn long_code_values_use_long_code_value() {
-        let item = code_item(&private("low_landmark_confidence", "x"));
-        assert!(item.element_opt(tags::CODE_VALUE).unwrap().is_none());
-        assert_eq!(
-            item.element(tags::LONG_CODE_VALUE)
-                .unwrap()
-                .to_str()
-                .unwrap(),
-            "low_landmark_confidence"
-        );
-    }
 
     #[test]
     fn decimal_strings_fit_sixteen_characters() {

@@ -10,7 +10,7 @@
 //! Exit codes: 0 when every image was analysed, 1 when some failed (each has an error
 //! record), 2 when the batch could not start (bad arguments, no or bad weights, no GPU).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +31,7 @@ use crate::report::{
     csv_field, csv_header, csv_row, landmarks_csv_header, landmarks_csv_rows, Record,
 };
 
+use super::dicomweb;
 use super::output::{self, AtomicFile, InputIdentities, OutputLock};
 
 /// The default weights of the landmark model, looked for in the current directory and then in
@@ -76,7 +77,9 @@ pub const IMAGE_EXTENSIONS: [&str; 10] = [
 /// The command-line arguments of `sagitta analyze`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AnalyzeArgs {
-    /// Radiographs: PNG, JPEG, TIFF or DICOM files, or folders (searched recursively).
+    /// Radiographs: PNG, JPEG, TIFF or DICOM files, folders (searched recursively), or
+    /// DICOMweb URLs of a study, series or instance (<service>/studies/<UID>[/series/<UID>
+    /// [/instances/<UID>]]), fetched with QIDO-RS and WADO-RS.
     #[arg(value_name = "INPUT", required_unless_present = "list")]
     pub inputs: Vec<PathBuf>,
     /// The models to run: cervical (landmarks and parameters), csm (the myelopathy screen),
@@ -121,6 +124,16 @@ pub struct AnalyzeArgs {
     /// their record instead (these objects need a study to file under).
     #[arg(long, value_name = "DIR")]
     pub dicom_out: Option<PathBuf>,
+    /// With --dicom-out, send each image's DICOM objects to this DICOMweb service with STOW-RS
+    /// (e.g. http://pacs:8042/dicom-web) once they are written; the record says where each
+    /// went. Credentials as for DICOMweb inputs.
+    #[arg(long, value_name = "URL", requires = "dicom_out")]
+    pub store: Option<String>,
+    /// A file with the DICOMweb credentials: 'Bearer <token>' or '<user>:<password>' on its
+    /// first line [default: SAGITTA_DICOMWEB_TOKEN, else SAGITTA_DICOMWEB_USER and
+    /// SAGITTA_DICOMWEB_PASSWORD]. Never on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub dicomweb_auth: Option<PathBuf>,
     /// With --dicom-out, also write the rendered overlay as a Secondary Capture image to
     /// DIR/<file stem>.sc.dcm (for viewers without presentation states; burnt-in annotation).
     #[arg(long, requires = "dicom_out")]
@@ -971,6 +984,7 @@ fn write_dicom_object(
         path: path.display().to_string(),
         series_instance_uid: identity.series_instance_uid.clone(),
         sop_instance_uid: identity.sop_instance_uid.clone(),
+        stored_to: None,
     });
     match kind {
         DicomObjectKind::StructuredReport => record.dicom_sr = reference,
@@ -986,6 +1000,67 @@ fn write_dicom_object(
         ));
     }
     Ok(())
+}
+
+/// Sends the DICOM objects written for a record with STOW-RS and notes in the record where
+/// they went.
+fn store_objects(
+    client: &dicomweb::Client,
+    base: &str,
+    record: &mut crate::report::ImageRecord,
+) -> Result<(), String> {
+    let mut references: Vec<&mut crate::report::DicomObjectReference> = [
+        record.dicom_sr.as_mut(),
+        record.dicom_presentation_state.as_mut(),
+        record.dicom_secondary_capture.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if references.is_empty() {
+        return Ok(());
+    }
+    let paths: Vec<PathBuf> = references
+        .iter()
+        .map(|reference| PathBuf::from(&reference.path))
+        .collect();
+    let files: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    client.store(base, &files)?;
+    for reference in &mut references {
+        reference.stored_to = Some(base.to_string());
+    }
+    Ok(())
+}
+
+/// The name a record gives its image: the DICOMweb URL it was fetched from, else its path.
+fn image_name(path: &Path, fetched_from: &HashMap<PathBuf, String>) -> String {
+    fetched_from
+        .get(path)
+        .cloned()
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// A private folder for fetched DICOMweb instances, removed with everything in it when the run
+/// ends.
+struct DownloadFolder {
+    path: PathBuf,
+}
+
+impl DownloadFolder {
+    fn new() -> Result<Self, AnalyzeError> {
+        let path = std::env::temp_dir().join(format!(
+            "sagitta-dicomweb-{}",
+            crate::report::dicom::new_uid()
+        ));
+        std::fs::create_dir(&path).map_err(|error| output_error(&path, error))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for DownloadFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// A table or line that could not be written stops the batch: the error for [`run`].
@@ -1012,14 +1087,14 @@ fn disk_full(path: &Path, error: &std::io::Error, done: usize, total: usize) -> 
 /// Whether `json` is an analysed (not an error) record of `image`, whole: what
 /// `--skip-existing` keeps. Records are written under a temporary name and renamed, so a run
 /// killed mid-write leaves none half-written; anything unreadable is analysed again.
-fn has_analysed_record(json: &Path, image: &Path) -> bool {
+fn has_analysed_record(json: &Path, image: &str) -> bool {
     let Ok(bytes) = crate::util::read_regular_file(json, 64 << 20, "records") else {
         return false;
     };
     let Ok(record) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return false;
     };
-    record["image"].as_str() == Some(image.display().to_string().as_str())
+    record["image"].as_str() == Some(image)
         && matches!(record["status"].as_str(), Some("ok" | "flagged"))
 }
 
@@ -1114,8 +1189,45 @@ pub fn run(
         .chain(&args.dicom_out)
         .cloned()
         .collect();
+    // DICOMweb inputs are fetched first, into a folder removed when the run ends.
+    let (urls, mut local_inputs): (Vec<PathBuf>, Vec<PathBuf>) = args
+        .inputs
+        .iter()
+        .cloned()
+        .partition(|input| dicomweb::is_url(input));
+    let web = if urls.is_empty() && args.store.is_none() {
+        None
+    } else {
+        let auth = match &args.dicomweb_auth {
+            Some(file) => dicomweb::Auth::from_file(file).map_err(AnalyzeError::Usage)?,
+            None => dicomweb::Auth::from_environment(),
+        };
+        Some(dicomweb::Client::new(auth))
+    };
+    let mut fetched_from: HashMap<PathBuf, String> = HashMap::new();
+    let _download = match (&web, urls.is_empty()) {
+        (Some(client), false) => {
+            let folder = DownloadFolder::new()?;
+            for url in &urls {
+                let text = url.to_string_lossy();
+                let reference = dicomweb::Reference::parse(&text).map_err(AnalyzeError::Usage)?;
+                let fetched = client.fetch(&reference, &folder.path).map_err(|error| {
+                    AnalyzeError::Usage(format!("cannot fetch {text}: {error}"))
+                })?;
+                if !args.quiet {
+                    eprintln!("sagitta: {text}: {} instance(s) fetched", fetched.len());
+                }
+                for instance in fetched {
+                    local_inputs.push(instance.path.clone());
+                    fetched_from.insert(instance.path, instance.url);
+                }
+            }
+            Some(folder)
+        }
+        _ => None,
+    };
     let inputs = collect_inputs(
-        &args.inputs,
+        &local_inputs,
         args.list.as_deref(),
         args.glob.as_deref(),
         &output_folders,
@@ -1177,7 +1289,7 @@ pub fn run(
             let done = args.skip_existing
                 && args.out.as_ref().is_some_and(|out| {
                     let json = out.join(format!("{stem}.json"));
-                    has_analysed_record(&json, &item.path)
+                    has_analysed_record(&json, &image_name(&item.path, &fetched_from))
                         && args.dicom_out.as_ref().is_none_or(|folder| {
                             let mut extensions = vec![SR_EXTENSION, PRESENTATION_STATE_EXTENSION];
                             if args.secondary_capture {
@@ -1309,6 +1421,12 @@ pub fn run(
                 Ok(loaded) => analyzer.analyze_loaded(path, loaded, load_time, args.pixel_spacing),
             };
             let mut record = analysis.record;
+            if let Some(url) = fetched_from.get(path) {
+                match &mut record {
+                    Record::Analyzed(image_record) => image_record.image = url.clone(),
+                    Record::Failed(failure) => failure.image = url.clone(),
+                }
+            }
             // A requested file that could not be written makes the image count as failed,
             // though its record (with a warning saying so) is kept.
             let mut output_failed = false;
@@ -1389,6 +1507,15 @@ pub fn run(
                                     .push(format!("{} not written: {error}", kind.name()));
                                 output_failed = true;
                             }
+                        }
+                    }
+                    if let (Some(base), Some(client)) = (&args.store, &web) {
+                        if let Err(error) = store_objects(client, base, image_record) {
+                            progress.suspend(|| eprintln!("sagitta: {error}"));
+                            image_record
+                                .warnings
+                                .push(format!("DICOM objects not stored: {error}"));
+                            output_failed = true;
                         }
                     }
                 }

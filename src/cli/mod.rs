@@ -2,6 +2,7 @@
 //! onto options, batch runs with progress, and the exit codes. The binary is `cli/main.rs`.
 
 pub mod analyze;
+pub mod dicomweb;
 pub mod env;
 pub mod output;
 #[cfg(feature = "viewer")]

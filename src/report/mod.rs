@@ -359,6 +359,8 @@ pub struct DicomObjectReference {
     pub path: String,
     pub series_instance_uid: String,
     pub sop_instance_uid: String,
+    /// The DICOMweb service it was sent to (`--store`); `null` when it was not sent.
+    pub stored_to: Option<String>,
 }
 
 /// A file that could not be analysed.

@@ -715,3 +715,401 @@ fn dicom3tools_dciodvfy_finds_no_errors_in_the_sr() {
         .collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
+
+const GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.11.1";
+const SECONDARY_CAPTURE_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.7";
+const DICOM_SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/phantom_dicom.dcm");
+
+/// dicom3tools' verdict on a file: its `Error` lines (none expected).
+fn dciodvfy_errors(dciodvfy: &Path, path: &Path) -> Vec<String> {
+    let output = Command::new(dciodvfy)
+        .arg(path)
+        .output()
+        .expect("run dciodvfy");
+    let report = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    println!("{}:\n{report}", path.display());
+    report
+        .lines()
+        .filter(|line| line.starts_with("Error"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The presentation state draws the record: every landmark as a filled circle at its point
+/// (half a pixel on, DICOM's convention), each construction in a layer named by its parameter,
+/// every value in the panel text; it references the source instance and files in its study.
+/// The secondary capture holds the overlay PNG's pixels. dciodvfy finds no errors in either,
+/// for the DICOM sample and the shared NEMA radiograph.
+#[test]
+fn the_presentation_state_and_secondary_capture_draw_the_record_and_validate() {
+    let dciodvfy = tool("dciodvfy", "dicom3tools");
+    let mut sources = vec![PathBuf::from(DICOM_SAMPLE)];
+    sources.extend(shared_source());
+    for source_path in sources {
+        let dir = scratch();
+        let (out, dicom, overlay) = (
+            dir.path().join("out"),
+            dir.path().join("dicom"),
+            dir.path().join("overlay"),
+        );
+        let output = sagitta(&[
+            s(&source_path),
+            "--weights",
+            FIXTURE_WEIGHTS,
+            "--out",
+            s(&out),
+            "--dicom-out",
+            s(&dicom),
+            "--secondary-capture",
+            "--overlay",
+            s(&overlay),
+            "--quiet",
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let stem = source_path.file_stem().unwrap().to_str().unwrap();
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap())
+                .unwrap();
+        let source = open_file(&source_path).unwrap();
+        let (pr_path, sc_path) = (
+            dicom.join(format!("{stem}.pr.dcm")),
+            dicom.join(format!("{stem}.sc.dcm")),
+        );
+        if let Some(dciodvfy) = &dciodvfy {
+            for path in [&pr_path, &sc_path] {
+                let errors = dciodvfy_errors(dciodvfy, path);
+                assert!(errors.is_empty(), "{}", errors.join("\n"));
+            }
+        }
+
+        let state = open_file(&pr_path).unwrap();
+        assert_eq!(
+            string(&state, tags::SOP_CLASS_UID),
+            GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE
+        );
+        assert_eq!(string(&state, tags::MODALITY), "PR");
+        for tag in [tags::STUDY_INSTANCE_UID, tags::PATIENT_ID] {
+            assert_eq!(string(&state, tag), string(&source, tag), "{tag}");
+        }
+        assert_eq!(
+            record["dicom_presentation_state"]["sop_instance_uid"],
+            string(&state, tags::SOP_INSTANCE_UID)
+        );
+        let series = items(&state, tags::REFERENCED_SERIES_SEQUENCE);
+        assert_eq!(
+            string(&series[0], tags::SERIES_INSTANCE_UID),
+            string(&source, tags::SERIES_INSTANCE_UID)
+        );
+        let image = &items(&series[0], tags::REFERENCED_IMAGE_SEQUENCE)[0];
+        assert_eq!(
+            string(image, tags::REFERENCED_SOP_INSTANCE_UID),
+            string(&source, tags::SOP_INSTANCE_UID)
+        );
+
+        let layers: Vec<String> = items(&state, tags::GRAPHIC_LAYER_SEQUENCE)
+            .iter()
+            .map(|layer| string(layer, tags::GRAPHIC_LAYER))
+            .collect();
+        let annotations = items(&state, tags::GRAPHIC_ANNOTATION_SEQUENCE);
+        for annotation in annotations {
+            assert!(layers.contains(&string(annotation, tags::GRAPHIC_LAYER)));
+        }
+        let in_layer = |prefix: &str| -> Vec<&InMemDicomObject> {
+            annotations
+                .iter()
+                .filter(|annotation| string(annotation, tags::GRAPHIC_LAYER).starts_with(prefix))
+                .flat_map(|annotation| items(annotation, tags::GRAPHIC_OBJECT_SEQUENCE))
+                .collect()
+        };
+        // The landmarks: one filled circle each, centred on the point.
+        let circles: Vec<Vec<f32>> = in_layer("LANDMARKS")
+            .into_iter()
+            .filter(|graphic| string(graphic, tags::GRAPHIC_TYPE) == "CIRCLE")
+            .filter(|graphic| string(graphic, tags::GRAPHIC_FILLED) == "Y")
+            .map(|graphic| {
+                graphic
+                    .element(tags::GRAPHIC_DATA)
+                    .unwrap()
+                    .to_multi_float32()
+                    .unwrap()
+            })
+            .collect();
+        let landmarks = record["landmarks"].as_array().unwrap();
+        assert_eq!(circles.len(), landmarks.len());
+        for landmark in landmarks {
+            let x = landmark["x"].as_f64().unwrap() + 0.5;
+            let y = landmark["y"].as_f64().unwrap() + 0.5;
+            assert!(
+                circles
+                    .iter()
+                    .any(|c| (f64::from(c[0]) - x).abs() < 1e-2
+                        && (f64::from(c[1]) - y).abs() < 1e-2),
+                "no circle at {landmark}"
+            );
+        }
+        // The constructions, in their parameters' layers.
+        for layer in ["C2_C7", "C7_SLOPE", "CSVA"] {
+            assert!(
+                in_layer(layer)
+                    .iter()
+                    .any(|graphic| string(graphic, tags::GRAPHIC_TYPE) == "POLYLINE"),
+                "{layer}: {layers:?}"
+            );
+        }
+        // The panel: every parameter's name and the model's.
+        let panel: Vec<String> = annotations
+            .iter()
+            .filter(|annotation| string(annotation, tags::GRAPHIC_LAYER) == "PANEL")
+            .flat_map(|annotation| items(annotation, tags::TEXT_OBJECT_SEQUENCE))
+            .map(|text_object| string(text_object, tags::UNFORMATTED_TEXT_VALUE))
+            .collect();
+        for parameter in record["parameters"].as_array().unwrap() {
+            let name = parameter["name"].as_str().unwrap();
+            assert!(
+                panel.iter().any(|line| line.starts_with(name)),
+                "{name} not in {panel:?}"
+            );
+        }
+        let model = record["model"]["name"].as_str().unwrap();
+        assert!(panel.iter().any(|line| line.contains(model)), "{panel:?}");
+
+        // The capture is the overlay PNG.
+        let capture = open_file(&sc_path).unwrap();
+        assert_eq!(
+            string(&capture, tags::SOP_CLASS_UID),
+            SECONDARY_CAPTURE_IMAGE_STORAGE
+        );
+        assert_eq!(string(&capture, tags::BURNED_IN_ANNOTATION), "YES");
+        let png = image::open(overlay.join(format!("{stem}.png")))
+            .unwrap()
+            .to_rgb8();
+        let number = |tag| capture.element(tag).unwrap().to_int::<u32>().unwrap();
+        assert_eq!(
+            (number(tags::COLUMNS), number(tags::ROWS)),
+            png.dimensions()
+        );
+        let pixels = capture
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        assert_eq!(&pixels[..png.as_raw().len()], png.as_raw().as_slice());
+    }
+}
+
+/// A running Orthanc (Debian's `orthanc` with the `orthanc-dicomweb` plugin) on a free local
+/// port with a throw-away storage folder and a password; stopped when dropped.
+struct Orthanc {
+    child: std::process::Child,
+    port: u16,
+    _storage: tempfile::TempDir,
+}
+
+const ORTHANC_USER: &str = "sagitta";
+const ORTHANC_PASSWORD: &str = "not-a-secret";
+/// `ORTHANC_USER:ORTHANC_PASSWORD` in the Basic scheme (base64 by Python's standard library).
+const ORTHANC_AUTHORIZATION: &str = "Basic c2FnaXR0YTpub3QtYS1zZWNyZXQ=";
+
+impl Orthanc {
+    /// `None` (with a note) where Orthanc or its DICOMweb plugin is not installed, unless
+    /// `SAGITTA_REQUIRE_ORTHANC` is set (CI sets it), which makes that a failure.
+    fn start() -> Option<Self> {
+        let binary = ["/usr/sbin/Orthanc", "/usr/bin/Orthanc"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|path| path.is_file());
+        let plugin = PathBuf::from("/usr/share/orthanc/plugins/libOrthancDicomWeb.so");
+        let (Some(binary), true) = (binary, plugin.is_file()) else {
+            assert!(
+                std::env::var_os("SAGITTA_REQUIRE_ORTHANC").is_none(),
+                "SAGITTA_REQUIRE_ORTHANC is set but orthanc / orthanc-dicomweb are not installed"
+            );
+            println!(
+                "note: Orthanc not found (apt-get install orthanc orthanc-dicomweb), test skipped"
+            );
+            return None;
+        };
+        let storage = scratch();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = serde_json::json!({
+            "Name": "sagitta-test",
+            "StorageDirectory": storage.path().join("db"),
+            "IndexDirectory": storage.path().join("db"),
+            "HttpPort": port,
+            "DicomServerEnabled": false,
+            "RemoteAccessAllowed": false,
+            "AuthenticationEnabled": true,
+            "RegisteredUsers": { ORTHANC_USER: ORTHANC_PASSWORD },
+            "Plugins": [plugin],
+            "DicomWeb": { "Enable": true, "Root": "/dicom-web/" },
+        });
+        let config_path = storage.path().join("orthanc.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let child = Command::new(binary)
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start Orthanc");
+        let orthanc = Self {
+            child,
+            port,
+            _storage: storage,
+        };
+        let started = std::time::Instant::now();
+        while orthanc.get("/system").is_err() {
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "Orthanc did not answer on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Some(orthanc)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+        let mut response = ureq::get(&self.url(path))
+            .header("Authorization", ORTHANC_AUTHORIZATION)
+            .call()
+            .map_err(|error| error.to_string())?;
+        response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(|error| error.to_string())
+    }
+
+    fn post(&self, path: &str, body: &[u8]) -> Vec<u8> {
+        let mut response = ureq::post(&self.url(path))
+            .header("Authorization", ORTHANC_AUTHORIZATION)
+            .send(body)
+            .unwrap_or_else(|error| panic!("POST {path}: {error}"));
+        response.body_mut().read_to_vec().unwrap()
+    }
+
+    /// The stored file of the instance with this SOP Instance UID (Orthanc's own REST API,
+    /// independent of the DICOMweb code under test).
+    fn instance_file(&self, sop_instance_uid: &str) -> Vec<u8> {
+        let found: Value =
+            serde_json::from_slice(&self.post("/tools/lookup", sop_instance_uid.as_bytes()))
+                .unwrap();
+        let id = found
+            .as_array()
+            .and_then(|hits| hits.iter().find(|hit| hit["Type"] == "Instance"))
+            .unwrap_or_else(|| panic!("{sop_instance_uid} not stored: {found}"))["ID"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.get(&format!("/instances/{id}/file")).unwrap()
+    }
+}
+
+impl Drop for Orthanc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The PACS round trip: the DICOM sample and the shared NEMA films are uploaded to Orthanc;
+/// `sagitta analyze <study URL> --store <DICOMweb URL>` fetches each study over DICOMweb and
+/// sends the SR and the presentation state back; the stored SR is the file sagitta wrote, and
+/// its values equal the JSON record's. Credentials come once from the environment and once
+/// from a file; a wrong password is refused with a hint.
+#[test]
+fn a_study_fetched_from_orthanc_gets_its_sr_and_presentation_state_stored_back() {
+    let Some(orthanc) = Orthanc::start() else {
+        return;
+    };
+    let mut sources = vec![PathBuf::from(DICOM_SAMPLE)];
+    sources.extend(shared_source());
+    let dir = scratch();
+    let auth_file = dir.path().join("credentials");
+    std::fs::write(&auth_file, format!("{ORTHANC_USER}:{ORTHANC_PASSWORD}\n")).unwrap();
+    let service = orthanc.url("/dicom-web");
+    for (index, source_path) in sources.iter().enumerate() {
+        orthanc.post("/instances", &std::fs::read(source_path).unwrap());
+        let source = open_file(source_path).unwrap();
+        let study = string(&source, tags::STUDY_INSTANCE_UID);
+        let instance = string(&source, tags::SOP_INSTANCE_UID);
+        let (out, dicom) = (
+            dir.path().join(format!("out{index}")),
+            dir.path().join(format!("dicom{index}")),
+        );
+        let study_url = format!("{service}/studies/{study}");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sagitta"));
+        command
+            .args(["analyze", &study_url, "--store", &service, "--weights"])
+            .args([
+                FIXTURE_WEIGHTS,
+                "--out",
+                s(&out),
+                "--dicom-out",
+                s(&dicom),
+                "--quiet",
+            ])
+            .env_remove("SAGITTA_DICOMWEB_TOKEN");
+        if index == 0 {
+            command
+                .env("SAGITTA_DICOMWEB_USER", ORTHANC_USER)
+                .env("SAGITTA_DICOMWEB_PASSWORD", ORTHANC_PASSWORD);
+        } else {
+            command.arg("--dicomweb-auth").arg(&auth_file);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let json = out.join(format!("{instance}.json"));
+        let record: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert!(
+            record["image"].as_str().unwrap().starts_with(&study_url),
+            "{}",
+            record["image"]
+        );
+        for key in ["dicom_sr", "dicom_presentation_state"] {
+            let reference = &record[key];
+            assert_eq!(reference["stored_to"], service.as_str(), "{key}");
+            let stored = orthanc.instance_file(reference["sop_instance_uid"].as_str().unwrap());
+            let written = std::fs::read(reference["path"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                stored, written,
+                "{key}: the stored object is the one written"
+            );
+        }
+        let sr_path = PathBuf::from(record["dicom_sr"]["path"].as_str().unwrap());
+        check_sr(source_path, &record, &sr_path);
+    }
+
+    // Wrong credentials: the fetch is refused before anything is analysed, with a hint.
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, format!("{ORTHANC_USER}:guess\n")).unwrap();
+    let source = open_file(&sources[0]).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args([
+            "analyze",
+            &format!(
+                "{service}/studies/{}",
+                string(&source, tags::STUDY_INSTANCE_UID)
+            ),
+            "--weights",
+            FIXTURE_WEIGHTS,
+            "--dicomweb-auth",
+        ])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        text(&output.stderr).contains("401"),
+        "{}",
+        text(&output.stderr)
+    );
+}

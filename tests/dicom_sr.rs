@@ -1113,3 +1113,68 @@ fn a_study_fetched_from_orthanc_gets_its_sr_and_presentation_state_stored_back()
         text(&output.stderr)
     );
 }
+
+/// Records carry no patient name, ID or birth date unless --include-phi asks (the SR always
+/// does: it goes back to that patient's study); --redact-paths names the image relative to
+/// the current folder or by a hash of its path, without the folder names.
+#[test]
+fn records_leave_out_the_patient_and_can_hide_paths() {
+    let dir = scratch();
+    let folder = dir.path().join("Mueller Joerg");
+    std::fs::create_dir(&folder).unwrap();
+    let source_path = folder.join("dx.dcm");
+    write_synthetic_dicom(&source_path);
+    let run = |extra: &[&str]| -> String {
+        let output = sagitta(
+            &[
+                &[s(&source_path), "--weights", FIXTURE_WEIGHTS, "--quiet"],
+                extra,
+            ]
+            .concat(),
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let plain = run(&[]);
+    for secret in ["Müller", "PID-77"] {
+        assert!(
+            !plain.contains(&format!("\"{secret}")),
+            "{secret} in {plain}"
+        );
+    }
+    let record: Value = serde_json::from_str(&plain).unwrap();
+    assert!(record[0]["dicom"].get("patient").is_none(), "{plain}");
+    let revealed: Value = serde_json::from_str(&run(&["--include-phi"])).unwrap();
+    assert_eq!(
+        revealed[0]["dicom"]["patient"]["patient_name"],
+        "Müller^Jörg"
+    );
+    assert_eq!(revealed[0]["dicom"]["patient"]["patient_id"], "PID-77");
+
+    let hashed: Value = serde_json::from_str(&run(&["--redact-paths", "hash"])).unwrap();
+    let name = hashed[0]["image"].as_str().unwrap();
+    assert!(
+        name.starts_with("sha256:") && name.len() == 7 + 64,
+        "{name}"
+    );
+    assert!(!hashed.to_string().contains("Mueller"), "{hashed}");
+    // The same path always hashes the same (records of reruns pair up).
+    let again: Value = serde_json::from_str(&run(&["--redact-paths", "hash"])).unwrap();
+    assert_eq!(again[0]["image"], hashed[0]["image"]);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .current_dir(&folder)
+        .arg("analyze")
+        .arg(&source_path)
+        .args([
+            "--weights",
+            FIXTURE_WEIGHTS,
+            "--quiet",
+            "--redact-paths",
+            "relative",
+        ])
+        .output()
+        .unwrap();
+    let relative: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(relative[0]["image"], "dx.dcm");
+}

@@ -68,6 +68,38 @@ pub enum ModelChoice {
     All,
 }
 
+/// How a record names its image (`--redact-paths`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PathRedaction {
+    Relative,
+    Hash,
+}
+
+impl PathRedaction {
+    /// The name a record gives the image at `path`.
+    pub fn apply(self, path: &Path) -> String {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        match self {
+            PathRedaction::Relative => {
+                let here = std::env::current_dir().ok();
+                here.as_deref()
+                    .and_then(|here| absolute.strip_prefix(here).ok())
+                    .map(Path::to_path_buf)
+                    .or_else(|| path.file_name().map(PathBuf::from))
+                    .unwrap_or_default()
+                    .display()
+                    .to_string()
+            }
+            PathRedaction::Hash => {
+                use sha2::{Digest, Sha256};
+                let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+                let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+                format!("sha256:{hex}")
+            }
+        }
+    }
+}
+
 /// File extensions taken from folders by default. Files without an extension are taken too
 /// (DICOM files often have none), and so is any other file whose content is an image.
 pub const IMAGE_EXTENSIONS: [&str; 10] = [
@@ -171,6 +203,16 @@ pub struct AnalyzeArgs {
     /// again (error records are retried). Needs --out.
     #[arg(long, requires = "out")]
     pub skip_existing: bool,
+    /// Put the patient's name, ID and birth date of DICOM inputs in the records (left out by
+    /// default; the DICOM objects of --dicom-out always carry them, as they go back to that
+    /// patient's study).
+    #[arg(long)]
+    pub include_phi: bool,
+    /// How records name their image: as given (default), relative (to the current folder,
+    /// else the file name alone), or hash (the SHA-256 of the absolute path, for sharing
+    /// records without the folder names, which often hold patient names).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub redact_paths: Option<PathRedaction>,
     /// Memory ceiling per image, MiB: larger files, and images whose decoded pixels would take
     /// more, are error records (checked from the headers before anything is decoded).
     #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -1032,12 +1074,18 @@ fn store_objects(
     Ok(())
 }
 
-/// The name a record gives its image: the DICOMweb URL it was fetched from, else its path.
-fn image_name(path: &Path, fetched_from: &HashMap<PathBuf, String>) -> String {
-    fetched_from
-        .get(path)
-        .cloned()
-        .unwrap_or_else(|| path.display().to_string())
+/// The name a record gives its image: the DICOMweb URL it was fetched from, else its path as
+/// `--redact-paths` asks.
+fn record_name(
+    path: &Path,
+    fetched_from: &HashMap<PathBuf, String>,
+    redaction: Option<PathRedaction>,
+) -> String {
+    match (fetched_from.get(path), redaction) {
+        (Some(url), _) => url.clone(),
+        (None, Some(redaction)) => redaction.apply(path),
+        (None, None) => path.display().to_string(),
+    }
 }
 
 /// A private folder for fetched DICOMweb instances, removed with everything in it when the run
@@ -1289,18 +1337,20 @@ pub fn run(
             let done = args.skip_existing
                 && args.out.as_ref().is_some_and(|out| {
                     let json = out.join(format!("{stem}.json"));
-                    has_analysed_record(&json, &image_name(&item.path, &fetched_from))
-                        && args.dicom_out.as_ref().is_none_or(|folder| {
-                            let mut extensions = vec![SR_EXTENSION, PRESENTATION_STATE_EXTENSION];
-                            if args.secondary_capture {
-                                extensions.push(SECONDARY_CAPTURE_EXTENSION);
-                            }
-                            let objects: Vec<PathBuf> = extensions
-                                .iter()
-                                .map(|extension| folder.join(format!("{stem}.{extension}")))
-                                .collect();
-                            has_dicom_objects_or_needs_none(&json, &objects)
-                        })
+                    has_analysed_record(
+                        &json,
+                        &record_name(&item.path, &fetched_from, args.redact_paths),
+                    ) && args.dicom_out.as_ref().is_none_or(|folder| {
+                        let mut extensions = vec![SR_EXTENSION, PRESENTATION_STATE_EXTENSION];
+                        if args.secondary_capture {
+                            extensions.push(SECONDARY_CAPTURE_EXTENSION);
+                        }
+                        let objects: Vec<PathBuf> = extensions
+                            .iter()
+                            .map(|extension| folder.join(format!("{stem}.{extension}")))
+                            .collect();
+                        has_dicom_objects_or_needs_none(&json, &objects)
+                    })
                 });
             already_done += usize::from(done);
             !done
@@ -1421,11 +1471,17 @@ pub fn run(
                 Ok(loaded) => analyzer.analyze_loaded(path, loaded, load_time, args.pixel_spacing),
             };
             let mut record = analysis.record;
-            if let Some(url) = fetched_from.get(path) {
-                match &mut record {
-                    Record::Analyzed(image_record) => image_record.image = url.clone(),
-                    Record::Failed(failure) => failure.image = url.clone(),
+            let name = record_name(path, &fetched_from, args.redact_paths);
+            match &mut record {
+                Record::Analyzed(image_record) => {
+                    image_record.image = name;
+                    if args.include_phi {
+                        if let Some(dicom) = &mut image_record.dicom {
+                            dicom.reveal_patient();
+                        }
+                    }
                 }
+                Record::Failed(failure) => failure.image = name,
             }
             // A requested file that could not be written makes the image count as failed,
             // though its record (with a warning saying so) is kept.

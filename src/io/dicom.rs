@@ -275,6 +275,7 @@ fn dicom_attributes(
             study_description: text_attribute(object, tags::STUDY_DESCRIPTION),
             laterality: text_attribute(object, tags::LATERALITY),
         },
+        patient: None,
     }
 }
 

@@ -141,6 +141,29 @@ pub struct DicomAttributes {
     /// objects that go back to that patient's study may carry.
     #[serde(skip)]
     pub source: SourceIdentity,
+    /// The patient's name, ID and birth date, only when the caller asks for them (the
+    /// command line's `--include-phi`); absent from the record otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<PatientIdentity>,
+}
+
+/// Protected health information a record carries only on request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PatientIdentity {
+    pub patient_name: Option<String>,
+    pub patient_id: Option<String>,
+    pub patient_birth_date: Option<String>,
+}
+
+impl DicomAttributes {
+    /// Adds the patient's name, ID and birth date to what the record shows.
+    pub fn reveal_patient(&mut self) {
+        self.patient = Some(PatientIdentity {
+            patient_name: self.source.patient_name.clone(),
+            patient_id: self.source.patient_id.clone(),
+            patient_birth_date: self.source.patient_birth_date.clone(),
+        });
+    }
 }
 
 /// The source instance's SOP Class, frame count, and its Patient and General Study module

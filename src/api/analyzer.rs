@@ -206,6 +206,11 @@ impl Analyzer {
         Ok(analyzer)
     }
 
+    /// The GPU the models run on, as records name it.
+    pub fn adapter(&self) -> &str {
+        &self.adapter
+    }
+
     /// What was reported while setting up (e.g. a tuning table that could not be read).
     pub fn notes(&self) -> &[String] {
         &self.notes

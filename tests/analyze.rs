@@ -395,7 +395,7 @@ fn folder_batch_writes_json_csv_and_overlays() {
     assert_eq!(lines.len(), 5, "{table}");
     assert_eq!(lines[0], csv_header().join(","));
     assert!(lines[0].starts_with("image,status,facing,distance_unit,C2-C7 (deg),C2-C7 status"));
-    assert!(lines[0].contains(",cSVA,cSVA unit,cSVA status,RJD,RJD unit,RJD status,"));
+    assert!(lines[0].contains(",cSVA (mm),cSVA (px),cSVA status,RJD (mm),RJD (px),RJD status,"));
     assert!(lines[0].ends_with(",median_confidence,warning_codes,warnings,error"));
     for line in &lines[1..] {
         // Analysed (the test images are not spines, so their values are flagged).
@@ -1219,6 +1219,22 @@ fn json_names(folder: &Path) -> Vec<String> {
     names
 }
 
+/// The distinct images the records `names` in `out` are of.
+fn distinct_images(out: &Path, names: &[String]) -> Vec<String> {
+    let mut images: Vec<String> = names
+        .iter()
+        .map(|name| {
+            read_json(&out.join(name))["image"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}
+
 #[test]
 fn shards_into_one_folder_analyse_every_image_once_and_a_resumed_run_skips_what_is_done() {
     let dir = scratch();
@@ -1265,17 +1281,7 @@ fn shards_into_one_folder_analyse_every_image_once_and_a_resumed_run_skips_what_
         ],
         "every image once, the two same.png apart"
     );
-    let mut images: Vec<String> = names
-        .iter()
-        .map(|name| {
-            read_json(&out.join(name))["image"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    images.sort();
-    images.dedup();
+    let images = distinct_images(&out, &names);
     assert_eq!(images.len(), 6, "six different images: {images:?}");
 
     // A rerun with --skip-existing analyses only what is missing: one record lost, one error
@@ -1410,4 +1416,210 @@ fn json_lines_get_one_whole_record_per_image_and_grow_across_runs() {
         path_str(&inputs.join("a.png")),
     ]);
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// A run killed (SIGKILL) in the middle of a batch and restarted with --skip-existing ends with
+/// every image analysed exactly once: the killed run's records are whole (written under a
+/// temporary name and renamed) and kept, the rest are analysed by the second run only.
+#[test]
+fn a_killed_run_resumed_with_skip_existing_analyses_every_image_exactly_once() {
+    let dir = scratch();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let count = 24;
+    for index in 0..count {
+        write_png(&inputs.join(format!("{index:02}.png")), 300, 360);
+    }
+    let out = dir.path().join("out");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["analyze", path_str(&inputs), "--weights", FIXTURE_WEIGHTS])
+        .args(["--out", path_str(&out), "--quiet"])
+        .env_remove("SAGITTA_WEIGHTS")
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !out.is_dir() || json_names(&out).len() < 3 {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the batch ended before it could be killed"
+        );
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no record after two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let done_before = json_names(&out);
+    assert!(
+        done_before.len() < count,
+        "killed too late: {}",
+        done_before.len()
+    );
+    let kept: Vec<Vec<u8>> = done_before
+        .iter()
+        .map(|name| std::fs::read(out.join(name)).unwrap())
+        .collect();
+    for bytes in &kept {
+        let record: serde_json::Value = serde_json::from_slice(bytes).expect("a whole record");
+        assert!(matches!(record["status"].as_str(), Some("ok" | "flagged")));
+    }
+
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["analyze", path_str(&inputs), "--weights", FIXTURE_WEIGHTS])
+        .args(["--out", path_str(&out), "--skip-existing"])
+        .env_remove("SAGITTA_WEIGHTS")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let expected = format!(
+        "{} of {count} image(s) to analyse; {} already analysed",
+        count - done_before.len(),
+        done_before.len()
+    );
+    assert!(stderr.contains(&expected), "{expected} in {stderr}");
+    let names = json_names(&out);
+    assert_eq!(names.len(), count, "{names:?}");
+    for (name, bytes) in done_before.iter().zip(&kept) {
+        assert_eq!(
+            &std::fs::read(out.join(name)).unwrap(),
+            bytes,
+            "{name} rewritten"
+        );
+    }
+    assert_eq!(
+        distinct_images(&out, &names).len(),
+        count,
+        "one record per image"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".json"))
+        .collect();
+    // Only hidden files besides the records: the folder's lock, and at most the temporary
+    // file the killed run was writing.
+    assert!(
+        leftovers.iter().all(|name| name.starts_with('.')),
+        "{leftovers:?}"
+    );
+}
+
+/// `sagitta merge`: the tables and record files of two shards (and a record folder holding a
+/// stale error record of one image) become one table and one JSON-lines file with each image
+/// once, its analysed row and record kept; inputs are never overwritten.
+#[test]
+fn merge_makes_one_table_of_the_shards_with_each_image_once() {
+    let dir = scratch();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for index in 0..6 {
+        write_png(&inputs.join(format!("{index}.png")), 140 + 10 * index, 160);
+    }
+    let shard = |which: &str, number: u32| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+            .args([
+                "analyze",
+                path_str(&inputs),
+                "--weights",
+                FIXTURE_WEIGHTS,
+                "--quiet",
+            ])
+            .args(["--shard", which, "--csv"])
+            .arg(dir.path().join(format!("shard{number}.csv")))
+            .arg("--jsonl")
+            .arg(dir.path().join(format!("shard{number}.jsonl")))
+            .arg("--out")
+            .arg(dir.path().join(format!("out{number}")))
+            .env_remove("SAGITTA_WEIGHTS")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    };
+    shard("1/2", 1);
+    shard("2/2", 2);
+    // A stale error record of an image that shard 1 or 2 analysed.
+    let stale = dir.path().join("stale");
+    std::fs::create_dir(&stale).unwrap();
+    let image = inputs.join("3.png").display().to_string();
+    std::fs::write(
+        stale.join("3.json"),
+        serde_json::json!({"image": image, "status": "error", "timestamp": "2099-01-01T00:00:00Z"})
+            .to_string(),
+    )
+    .unwrap();
+
+    let (csv, jsonl) = (dir.path().join("all.csv"), dir.path().join("all.jsonl"));
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .arg("merge")
+        .args([dir.path().join("shard1.csv"), dir.path().join("shard2.csv")])
+        .args([
+            dir.path().join("shard1.jsonl"),
+            dir.path().join("out2"),
+            stale.clone(),
+        ])
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--jsonl")
+        .arg(&jsonl)
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("6 image(s), 1 duplicate(s) dropped, 0 without an analysis"),
+        "{stderr}"
+    );
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], csv_header().join(","));
+    let mut images: Vec<&str> = lines[1..]
+        .iter()
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(images.len(), 6, "{table}");
+    images.dedup();
+    assert_eq!(images.len(), 6, "{table}");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 6);
+    let three = records
+        .iter()
+        .find(|r| r["image"] == image.as_str())
+        .unwrap();
+    assert!(
+        matches!(three["status"].as_str(), Some("ok" | "flagged")),
+        "{three}"
+    );
+
+    // An output that is an input is refused, and so are tables of different kinds.
+    let refused = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .arg("merge")
+        .arg(&csv)
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "image,status,x\na.png,ok,1\n").unwrap();
+    let mixed = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["merge", "--csv"])
+        .arg(dir.path().join("mixed.csv"))
+        .arg(&csv)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(mixed.status.code(), Some(2));
+    assert!(
+        text(&mixed.stderr).contains("header differs"),
+        "{}",
+        text(&mixed.stderr)
+    );
 }

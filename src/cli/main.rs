@@ -83,6 +83,9 @@ enum Command {
     /// Landmarks, the 9 cervical parameters, CSV and overlays for radiographs (files, folders,
     /// lists); exit code 0 all analysed, 1 some failed, 2 could not run.
     Analyze(sagitta::cli::analyze::AnalyzeArgs),
+    /// One table from several runs' outputs (shards, resumed runs): record folders and
+    /// JSON-lines files into --jsonl, CSV tables into --csv; each image once.
+    Merge(sagitta::cli::merge::MergeArgs),
     /// The example viewer: shows a radiograph, runs the cervical model on the texture it shows
     /// without blocking a frame, overlays heatmaps and landmarks; drag a landmark and the
     /// parameters follow (needs a display; `xvfb-run` without one).
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
         Command::View(args) => {
             return ExitCode::from(sagitta::cli::viewer::main(args));
         }
+        Command::Merge(args) => return sagitta::cli::merge::main(args),
         Command::Analyze(args) => {
             let mut args = args.clone();
             args.shard = args.shard.or_else(env::slurm_shard);

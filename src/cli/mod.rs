@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod dicomweb;
 pub mod env;
+pub mod merge;
 pub mod output;
 #[cfg(feature = "viewer")]
 pub mod viewer;

@@ -1009,8 +1009,9 @@ pub fn is_distance_parameter(name: &str) -> bool {
 }
 
 /// The CSV header: `image, status, facing, distance_unit`, then per parameter either
-/// `NAME (deg)` for angles or `NAME` and `NAME unit` for distances (their unit depends on the
-/// image), each followed by `NAME status`; then the whole-spine values (`wholespine NAME (deg)`,
+/// `NAME (deg)` for angles or `NAME (mm)` and `NAME (px)` for distances (one of which is filled,
+/// as the image has a pixel spacing or not: a column never mixes units), each followed by
+/// `NAME status`; then the whole-spine values (`wholespine NAME (deg)`,
 /// `(mm)` and `(px)`, or `(ratio)`, and `wholespine NAME status`) and the lumbar ones (`lumbar
 /// levels`: the present levels, space-separated; `lumbar NAME (deg)`, `lumbar NAME status`), each
 /// empty when its model did not run; then the myelopathy screen (`p_csm`, `csm_label`,
@@ -1023,8 +1024,8 @@ pub fn csv_header() -> Vec<String> {
         .collect();
     for name in PARAMETER_NAMES {
         if is_distance_parameter(name) {
-            columns.push(name.to_string());
-            columns.push(format!("{name} unit"));
+            columns.push(format!("{name} (mm)"));
+            columns.push(format!("{name} (px)"));
         } else {
             columns.push(format!("{name} ({ANGLE_UNIT})"));
         }
@@ -1091,9 +1092,14 @@ pub fn csv_row(record: &Record) -> Vec<String> {
             };
             for name in PARAMETER_NAMES {
                 let parameter = analysis.parameters.iter().find(|p| p.name == name);
-                cells.push(parameter.map_or_else(String::new, |p| format!("{:.2}", p.value)));
+                let value = parameter.map_or_else(String::new, |p| format!("{:.2}", p.value));
                 if is_distance_parameter(name) {
-                    cells.push(parameter.map_or_else(String::new, |p| p.unit.to_string()));
+                    cells.extend(unit_columns(
+                        value,
+                        parameter.is_some_and(|p| p.unit == "mm"),
+                    ));
+                } else {
+                    cells.push(value);
                 }
                 cells.push(
                     parameter
@@ -1131,6 +1137,15 @@ pub fn csv_row(record: &Record) -> Vec<String> {
     cells
 }
 
+/// A distance's `(mm)` and `(px)` cells: the value in the one of its unit.
+fn unit_columns(value: String, in_mm: bool) -> [String; 2] {
+    if in_mm {
+        [value, String::new()]
+    } else {
+        [String::new(), value]
+    }
+}
+
 /// The whole-spine columns of one record ([`csv_header`]): empty when the model did not run;
 /// a value missing from a record that has the block is `not_measurable`.
 fn spine_cells(cells: &mut Vec<String>, spine: Option<&SpineRecord>) {
@@ -1140,13 +1155,10 @@ fn spine_cells(cells: &mut Vec<String>, spine: Option<&SpineRecord>) {
         let value = parameter.map_or_else(String::new, |p| format!("{:.2}", p.value));
         match definition.unit {
             Unit::Distance => {
-                let in_mm = parameter.is_some_and(|p| p.unit == "mm");
-                let (mm, px) = if in_mm {
-                    (value, String::new())
-                } else {
-                    (String::new(), value)
-                };
-                cells.extend([mm, px]);
+                cells.extend(unit_columns(
+                    value,
+                    parameter.is_some_and(|p| p.unit == "mm"),
+                ));
             }
             Unit::Degrees | Unit::Ratio => cells.push(value),
         }
@@ -1359,9 +1371,10 @@ mod tests {
         );
         assert!(header.contains(&"cSVA status".to_string()));
         assert!(header.contains(&"warning_codes".to_string()));
-        assert!(header.contains(&"cSVA".to_string()));
-        assert!(header.contains(&"cSVA unit".to_string()));
-        assert!(header.contains(&"RJD unit".to_string()));
+        for distance in ["cSVA", "RJD"] {
+            assert!(header.contains(&format!("{distance} (mm)")));
+            assert!(header.contains(&format!("{distance} (px)")));
+        }
         assert_eq!(header.last().map(String::as_str), Some("error"));
         let failed = Record::failed(Path::new("x.png"), "x.png: file is empty");
         let row = csv_row(&failed);

@@ -395,7 +395,7 @@ pub fn measurement_report(
     let mut measurements = Vec::new();
     if let Some(model) = &record.model {
         measurements.push(landmark_group(
-            &source,
+            source,
             "cervical",
             model,
             &record.landmarks,
@@ -404,7 +404,7 @@ pub fn measurement_report(
     }
     if let Some(spine) = &record.wholespine {
         measurements.push(landmark_group(
-            &source,
+            source,
             "wholespine",
             &spine.model,
             &spine.landmarks,
@@ -412,7 +412,7 @@ pub fn measurement_report(
         ));
     }
     if let Some(lumbar) = &record.lumbar {
-        measurements.push(lumbar_group(&source, lumbar));
+        measurements.push(lumbar_group(source, lumbar));
     }
     if let Some(csm) = &record.csm {
         measurements.push(csm_group(csm));

@@ -1178,3 +1178,56 @@ fn records_leave_out_the_patient_and_can_hide_paths() {
     let relative: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(relative[0]["image"], "dx.dcm");
 }
+
+/// dciodvfy finds no error in any object written for any shared NEMA film that analyses (one
+/// is 12-bit lossy JPEG, which the pure-Rust decoder cannot read: it gets an error record and
+/// no objects) nor for the DICOM sample, with every model family.
+#[test]
+fn dciodvfy_finds_no_errors_in_the_objects_of_every_shared_film() {
+    let Some(dciodvfy) = tool("dciodvfy", "dicom3tools") else {
+        return;
+    };
+    let Some(source) = shared_source() else {
+        return;
+    };
+    let dir = scratch();
+    let dicom = dir.path().join("dicom");
+    let shared = source.parent().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args([
+            "analyze",
+            s(shared),
+            DICOM_SAMPLE,
+            "--model",
+            "all",
+            "--quiet",
+        ])
+        .args(["--dicom-out", s(&dicom), "--secondary-capture"])
+        .env_remove("SAGITTA_WEIGHTS")
+        .output()
+        .unwrap();
+    let records: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let analysed = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| record["status"] != "error")
+        .count();
+    assert!(analysed >= 2, "{records}");
+    let mut objects: Vec<PathBuf> = std::fs::read_dir(&dicom)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".dcm"))
+        .collect();
+    objects.sort();
+    assert_eq!(objects.len(), 3 * analysed, "{objects:?}");
+    for path in objects {
+        let errors = dciodvfy_errors(&dciodvfy, &path);
+        assert!(
+            errors.is_empty(),
+            "{}: {}",
+            path.display(),
+            errors.join("\n")
+        );
+    }
+}

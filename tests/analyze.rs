@@ -1623,3 +1623,72 @@ fn merge_makes_one_table_of_the_shards_with_each_image_once() {
         text(&mixed.stderr)
     );
 }
+
+/// `--parquet` holds the `--csv` table, typed: each number equal to its CSV cell, empty cells
+/// null, strings as written; `merge --parquet` gives the merged table the same way.
+#[test]
+fn parquet_tables_hold_the_csv_values_typed() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+
+    let dir = scratch();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for index in 0..3 {
+        write_png(&inputs.join(format!("{index}.png")), 150 + 20 * index, 170);
+    }
+    std::fs::write(inputs.join("broken.png"), b"\x89PNG\r\n\x1a\n broken").unwrap();
+    let (csv, table) = (dir.path().join("t.csv"), dir.path().join("t.parquet"));
+    let output = sagitta(&[
+        path_str(&inputs),
+        "--weights",
+        FIXTURE_WEIGHTS,
+        "--csv",
+        path_str(&csv),
+        "--parquet",
+        path_str(&table),
+        "--quiet",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let read = |path: &Path| -> Vec<Vec<(String, Field)>> {
+        let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+        reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|row| row.unwrap().into_columns())
+            .collect()
+    };
+    let rows = read(&table);
+    let csv_rows = sagitta::cli::merge::parse_csv(&std::fs::read_to_string(&csv).unwrap()).unwrap();
+    assert_eq!(rows.len(), csv_rows.len() - 1);
+    let header = &csv_rows[0];
+    let mut numbers = 0;
+    for (row, cells) in rows.iter().zip(&csv_rows[1..]) {
+        assert_eq!(row.len(), header.len());
+        for ((name, field), (column, cell)) in row.iter().zip(header.iter().zip(cells)) {
+            assert_eq!(name, column);
+            let cell: &str = cell;
+            match field {
+                Field::Null => assert!(cell.is_empty(), "{column}: {cell}"),
+                Field::Double(value) => {
+                    assert_eq!(*value, cell.parse::<f64>().unwrap(), "{column}");
+                    numbers += 1;
+                }
+                Field::Str(value) => assert_eq!(value, cell, "{column}"),
+                other => panic!("{column}: {other:?}"),
+            }
+        }
+    }
+    assert!(numbers > 0, "the angles are numbers");
+    assert!(rows
+        .iter()
+        .any(|row| row[1].1 == Field::Str("error".into())));
+
+    let merged = dir.path().join("merged.parquet");
+    let output = Command::new(env!("CARGO_BIN_EXE_sagitta"))
+        .args(["merge", path_str(&csv), "--parquet", path_str(&merged)])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(read(&merged), rows);
+}

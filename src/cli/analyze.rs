@@ -133,6 +133,11 @@ pub struct AnalyzeArgs {
     /// --csv-append is given). It appears whole when the batch ends.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Write the --csv table (the same columns, typed: values and numbers as doubles, the rest
+    /// as UTF-8 strings, empty cells as nulls) as a Parquet file. A new file, written whole
+    /// when the batch ends; an existing one is replaced.
+    #[arg(long, value_name = "FILE")]
+    pub parquet: Option<PathBuf>,
     /// Add the rows to the --csv (and --landmarks-csv) file if it exists (its header must be
     /// this version's); the header is written only to a new or empty file.
     #[arg(long)]
@@ -686,6 +691,9 @@ fn plan_outputs(
     if let Some(csv) = &args.landmarks_csv {
         check(csv, "--landmarks-csv")?;
     }
+    if let Some(parquet) = &args.parquet {
+        check(parquet, "--parquet")?;
+    }
     if let Some(jsonl) = &args.jsonl {
         check(jsonl, "--jsonl")?;
     }
@@ -746,6 +754,7 @@ fn lock_outputs(
         .csv
         .iter()
         .chain(&args.landmarks_csv)
+        .chain(&args.parquet)
         .chain(&args.jsonl)
         .chain(match overlay_target {
             Some(OverlayTarget::File(path)) => Some(path),
@@ -915,14 +924,14 @@ impl JsonLines {
     }
 }
 
-enum OverlayFailure {
+/// Why one of an image's output files (overlay, DICOM object) was not written.
+enum OutputFailure {
     /// No space left: the batch stops.
     DiskFull(std::io::Error),
-    /// This overlay only (e.g. a folder in the way): the image counts as failed.
+    /// This file only (e.g. a folder in the way): the image counts as failed.
     Other(String),
 }
 
-/// Draws an image's overlay and writes it as PNG through a temporary file.
 /// The overlay picture of an analysed image.
 fn render_overlay(
     radiograph: &crate::io::Radiograph,
@@ -938,9 +947,10 @@ fn render_overlay(
     .map_err(|error| error.to_string())
 }
 
-fn write_overlay(path: &Path, picture: &image::RgbImage) -> Result<(), OverlayFailure> {
+/// Writes an overlay picture as PNG through a temporary file.
+fn write_overlay(path: &Path, picture: &image::RgbImage) -> Result<(), OutputFailure> {
     let cannot = |error: &dyn std::fmt::Display| {
-        OverlayFailure::Other(format!(
+        OutputFailure::Other(format!(
             "{}: cannot write the overlay: {error}",
             path.display()
         ))
@@ -951,7 +961,7 @@ fn write_overlay(path: &Path, picture: &image::RgbImage) -> Result<(), OverlayFa
         .map_err(|error| cannot(&error))?;
     output::write_atomic(path, png.get_ref()).map_err(|error| {
         if output::is_disk_full(&error) {
-            OverlayFailure::DiskFull(error)
+            OutputFailure::DiskFull(error)
         } else {
             cannot(&error)
         }
@@ -964,13 +974,6 @@ pub const SR_EXTENSION: &str = "sr.dcm";
 pub const PRESENTATION_STATE_EXTENSION: &str = "pr.dcm";
 /// The file name extension of the secondary captures in `--dicom-out`.
 pub const SECONDARY_CAPTURE_EXTENSION: &str = "sc.dcm";
-
-enum SrFailure {
-    /// No space left: the batch stops.
-    DiskFull(std::io::Error),
-    /// This object only: the image counts as failed.
-    Other(String),
-}
 
 /// The result objects `--dicom-out` writes.
 #[derive(Clone, Copy)]
@@ -998,12 +1001,13 @@ fn write_dicom_object(
     path: &Path,
     record: &mut crate::report::ImageRecord,
     picture: Option<&image::RgbImage>,
-) -> Result<(), SrFailure> {
+) -> Result<(), OutputFailure> {
     use crate::report::dicom::{self, capture, gsps, sr, ObjectIdentity};
     let identity = ObjectIdentity::new();
     let now = chrono::Utc::now();
-    let failed =
-        |error: &dyn std::fmt::Display| SrFailure::Other(format!("{}: {error}", path.display()));
+    let failed = |error: &dyn std::fmt::Display| {
+        OutputFailure::Other(format!("{}: {error}", path.display()))
+    };
     let object = match kind {
         DicomObjectKind::StructuredReport => sr::measurement_report(record, &identity, now),
         DicomObjectKind::PresentationState => gsps::presentation_state(record, &identity, now),
@@ -1017,7 +1021,7 @@ fn write_dicom_object(
     let replaced = std::fs::symlink_metadata(path).is_ok();
     output::write_atomic(path, &bytes).map_err(|error| {
         if output::is_disk_full(&error) {
-            SrFailure::DiskFull(error)
+            OutputFailure::DiskFull(error)
         } else {
             failed(&format!("cannot write the {}: {error}", kind.name()))
         }
@@ -1409,6 +1413,7 @@ pub fn run(
     }
 
     let mut json_lines = args.jsonl.as_deref().map(JsonLines::open).transpose()?;
+    let mut parquet_rows: Vec<Vec<String>> = Vec::new();
     let mut analyzer = Analyzer::new(&weights, gpu, options)?;
     for note in analyzer.notes() {
         eprintln!("sagitta: {note}");
@@ -1504,15 +1509,15 @@ pub fn run(
             {
                 let written = match &picture {
                     Ok(picture) => write_overlay(overlay_path, picture),
-                    Err(error) => Err(OverlayFailure::Other(error.clone())),
+                    Err(error) => Err(OutputFailure::Other(error.clone())),
                 };
                 match written {
                     Ok(()) => {}
-                    Err(OverlayFailure::DiskFull(error)) => {
+                    Err(OutputFailure::DiskFull(error)) => {
                         progress.finish_and_clear();
                         return Err(disk_full(overlay_path, &error, index, total));
                     }
-                    Err(OverlayFailure::Other(error)) => {
+                    Err(OutputFailure::Other(error)) => {
                         progress.suspend(|| eprintln!("sagitta: {error}"));
                         image_record
                             .warnings
@@ -1552,11 +1557,11 @@ pub fn run(
                             picture.as_ref().ok(),
                         ) {
                             Ok(()) => {}
-                            Err(SrFailure::DiskFull(error)) => {
+                            Err(OutputFailure::DiskFull(error)) => {
                                 progress.finish_and_clear();
                                 return Err(disk_full(object_path, &error, index, total));
                             }
-                            Err(SrFailure::Other(error)) => {
+                            Err(OutputFailure::Other(error)) => {
                                 progress.suspend(|| eprintln!("sagitta: {error}"));
                                 image_record
                                     .warnings
@@ -1610,6 +1615,9 @@ pub fn run(
                     return Err(write_failure(path, error, index, total));
                 }
             }
+            if args.parquet.is_some() {
+                parquet_rows.extend(parameter_rows(&record));
+            }
             if let Some(lines) = &mut json_lines {
                 if let Err(error) = lines.write(&record) {
                     progress.finish_and_clear();
@@ -1636,6 +1644,9 @@ pub fn run(
                 for (_, table) in &mut tables {
                     let _ = table.write(&record);
                 }
+                if args.parquet.is_some() {
+                    parquet_rows.extend(parameter_rows(&record));
+                }
                 if let Some(lines) = &mut json_lines {
                     let _ = lines.write(&record);
                 }
@@ -1660,6 +1671,11 @@ pub fn run(
     outcome?;
     for (_, table) in tables {
         table.finish()?;
+    }
+    if let Some(path) = &args.parquet {
+        super::parquet::write_table(path, &csv_header(), &parquet_rows).map_err(|error| {
+            AnalyzeError::Usage(format!("--parquet {error}; the other outputs are written"))
+        })?;
     }
     if !args.quiet && !single {
         let seconds = started.elapsed().as_secs_f64();

@@ -26,6 +26,10 @@ pub struct MergeArgs {
     /// Write the merged table here (from CSV tables).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Write the merged table here as Parquet (from CSV tables; the columns of
+    /// `analyze --parquet`).
+    #[arg(long, value_name = "FILE")]
+    pub parquet: Option<PathBuf>,
 }
 
 /// What a merge found and kept.
@@ -223,8 +227,11 @@ pub fn merge_tables(
 }
 
 fn run(args: &MergeArgs) -> Result<MergeSummary, String> {
-    if args.jsonl.is_none() && args.csv.is_none() {
-        return Err("say where the merged output goes: --jsonl FILE and/or --csv FILE".into());
+    if args.jsonl.is_none() && args.csv.is_none() && args.parquet.is_none() {
+        return Err(
+            "say where the merged output goes: --jsonl FILE, --csv FILE and/or --parquet FILE"
+                .into(),
+        );
     }
     let is_csv = |path: &Path| {
         path.extension()
@@ -232,7 +239,7 @@ fn run(args: &MergeArgs) -> Result<MergeSummary, String> {
     };
     let (tables, records): (Vec<&PathBuf>, Vec<&PathBuf>) =
         args.inputs.iter().partition(|path| is_csv(path));
-    for output_path in args.jsonl.iter().chain(&args.csv) {
+    for output_path in args.jsonl.iter().chain(&args.csv).chain(&args.parquet) {
         if args.inputs.iter().any(|input| input == output_path) {
             return Err(format!(
                 "{} is an input of the merge and would be overwritten",
@@ -263,28 +270,39 @@ fn run(args: &MergeArgs) -> Result<MergeSummary, String> {
         }
         (None, true) => {}
     }
-    match (&args.csv, tables.is_empty()) {
-        (Some(csv), false) => {
+    let wants_table = args.csv.is_some() || args.parquet.is_some();
+    match (wants_table, tables.is_empty()) {
+        (true, false) => {
             let texts = tables
                 .iter()
                 .map(|path| read_text(path).map(|text| ((*path).clone(), text)))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (rows, counted) = merge_tables(&texts)?;
-            let mut text = String::new();
-            for row in rows {
-                let cells: Vec<String> = row.iter().map(|cell| csv_field(cell)).collect();
-                text.push_str(&cells.join(","));
-                text.push('\n');
+            let (mut rows, counted) = merge_tables(&texts)?;
+            if let Some(csv) = &args.csv {
+                let mut text = String::new();
+                for row in &rows {
+                    let cells: Vec<String> = row.iter().map(|cell| csv_field(cell)).collect();
+                    text.push_str(&cells.join(","));
+                    text.push('\n');
+                }
+                output::write_atomic(csv, text.as_bytes())
+                    .map_err(|error| format!("{}: {error}", csv.display()))?;
             }
-            output::write_atomic(csv, text.as_bytes())
-                .map_err(|error| format!("{}: {error}", csv.display()))?;
+            if let Some(parquet) = &args.parquet {
+                if !rows.is_empty() {
+                    let header = rows.remove(0);
+                    super::parquet::write_table(parquet, &header, &rows)?;
+                }
+            }
             if args.jsonl.is_none() {
                 summary = counted;
             }
         }
-        (Some(_), true) => return Err("--csv needs CSV tables (files ending in .csv)".into()),
-        (None, false) => return Err("CSV tables merge into --csv FILE".into()),
-        (None, true) => {}
+        (true, true) => {
+            return Err("--csv and --parquet need CSV tables (files ending in .csv)".into())
+        }
+        (false, false) => return Err("CSV tables merge into --csv or --parquet FILE".into()),
+        (false, true) => {}
     }
     Ok(summary)
 }

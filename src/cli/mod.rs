@@ -6,5 +6,6 @@ pub mod dicomweb;
 pub mod env;
 pub mod merge;
 pub mod output;
+pub mod parquet;
 #[cfg(feature = "viewer")]
 pub mod viewer;

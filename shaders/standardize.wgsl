@@ -1,6 +1,6 @@
 // Zero mean, unit variance over the whole image: (x - mean) / max(std, eps), population std.
 // `statistics` runs as a single workgroup (two passes: mean, then squared deviations, which keeps
-// f32 accurate on a million pixels); `apply` is elementwise.
+// f32 accurate on a million pixels); `apply` is elementwise. `reduce` is workgroup_sum.wgsl's.
 
 struct Params {
     count: u32,
@@ -10,23 +10,6 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> values: array<f32>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
-
-const THREADS: u32 = 256u;
-var<workgroup> partial: array<f32, 256>;
-
-fn reduce(local: u32, value: f32) -> f32 {
-    partial[local] = value;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride = stride / 2u) {
-        if (local < stride) {
-            partial[local] = partial[local] + partial[local + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
 
 @compute @workgroup_size(256)
 fn statistics(@builtin(local_invocation_index) local: u32) {

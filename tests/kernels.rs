@@ -792,6 +792,73 @@ fn resize_area_matches_pytorch() {
 }
 
 #[test]
+fn standardize_planes_matches_pytorch() {
+    let fx = Fixture::load("standardize_planes.safetensors");
+    let cases = fx.cases();
+    assert!(cases.len() >= 3, "standardize_planes fixture lost cases");
+    let mut worst = Vec::new();
+    for (variant, ctx, precision) in activation_variants() {
+        let mut max = 0.0f32;
+        let mut planes_checked = 0;
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let (shape, input) = fx.get(&format!("{name}.input"));
+            let (_, expected) = fx.get(&format!("{name}.output"));
+            let mut plan = Plan::with_precision(precision);
+            let x = store_activation(&ctx, &mut plan, "crops", shape, input);
+            let y = ops::standardize_planes(&mut plan, x, 1e-6).unwrap();
+            assert_eq!(plan.shape(y), plan.shape(x));
+            let got = run_on(&ctx, plan, &[y]);
+            let size = shape[shape.len() - 2] * shape[shape.len() - 1];
+            for (p, ((g, e), x)) in got[0]
+                .chunks(size)
+                .zip(expected.chunks(size))
+                .zip(input.chunks(size))
+                .enumerate()
+            {
+                // f16 storage rounds each input by up to 2^-11 of its magnitude: a plane whose
+                // spread is not well above that (a nearly flat crop far from zero) is only
+                // meaningful in f32.
+                let mean = x.iter().sum::<f32>() / size as f32;
+                let std = (x.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / size as f32).sqrt();
+                let resolvable = std == 0.0 || std >= 0.05 * max_abs(x);
+                if precision == Precision::F16 && !resolvable {
+                    continue;
+                }
+                // Nearly flat planes divide f32 rounding by a small std.
+                let tol = tolerance(precision, e, 2e-4, 4e-3);
+                max = max.max(assert_close(
+                    &format!("{name} plane {p} {variant}"),
+                    g,
+                    e,
+                    tol,
+                ));
+                planes_checked += 1;
+            }
+        }
+        assert!(
+            planes_checked >= 8,
+            "{variant}: only {planes_checked} planes checked"
+        );
+        worst.push((variant, max));
+    }
+    report("standardize_planes", &worst);
+}
+
+#[test]
+fn standardize_planes_refuses_a_tensor_without_planes() {
+    let ctx = gpu();
+    let mut plan = Plan::new();
+    let flat = plan.bound("flat", &[20], upload(&ctx, "flat", &[0.0; 20]));
+    assert!(ops::standardize_planes(&mut plan, flat, 1e-6).is_err());
+    let empty = plan.bound("empty", &[3, 0, 4], upload(&ctx, "empty", &[0.0; 4]));
+    assert!(ops::standardize_planes(&mut plan, empty, 1e-6).is_err());
+    let planes = plan.bound("planes", &[2, 2, 5], upload(&ctx, "planes", &[0.0; 20]));
+    assert!(ops::standardize_planes(&mut plan, planes, 0.0).is_err());
+    assert!(ops::standardize_planes(&mut plan, planes, 1e-6).is_ok());
+}
+
+#[test]
 fn resize_area_refuses_empty_and_overflowing_sizes() {
     let ctx = gpu();
     let mut plan = Plan::new();

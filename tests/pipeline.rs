@@ -36,6 +36,72 @@ fn small_pipeline_f16_weights_match_pytorch() {
     eprintln!("f16 weights: {d}");
 }
 
+/// A checkpoint that standardizes each crop on its own (`crop_standardize: true` in its
+/// metadata; its refiners were fitted to such crops) against PyTorch.
+#[test]
+fn small_pipeline_with_crop_standardization_matches_pytorch() {
+    let d = compare_with_reference(
+        &fixture_path("cervical_small_cropstd_f32.safetensors"),
+        &fixture_path("cervical_small_cropstd_io.safetensors"),
+        "f32.",
+        1e-3,
+        Precision::F32,
+    );
+    eprintln!("crop standardization: {d}");
+}
+
+/// The setting is read from the metadata and changes what the refiners see: the same weights
+/// read without it (the paper's pipeline) put the refined corners elsewhere.
+#[test]
+fn crop_standardization_comes_from_the_metadata() {
+    let path = fixture_path("cervical_small_cropstd_f32.safetensors");
+    let r = Reference::load(&fixture_path("cervical_small_cropstd_io.safetensors"));
+    let (w, h, pixels) = &r.image;
+    let image = GreyImage {
+        width: *w,
+        height: *h,
+        pixels,
+    };
+    let expected = &r.io.get("f32.landmarks").1;
+    let mut weights = WeightFile::open(&path).unwrap();
+    assert_eq!(weights.metadata["crop_standardize"], true);
+    let with = CervicalModel::new(gpu(), &weights)
+        .unwrap()
+        .run(image)
+        .unwrap();
+    weights.metadata["crop_standardize"] = false.into();
+    let without = CervicalModel::new(gpu(), &weights)
+        .unwrap()
+        .run(image)
+        .unwrap();
+    let worst = |p: &sagitta::models::cervical::Prediction| {
+        p.xy()
+            .concat()
+            .iter()
+            .zip(expected.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let tol = 1e-3 * (*w).max(*h) as f32;
+    assert!(worst(&with) <= tol, "with the setting: {}", worst(&with));
+    assert!(
+        worst(&without) > 10.0 * tol,
+        "without the setting the corners should move: {}",
+        worst(&without)
+    );
+    // Only the refined corners depend on it; the global model's points do not.
+    for (a, b) in with.landmarks.iter().zip(&without.landmarks) {
+        if !a.refined {
+            assert_eq!((a.x, a.y), (b.x, b.y), "{}", a.name);
+        }
+    }
+    weights.metadata["crop_standardize"] = "yes".into();
+    let err = CervicalModel::new(gpu(), &weights)
+        .err()
+        .expect("a string is refused");
+    assert!(err.to_string().contains("crop_standardize"), "{err}");
+}
+
 #[test]
 fn one_inference_is_one_submission_and_one_readback_at_the_end() {
     let r = reference();

@@ -41,6 +41,7 @@ from sagitta_ref.measure import cervical as cp  # noqa: E402
 
 WRONG = {"deg": 5.0, "mm": 3.0}
 RIGHT = {"deg": 2.0, "mm": 1.0}
+GROSS = {"deg": 10.0, "mm": 6.0}
 THRESHOLD_REASONS = {"low_landmark_confidence", "refinement_disagreement", "image_low_confidence",
                      "uncertain_value"}
 
@@ -233,6 +234,10 @@ def main(argv=None) -> int:
     print(f"{len(cases)} analysed images")
     print("\nflags as the engine set them:")
     print_table(score(cases, lambda c: {n: p["status"] != "ok" for n, p in c["params"].items()}))
+    gross = [(p["status"] != "ok") for c in cases for p in c["params"].values()
+             if p["error"] > GROSS[p["unit"]]]
+    print(f"grossly wrong (> {GROSS['deg']:g} deg / {GROSS['mm']:g} mm): {sum(gross)} of "
+          f"{len(gross)} flagged ({pct(sum(gross), len(gross)).strip()})")
     if not args.sweep:
         return 0
     print("\nsweep: min landmark confidence and max refinement shift / median width for all "

@@ -79,6 +79,23 @@ def standardize_fixture():
     fx.write()
 
 
+def standardize_planes_fixture():
+    fx = Fixture("standardize_planes.safetensors")
+    g = gen(131)
+    # Crops as the refiners get them: each plane with its own offset and contrast, down to the
+    # nearly flat crop of a disc under the shoulders and a constant one (std below eps).
+    scale = torch.tensor([1.0, 0.3, 0.05, 0.004, 2.5, 0.0]).view(6, 1, 1, 1)
+    offset = torch.tensor([0.0, -1.2, 0.8, 2.0, -0.3, 1.5]).view(6, 1, 1, 1)
+    x = offset + scale * torch.randn(6, 1, 64, 64, generator=g)
+    fx.add("crops6x64", {}, {"input": x, "output": ops.standardize_planes(x)})
+    # Planes smaller than a workgroup and of an odd size.
+    x = 100.0 + 30.0 * torch.randn(4, 5, 7, generator=g)
+    fx.add("p4x5x7", {}, {"input": x, "output": ops.standardize_planes(x)})
+    x = torch.rand(3, 31, 47, generator=g) * 4095.0
+    fx.add("p3x31x47", {}, {"input": x, "output": ops.standardize_planes(x)})
+    fx.write()
+
+
 # --- 3. conv2d ---------------------------------------------------------------------------------
 
 CONV_CASES = [
@@ -555,8 +572,11 @@ PIPELINE_KEYS = ["standardized", "coarse_norm", "boxes", "crops", "refined_norm"
                  "landmarks_input", "landmarks"]
 
 
-def pipeline_fixture():
-    config = small_config()
+def pipeline_fixture(stem: str = "cervical_small", dtypes=("f32", "f16"), **changes):
+    """The small cervical model with peaked weights, its image and every intermediate; `changes`
+    are config fields set on top of small_config() (the refiners are fitted to the crops the
+    changed pipeline makes)."""
+    config = {**small_config(), **changes}
     g = gen(3)
     spine = testdata.spine_targets(g)
     image = testdata.synthetic_radiograph(150, 97, g, spine)      # [H0, W0], not square
@@ -565,8 +585,8 @@ def pipeline_fixture():
     testdata.peaked_init_(model, image, g, spine)
 
     io = {"image": image}
-    for dtype in ("f32", "f16"):
-        path = os.path.join(OUT, f"cervical_small_{dtype}.safetensors")
+    for dtype in dtypes:
+        path = os.path.join(OUT, f"{stem}_{dtype}.safetensors")
         save_model(model, config, path, dtype)
         print(f"{os.path.relpath(path)}: {os.path.getsize(path)} bytes")
         # expectations from the file's own values (f16 upcast to f32), computed in float32
@@ -582,7 +602,7 @@ def pipeline_fixture():
     print("  f16-activation sensitivity (f32 weights, conv outputs rounded to f16): "
           f"max |landmarks_input diff| = {testdata.f16_activation_sensitivity(model, image):.4f}"
           " input px")
-    path = os.path.join(OUT, "cervical_small_io.safetensors")
+    path = os.path.join(OUT, f"{stem}_io.safetensors")
     st_io.save_file(io, path, {"config": json.dumps(config)})
     print(f"{os.path.relpath(path)}: {len(io)} tensors, {os.path.getsize(path)} bytes")
 
@@ -834,6 +854,7 @@ def lumbar_fixture():
 FIXTURES = {
     "resize_bicubic": resize_fixture,
     "standardize": standardize_fixture,
+    "standardize_planes": standardize_planes_fixture,
     "conv2d": conv_fixture,
     "conv2d_rect": conv_rect_fixture,
     "concat": concat_fixture,
@@ -844,6 +865,9 @@ FIXTURES = {
     "roi_align": roi_fixture,
     "boxes": boxes_fixture,
     "cervical_small": pipeline_fixture,   # cervical_small_f32 / _f16 / _io
+    # each crop standardized on its own before its refiner: cervical_small_cropstd_f32 / _io
+    "cervical_small_cropstd": lambda: pipeline_fixture("cervical_small_cropstd", ("f32",),
+                                                       crop_standardize=True),
     "cervical_small_heatmaps": lambda: heatmaps_fixture("cervical", "global_heatmaps"),
     "wholespine_small_heatmaps": lambda: heatmaps_fixture("wholespine", "logits"),
     "lumbar_small_heatmaps": lambda: heatmaps_fixture("lumbar", "locate_heatmaps"),

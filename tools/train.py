@@ -227,13 +227,21 @@ def disc_contrast(images: torch.Tensor, lms_in: torch.Tensor, disc: int, margin:
 
 
 def refine_forward(model: CervicalModel, x: torch.Tensor, boxes: torch.Tensor):
-    c = model.config
-    crops = torchvision_roi(x, boxes, c["crop_size"], c["roi_sampling_ratio"])  # [B, 6, 1, C, C]
+    crops = model_crops(model.config, x, boxes)                               # [B, 6, 1, C, C]
     coords = []
     for k, ref in enumerate(model.refiners):
         h = ref(crops[:, k])[-1]
         coords.append(dsnt(softmax2d(h)))                                     # [B, 4, 2]
     return torch.stack(coords, 1)                                             # [B, 6, 4, 2]
+
+
+def model_crops(c: dict, x, boxes):
+    """The refiners' input as CervicalModel.crops makes it, batched: ROIAlign crops of the
+    standardized images, each standardized again on its own when the config says so."""
+    crops = torchvision_roi(x, boxes, c["crop_size"], c["roi_sampling_ratio"])
+    if c.get("crop_standardize", False):
+        crops = ops.standardize_planes(crops, c["standardize_eps"])
+    return crops
 
 
 def torchvision_roi(x, boxes, out_size, ratio):

@@ -8,14 +8,16 @@ minimum side) around the *ground-truth* corners, randomly shifted and scaled by 
 the side (the coarse stage's misses at inference), on augmented images (train.augment). Images
 whose disc has a low contrast (train.disc_contrast, the lowest --hard-frac) are drawn
 --hard-weight times as often: the C7-T1 refiner's failures are crops under the shoulders.
-Writes `refiners.pt` (the best refiners' state dicts by the validation error of their corners
-through the whole pipeline, the global model's boxes) and `info.json`.
+Writes `refiners.pt` (each refiner's state dict at its best check: the validation error of its
+own four corners through the whole pipeline, the global model's boxes) and `info.json`.
+--crop-standardize trains them for crops standardized on their own (config `crop_standardize`).
 
     python3 train_refiner.py splice BASE.safetensors OUT/refiners.pt OUT/info.json MODEL.safetensors \
         [--dtype f16]
 
-writes BASE with those refiners replaced; its `training` metadata is BASE's plus this run's
-settings, steps and minutes appended to its `refiner_training` list.
+writes BASE with those refiners replaced (and the run's config changes applied); its `training`
+metadata is BASE's plus this run's settings, steps and minutes appended to its
+`refiner_training` list.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def gt_boxes(model, lm_in, discs, jitter, gen):
 
 def refine_loss(model, x, lm_in, boxes, discs):
     c = model.config
-    crops = train.torchvision_roi(x, boxes, c["crop_size"], c["roi_sampling_ratio"])
+    crops = train.model_crops(c, x, boxes)
     idx = torch.tensor([DISC_GROUPS[k] for k in discs])
     losses = []
     for j, k in enumerate(discs):
@@ -91,6 +93,8 @@ def splice(argv) -> int:
         model.refiners[int(k)].load_state_dict(sd)
     new = json.load(open(args.info))
     new["refiners_file"] = args.refiners
+    # refiners trained for another input (crop_standardize) need the file to say so
+    cfg.update(new.get("config", {}))
     old = info.get("refiner_training")
     # a base that already had refiners replaced keeps that record: a list, oldest first
     info["refiner_training"] = (old if isinstance(old, list) else [old] if old else []) + [new]
@@ -120,6 +124,9 @@ def main(argv=None) -> int:
     ap.add_argument("--hard-frac", type=float, default=0.25)
     ap.add_argument("--eval-every", type=int, default=150)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--crop-standardize", action="store_true",
+                    help="train (and write) the refiners for crops standardized on their own "
+                         "(config crop_standardize); splice carries the setting into the file")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -135,6 +142,8 @@ def main(argv=None) -> int:
 
     model, cfg = load_model(args.init)
     model.float()
+    config_changes = {"crop_standardize": True} if args.crop_standardize else {}
+    model.config.update(config_changes)
     S = model.config["input_size"]
     d = np.load(args.data)
     images = torch.from_numpy(d["images"].astype(np.float32))
@@ -151,20 +160,59 @@ def main(argv=None) -> int:
     log(f"discs {discs}, {len(images)} images, hard cut {float(cut):.3f}, "
         f"{sum(p.numel() for p in params)} parameters")
 
-    def val_err():
-        """Full pipeline on the validation set (coarse boxes of the global model)."""
-        model.eval()
-        mean, med, p = train.evaluate(model, vimages, vlms)
-        e = torch.linalg.norm(p - vlms, dim=-1)[:, idx_pts]
-        return float(e.mean()), float(torch.quantile(e.flatten(), 0.9)), float(e.max())
+    # The global model is frozen: its coarse points and boxes on the validation set are computed
+    # once, and each check runs only the refiners (the same result as train.evaluate).
+    model.eval()
+    vx = [train.standardize_batch(vimages[i:i + 16]) for i in range(0, len(vimages), 16)]
+    with torch.no_grad():
+        vcoarse = [train.global_forward(model, x)[-1][1] for x in vx]
+        vboxes = [train.boxes_batch(model, c) for c in vcoarse]
 
-    best = val_err()
-    log(f"start: val mean {best[0]:.3f} px, p90 {best[1]:.2f}, max {best[2]:.1f} (disc corners)")
-    best_state = {k: {n: t.clone() for n, t in model.refiners[k].state_dict().items()}
-                  for k in discs}
+    def val_err():
+        """Full pipeline on the validation set (coarse boxes of the global model): the corners'
+        mean, p90 and max error over the trained discs, and each disc's mean."""
+        model.eval()
+        with torch.no_grad():
+            p = torch.cat([torch.stack([model.assemble(c[i], r[i], b[i]) for i in range(len(x))])
+                           for x, c, b in zip(vx, vcoarse, vboxes)
+                           for r in [train.refine_forward(model, x, b)]])
+        err = torch.linalg.norm(p - vlms, dim=-1)
+        e = err[:, idx_pts]
+        per = {k: float(err[:, DISC_GROUPS[k]].mean()) for k in discs}
+        return float(e.mean()), float(torch.quantile(e.flatten(), 0.9)), float(e.max()), per
+
+    def snapshot(k):
+        return {n: t.clone() for n, t in model.refiners[k].state_dict().items()}
+
+    # Each refiner sees only its own crop, so each keeps its own best step.
+    start = val_err()
+    best = dict(start[3])
+    best_step = {k: 0 for k in discs}
+    log(f"start: val mean {start[0]:.3f} px, p90 {start[1]:.2f}, max {start[2]:.1f} (disc "
+        f"corners); per disc " + ", ".join(f"{k}: {v:.3f}" for k, v in best.items()))
+    best_state = {k: snapshot(k) for k in discs}
+
+    def keep_better(e, at):
+        better = [k for k in discs if e[3][k] < best[k]]
+        for k in better:
+            best[k] = e[3][k]
+            best_step[k] = at
+            best_state[k] = snapshot(k)
+        return better
     t0 = time.time()
     step = 0
     run = 0.0
+    history = []
+
+    def write_info(steps, finished):
+        json.dump({"discs": discs, "steps": steps, "finished": finished,
+                   "minutes": (time.time() - t0) / 60, "settings": vars(args),
+                   "config": config_changes,
+                   "start_val_px": {str(k): v for k, v in start[3].items()},
+                   "best_val_px": {str(k): v for k, v in best.items()},
+                   "best_step": {str(k): v for k, v in best_step.items()},
+                   "history": history},
+                  open(os.path.join(args.out, "info.json"), "w"), indent=1)
     while True:
         frac = (time.time() - t0) / 60 / args.minutes
         if frac >= 1:
@@ -187,21 +235,23 @@ def main(argv=None) -> int:
         step += 1
         if step % args.eval_every == 0:
             e = val_err()
+            better = keep_better(e, step)
+            history.append({"step": step, "minutes": round((time.time() - t0) / 60, 2),
+                            "lr": lr, "loss": round(run, 5), "val_mean_px": round(e[0], 4),
+                            "val_p90_px": round(e[1], 3),
+                            "per_disc_px": {str(k): round(v, 4) for k, v in e[3].items()}})
             log(f"step {step} lr {lr:.2e} loss {run:.4f} val disc corners mean {e[0]:.3f} px, "
-                f"p90 {e[1]:.2f}, max {e[2]:.1f} ({(time.time() - t0) / step:.2f} s/step)")
-            if e[0] < best[0]:
-                best = e
-                best_state = {k: {n: t.clone() for n, t in model.refiners[k].state_dict().items()}
-                              for k in discs}
+                f"p90 {e[1]:.2f}, max {e[2]:.1f}; per disc "
+                + ", ".join(f"{k}: {v:.3f}" for k, v in e[3].items())
+                + f"; better: {better} ({(time.time() - t0) / step:.2f} s/step)")
+            if better:
                 torch.save(best_state, os.path.join(args.out, "refiners.pt"))
+                write_info(step, False)
     e = val_err()
+    keep_better(e, step)
     log(f"end step {step}: val disc corners mean {e[0]:.3f} px, p90 {e[1]:.2f}, max {e[2]:.1f}")
-    if e[0] < best[0]:
-        best_state = {k: {n: t.clone() for n, t in model.refiners[k].state_dict().items()}
-                      for k in discs}
     torch.save(best_state, os.path.join(args.out, "refiners.pt"))
-    json.dump({"discs": discs, "steps": step, "minutes": (time.time() - t0) / 60,
-               "settings": vars(args)}, open(os.path.join(args.out, "info.json"), "w"), indent=1)
+    write_info(step, True)
     log("done")
     return 0
 

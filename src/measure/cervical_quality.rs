@@ -49,16 +49,17 @@ impl Default for QualityThresholds {
     /// Calibrated with `tools/calibrate_quality.py --sweep` on the calibration phantoms (seeds
     /// 600 000+, DICOM, used by no training): the highest share of wrong values flagged while at
     /// most a tenth of the right ones are (README.md gives the rates, on the calibration and the
-    /// held-out phantoms). The standard errors do the work: a landmark-confidence floor and the
-    /// refiner/global distance only added false flags, so the floor is 0 (an unknown confidence
-    /// still flags) and the distance is not used; CT's limit is a cap, not from the data (the
-    /// calibration set had no wrong CT).
+    /// held-out phantoms), recalibrated whenever the default weights change (their confidence
+    /// scale changes with them). The standard errors do most of the work, with a low
+    /// landmark-confidence floor; the refiner/global distance only added false flags, so it is
+    /// not used. The cSVA and CT limits are caps, not from the data (the calibration set had no
+    /// wrong cSVA or CT to choose them by).
     fn default() -> Self {
         Self {
-            min_landmark_confidence: 0.0,
+            min_landmark_confidence: 0.05,
             min_median_confidence: 0.2,
             max_refinement_shift: f64::INFINITY,
-            max_standard_error: [10.0, 8.0, 8.0, 8.0, 6.0, 6.0, 4.0, 10.0, 6.0],
+            max_standard_error: [8.0, 8.0, 8.0, 8.0, 5.0, 6.0, 4.0, 10.0, 6.0],
         }
     }
 }

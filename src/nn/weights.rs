@@ -77,6 +77,20 @@ impl MetadataReader<'_> {
         })
     }
 
+    /// A boolean that files written before the field existed leave out: absent means `default`;
+    /// present, it must be `true` or `false`.
+    pub fn bool_or(&self, obj: &Value, prefix: &str, key: &str, default: bool) -> Result<bool> {
+        match obj.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| {
+                self.error(
+                    &format!("{prefix}{key}"),
+                    format!("expected true or false, found {v}"),
+                )
+            }),
+        }
+    }
+
     /// A list of strings.
     pub fn strings(&self, obj: &Value, prefix: &str, key: &str) -> Result<Vec<String>> {
         let field = format!("{prefix}{key}");

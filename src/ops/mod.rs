@@ -63,6 +63,7 @@ pub mod resize_area;
 pub mod roi_align;
 pub mod softmax_maps;
 pub mod standardize;
+pub mod standardize_planes;
 pub mod texture_grey;
 pub mod upsample;
 pub mod upsample_bilinear;
@@ -87,6 +88,7 @@ pub use resize_area::{resize_area, resize_area_params, RESIZE_AREA};
 pub use roi_align::{roi_align, ROI_ALIGN};
 pub use softmax_maps::{encode_softmax_maps, HeatmapTarget, SOFTMAX_MAPS};
 pub use standardize::{standardize, STANDARDIZE_APPLY, STANDARDIZE_STATS};
+pub use standardize_planes::{standardize_planes, standardize_planes_params, STANDARDIZE_PLANES};
 pub use texture_grey::{
     GreyTransform, TextureGrey, TextureImage, TEXTURE_GREY_FLOAT, TEXTURE_GREY_SINT,
     TEXTURE_GREY_UINT,
@@ -103,6 +105,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     RESIZE_BICUBIC,
     STANDARDIZE_STATS,
     STANDARDIZE_APPLY,
+    STANDARDIZE_PLANES,
     CONV2D,
     CONV2D_TILED,
     CONV2D_WINOGRAD,

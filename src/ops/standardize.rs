@@ -19,8 +19,14 @@ uniform_params! {
     }
 }
 
-pub const STANDARDIZE_STATS: Kernel =
-    kernel!("standardize", "standardize", "statistics", StatisticsParams);
+pub const STANDARDIZE_STATS: Kernel = kernel!(
+    "standardize",
+    "standardize",
+    "statistics",
+    StatisticsParams,
+    trusted: false,
+    parts: ["workgroup_sum"]
+);
 pub const STANDARDIZE_APPLY: Kernel = kernel!(
     "standardize_apply",
     "standardize_apply",

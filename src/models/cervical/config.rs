@@ -58,6 +58,11 @@ pub struct CervicalConfig {
     pub roi_sampling_ratio: i32,
     pub bn_eps: f32,
     pub standardize_eps: f32,
+    /// Ours, not the paper's (SPEC: such choices live in the metadata): whether each crop is
+    /// standardized again on its own before its refiner. Crops under the shoulders are nearly
+    /// flat in the whole-image standardization; a checkpoint trained on restandardized crops
+    /// says so with `crop_standardize: true`. Absent in a file: false (the paper's pipeline).
+    pub crop_standardize: bool,
     pub landmarks: Vec<String>,
     pub global: HourglassConfig,
     pub refiner: HourglassConfig,
@@ -76,6 +81,7 @@ impl CervicalConfig {
             roi_sampling_ratio: 2,
             bn_eps: 1e-5,
             standardize_eps: 1e-6,
+            crop_standardize: false,
             landmarks: LANDMARK_NAMES.iter().map(|s| s.to_string()).collect(),
             global: HourglassConfig {
                 in_channels: 1,
@@ -220,6 +226,7 @@ impl CervicalConfig {
             "roi_sampling_ratio": self.roi_sampling_ratio,
             "bn_eps": self.bn_eps,
             "standardize_eps": self.standardize_eps,
+            "crop_standardize": self.crop_standardize,
             "landmarks": self.landmarks,
             "global": self.global.to_metadata(),
             "refiner": refiner,
@@ -247,6 +254,7 @@ impl CervicalConfig {
             roi_sampling_ratio: r.int(json, "", "roi_sampling_ratio")?,
             bn_eps: r.float(json, "", "bn_eps")?,
             standardize_eps: r.float(json, "", "standardize_eps")?,
+            crop_standardize: r.bool_or(json, "", "crop_standardize", false)?,
             landmarks: r.strings(json, "", "landmarks")?,
             global: HourglassConfig::from_metadata(&r, json, "global")?,
             refiner: HourglassConfig::from_metadata(&r, json, "refiner")?,

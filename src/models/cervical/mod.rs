@@ -348,6 +348,11 @@ impl CervicalModel {
             c.crop_size,
             c.roi_sampling_ratio,
         )?;
+        let crops = if c.crop_standardize {
+            ops::standardize_planes(&mut plan, crops, c.standardize_eps)?
+        } else {
+            crops
+        };
 
         plan.begin_stage("refiners");
         let refined_maps = self.refiners.apply(&mut plan, crops, unused)?;

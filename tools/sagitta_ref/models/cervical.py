@@ -20,6 +20,12 @@ from .architecture import Architecture
 
 ARCH = "cervical-hourglass-dsnt"
 
+# Optional config fields, ours where the paper is silent (absent = the paper's pipeline, so that
+# files written before a field existed keep their meaning and bytes):
+# - "crop_standardize" (bool): each ROIAlign crop is standardized again on its own (zero mean,
+#   unit variance, ops.standardize_planes) before its refiner. Crops are cut from the image
+#   standardized as a whole, so a disc under the shoulders reaches its refiner nearly flat.
+
 _PAPER = {
     "format_version": 1,
     "arch": ARCH,
@@ -61,6 +67,9 @@ def config_from_json(text: str) -> dict:
     config = json.loads(text)
     if config.get("arch") != ARCH:
         raise ValueError(f"not a {ARCH} config: arch {config.get('arch')!r}")
+    if not isinstance(config.get("crop_standardize", False), bool):
+        raise ValueError(f"crop_standardize must be true or false, got "
+                         f"{config['crop_standardize']!r}")
     return config
 
 
@@ -124,8 +133,11 @@ class CervicalModel(nn.Module):
     # Step 4 -------------------------------------------------------------------------------------
     def crops(self, standardized: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         c = self.config
-        return ops.roi_align_ours(standardized[None, None], boxes, c["crop_size"],
-                                  c["roi_sampling_ratio"])                 # [6, 1, C, C]
+        crops = ops.roi_align_ours(standardized[None, None], boxes, c["crop_size"],
+                                   c["roi_sampling_ratio"])                # [6, 1, C, C]
+        if c.get("crop_standardize", False):
+            crops = ops.standardize_planes(crops, c["standardize_eps"])
+        return crops
 
     # Step 5 -------------------------------------------------------------------------------------
     def refine(self, crops: torch.Tensor):

@@ -26,7 +26,7 @@ from .pool2d import pool2d
 from .resize import resize_bicubic
 from .resize_area import resize_area
 from .roi_align import roi_align_ours
-from .standardize import standardize
+from .standardize import standardize, standardize_planes
 from .upsample import upsample_add
 from .upsample_bilinear import upsample_bilinear, upsample_bilinear_add
 
@@ -39,7 +39,8 @@ __all__ = [
     "GLOBAL_POINT", "box_to_input", "cervical_landmarks_to_input", "cervical_sources",
     "input_to_original", "landmarks_to_input", "map_back", "norm_to_input", "refined_to_input",
     "sources_from_groups",
-    "maxpool2", "resize_bicubic", "roi_align_ours", "standardize", "upsample_add",
+    "maxpool2", "resize_bicubic", "roi_align_ours", "standardize", "standardize_planes",
+    "upsample_add",
     "channel_affine_expand", "global_avg_pool", "linear", "minmax_normalize", "resize_area",
     "grid_sample_crops", "pool2d",
     "ensemble_mean", "ensemble_mean_shape", "upsample_bilinear", "upsample_bilinear_add",

@@ -842,7 +842,7 @@ fn default_weights_find_the_landmarks_of_the_shipped_samples() {
             text(&output.stderr)
         );
         let record = single_record(&output);
-        assert_eq!(record["model"]["name"], "sagitta-default-synthetic-v2");
+        assert_eq!(record["model"]["name"], "sagitta-default-synthetic-v3");
         let truth = read_json(&root.join(sample).with_extension("json"));
         let mut errors: Vec<f64> = record["landmarks"]
             .as_array()

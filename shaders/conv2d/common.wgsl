@@ -28,6 +28,9 @@ struct Params {
     // concatenation written in place by its producers); out_c and 0 for a tensor of its own.
     out_c_total: u32,
     out_c_offset: u32,
+    // Distinct weight sets (1: shared); sample n uses set n % weight_sets, so a batch of several
+    // images runs per-sample networks (the six refiners) as repeated groups.
+    weight_sets: u32,
 }
 
 // Kernel height and width, strides and zero padding along y and x.
@@ -49,6 +52,11 @@ override ACTIVATION: u32 = 0u;
 @group(0) @binding(4) var<storage, read> prologue: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read> residual: array<act>;
 @group(0) @binding(6) var<storage, read_write> output: array<act>;
+
+// The weight, bias and prologue set of sample `n`.
+fn set_of(n: u32) -> u32 {
+    return n % p.weight_sets;
+}
 
 // The epilogue of every convolution kernel for output channel `oc` of sample `n` at `pixel`
 // (y * out_w + x): bias is in the value already; then the residual add, the activation, and the

@@ -51,7 +51,7 @@ fn main(
     let n = wid.z;
     let pixel0 = wid.x * 64u;
     let oc4_0 = wid.y * 16u;
-    let weight_base = n * p.weight_set_stride;
+    let weight_base = set_of(n) * p.weight_set_stride;
     // Blocks per subgroup: 1, 2 or 4 (the host admits subgroups of 16..64 invocations only).
     let per_subgroup = 16u / subgroups;
     let first = subgroup * per_subgroup;
@@ -106,7 +106,7 @@ fn main(
     if (oc >= p.out_c) {
         return;
     }
-    let b = bias[n * p.bias_set_stride + oc / 4u][oc % 4u];
+    let b = bias[set_of(n) * p.bias_set_stride + oc / 4u][oc % 4u];
     let pixels = p.out_h * p.out_w;
     for (var j = 0u; j < 16u; j++) {
         let local_pixel = (t % 4u) * 16u + j;

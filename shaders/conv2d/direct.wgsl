@@ -37,7 +37,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ocb = rest % p.out_c4;
     let n = rest / p.out_c4;
 
-    let b = bias[n * p.bias_set_stride + ocb];
+    let b = bias[set_of(n) * p.bias_set_stride + ocb];
     var acc0 = b;
     var acc1 = b;
     var acc2 = b;
@@ -45,11 +45,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ox0 = xb * 4u;
     let x_origin = i32(ox0 * STRIDE_X) - i32(PAD_X);
     let y_origin = i32(oy * STRIDE_Y) - i32(PAD_Y);
-    let weight_base = n * p.weight_set_stride;
+    let weight_base = set_of(n) * p.weight_set_stride;
     for (var ic = 0u; ic < p.in_c; ic++) {
         var scale_shift = vec2<f32>(1.0, 0.0);
         if (PROLOGUE) {
-            scale_shift = prologue[n * p.prologue_set_stride + ic];
+            scale_shift = prologue[set_of(n) * p.prologue_set_stride + ic];
         }
         let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
         var part0 = vec4<mul>(0.0);

@@ -54,7 +54,7 @@ fn gather4(n: u32, k: u32, c: Columns) -> vec4<f32> {
         }
     }
     if (PROLOGUE) {
-        let ss = prologue[n * p.prologue_set_stride + ic];
+        let ss = prologue[set_of(n) * p.prologue_set_stride + ic];
         // Padding stays zero: only the taps inside the map are activated.
         v = select(vec4<f32>(0.0), max(v * ss.x + ss.y, vec4<f32>(0.0)), inside);
     }

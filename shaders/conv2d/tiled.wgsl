@@ -32,7 +32,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let load_k = t / 16u;
     let load_col = t % 16u;
     let load_columns = columns(pixel0 + load_col * 4u);
-    let weight_base = n * p.weight_set_stride;
+    let weight_base = set_of(n) * p.weight_set_stride;
 
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
@@ -71,7 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (oc4 >= p.out_c4) {
         return;
     }
-    let b = bias[n * p.bias_set_stride + oc4];
+    let b = bias[set_of(n) * p.bias_set_stride + oc4];
     for (var i = 0u; i < 4u; i++) {
         let oc = oc4 * 4u + i;
         if (oc >= p.out_c) {

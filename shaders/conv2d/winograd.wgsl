@@ -30,7 +30,7 @@ fn load(n: u32, ic: u32, iy: i32, ix: i32) -> f32 {
     }
     var v = f32(input[((n * p.in_c + ic) * p.in_h + u32(iy)) * p.in_w + u32(ix)]);
     if (PROLOGUE) {
-        let ss = prologue[n * p.prologue_set_stride + ic];
+        let ss = prologue[set_of(n) * p.prologue_set_stride + ic];
         v = max(v * ss.x + ss.y, 0.0);
     }
     return v;
@@ -52,7 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let tiles = tiles_h * p.tiles_w;
     let tile0 = wid.x * 16u;
     let oc4_0 = wid.y * 4u;
-    let weight_base = n * p.weight_set_stride;
+    let weight_base = set_of(n) * p.weight_set_stride;
 
     // GEMM role: one xi, a block of 4 channels x 4 tiles.
     let xi = t / 16u;
@@ -146,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         vec2<f32>(top.x + top.y + top.z, top.y - top.z - top.w),
         vec2<f32>(bottom.x + bottom.y + bottom.z, bottom.y - bottom.z - bottom.w),
     );
-    let b = bias[n * p.bias_set_stride + oc / 4u][oc % 4u];
+    let b = bias[set_of(n) * p.bias_set_stride + oc / 4u][oc % 4u];
     let oy0 = (tile / p.tiles_w) * 2u;
     let ox0 = (tile % p.tiles_w) * 2u;
     for (var dy = 0u; dy < 2u; dy++) {

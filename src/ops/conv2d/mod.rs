@@ -69,6 +69,8 @@ uniform_params! {
         /// view: a concatenation written in place); `out_c` and 0 otherwise.
         pub out_c_total: u32,
         pub out_c_offset: u32,
+        /// Distinct weight sets (1: shared); sample n uses set n % weight_sets.
+        pub weight_sets: u32,
     }
 }
 
@@ -465,7 +467,8 @@ impl ConvLayer {
         invariant(n > 0 && h > 0 && w > 0, || {
             format!("{label}: empty input {shape:?}")
         })?;
-        invariant(self.weight_sets == 1 || self.weight_sets == n, || {
+        // A batch of several images repeats the per-sample sets (set n % weight_sets).
+        invariant(n % self.weight_sets == 0, || {
             format!(
                 "{label}: {} weight sets for a batch of {n}",
                 self.weight_sets
@@ -553,6 +556,7 @@ impl ConvLayer {
             prologue_set_stride: if per_sample { self.in_c } else { 0 },
             out_c_total,
             out_c_offset,
+            weight_sets: self.weight_sets,
             ..ConvParams::default()
         };
         let (kernel, threads) = match algorithm {
@@ -632,7 +636,6 @@ impl ConvStep {
                 .find(|(k, _)| *k == name)
                 .map_or(0, |(_, v)| *v as u32)
         };
-        let per_sample = params.weight_set_stride != 0;
         Some(Self {
             key: ConvKey {
                 kh: o("KH"),
@@ -641,7 +644,7 @@ impl ConvStep {
                 in_c: params.in_c,
                 out_c: params.out_c,
                 out_pixels: params.out_h * params.out_w,
-                weight_sets: if per_sample { params.batch } else { 1 },
+                weight_sets: params.weight_sets.max(1),
             },
             params,
             pad: (o("PAD_Y"), o("PAD_X")),
